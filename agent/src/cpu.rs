@@ -1,0 +1,252 @@
+//! CPU lists, pinning, and the Guide's "threads <= cores" budget.
+
+use crate::exit::UsageError;
+
+/// Parse a CPU list such as `0,2,4-7` (the format of `taskset -c` and
+/// `/sys/devices/system/cpu/online`). Order is kept: the n-th CPU goes to the
+/// n-th agent.
+pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(format!("empty entry in CPU list '{s}'"));
+        }
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (part, part),
+        };
+        let lo: usize = lo
+            .parse()
+            .map_err(|_| format!("'{part}' is not a CPU number or range"))?;
+        let hi: usize = hi
+            .parse()
+            .map_err(|_| format!("'{part}' is not a CPU number or range"))?;
+        if hi < lo {
+            return Err(format!("range '{part}' runs backwards"));
+        }
+        if hi - lo > 4096 {
+            return Err(format!("range '{part}' is implausibly large"));
+        }
+        out.extend(lo..=hi);
+    }
+    Ok(out)
+}
+
+/// The CPUs this process may run on (its affinity mask), ascending.
+pub fn available_cpus() -> Vec<usize> {
+    let mut ids: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    ids.sort_unstable();
+    if ids.is_empty() {
+        // Affinity unknown: fall back to the online count.
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        ids = (0..n).collect();
+    }
+    ids
+}
+
+/// Check every CPU of `cpus` exists for this process; the error names `flag`.
+pub fn check_cpus(flag: &'static str, cpus: &[usize]) -> Result<(), UsageError> {
+    let avail = available_cpus();
+    for c in cpus {
+        if !avail.contains(c) {
+            return Err(UsageError::new(
+                flag,
+                format!(
+                    "CPU {c} does not exist or is not allowed for this process \
+                     (allowed: {}); pick CPUs from that list",
+                    format_cpu_list(&avail)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Format a CPU list compactly (`0-3,6`).
+pub fn format_cpu_list(cpus: &[usize]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let start = cpus[i];
+        let mut end = start;
+        while i + 1 < cpus.len() && cpus[i + 1] == end + 1 {
+            i += 1;
+            end = cpus[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}-{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Pin the calling thread to `cpu`. Returns false if the OS refused.
+pub fn pin_current(cpu: usize) -> bool {
+    core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
+}
+
+/// Start a named agent thread, pinned to `cpu` when given. Names show in
+/// `top -H`, `perf` and `/proc/<pid>/task/*/comm` (at most 15 bytes).
+pub fn spawn_agent<F, T>(
+    name: String,
+    cpu: Option<usize>,
+    body: F,
+) -> std::io::Result<std::thread::JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    std::thread::Builder::new().name(name).spawn(move || {
+        if let Some(c) = cpu {
+            // Placement is best effort here; it was validated up front and
+            // is reported from /proc afterwards, which is the ground truth.
+            let _ = pin_current(c);
+        }
+        body()
+    })
+}
+
+/// Threads of this process whose name (`comm`) satisfies `pred`, as
+/// `(tid, name)`.
+pub fn threads_named(pred: impl Fn(&str) -> bool) -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Ok(tid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
+            continue;
+        };
+        let comm = comm.trim_end().to_string();
+        if pred(&comm) {
+            out.push((tid, comm));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Pin libzmq's I/O thread `ZMQbg/IO/<i>` to `cpus[i]`, each to its own core.
+///
+/// libzmq's own `ZMQ_THREAD_AFFINITY_CPU_ADD` applies one CPU set to the whole
+/// I/O pool, which cannot put stream 0's I/O thread on core 2 and stream 1's
+/// on core 3. libzmq names its threads (`ZMQbg/IO/0`, ...) and starts them
+/// when the context creates its first socket, so after that we find each by
+/// name in `/proc/self/task` and set its affinity by thread id. Returns the
+/// `(name, cpu)` pairs that were applied.
+pub fn pin_zmq_io_threads(cpus: &[usize]) -> std::io::Result<Vec<(String, usize)>> {
+    let mut done = Vec::new();
+    for (tid, name) in threads_named(|n| n.starts_with("ZMQbg/IO/")) {
+        let Some(idx) = name
+            .rsplit('/')
+            .next()
+            .and_then(|s| s.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let Some(&cpu) = cpus.get(idx) else { continue };
+        set_thread_affinity(tid, cpu)?;
+        done.push((name, cpu));
+    }
+    Ok(done)
+}
+
+/// Set the affinity of thread `tid` of this process to the single `cpu`.
+pub fn set_thread_affinity(tid: i32, cpu: usize) -> std::io::Result<()> {
+    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET write within it, and
+    // sched_setaffinity reads exactly size_of::<cpu_set_t>() bytes.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The CPU thread `tid` of this process last ran on (field 39 of its stat).
+pub fn last_cpu_of(tid: i32) -> Option<usize> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // The name field may contain spaces; fields are counted after its ')'.
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split_whitespace().nth(36)?.parse().ok()
+}
+
+/// Where every thread of this process is, for start-up logs and reports:
+/// `(name, last cpu)`.
+pub fn placement() -> Vec<(String, Option<usize>)> {
+    threads_named(|_| true)
+        .into_iter()
+        .map(|(tid, name)| (name, last_cpu_of(tid)))
+        .collect()
+}
+
+/// The Guide's rule (BB-5): busy threads should not outnumber cores. Returns a
+/// warning when `busy_threads` exceeds the CPUs available.
+pub fn thread_budget_warning(busy_threads: usize, what: &str) -> Option<String> {
+    let cores = available_cpus().len();
+    (busy_threads > cores).then(|| {
+        format!(
+            "warning: {busy_threads} busy threads ({what}) on {cores} cores; \
+             threads will compete for CPU and latency will suffer \
+             (ZeroMQ Guide: threads <= cores). Use fewer --workers or streams."
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_lists_and_ranges_in_order() {
+        assert_eq!(parse_cpu_list("3,0-2").unwrap(), vec![3, 0, 1, 2]);
+        assert_eq!(parse_cpu_list(" 5 ").unwrap(), vec![5]);
+        assert!(parse_cpu_list("").is_err());
+        assert!(parse_cpu_list("1,,2").is_err());
+        assert!(parse_cpu_list("4-2").is_err());
+        assert!(parse_cpu_list("x").is_err());
+        assert!(parse_cpu_list("-1").is_err());
+    }
+
+    #[test]
+    fn formats_compactly() {
+        assert_eq!(format_cpu_list(&[0, 1, 2, 3, 6, 8, 9]), "0-3,6,8-9");
+        assert_eq!(format_cpu_list(&[]), "");
+    }
+
+    #[test]
+    fn nonexistent_cpu_is_a_usage_error_naming_the_flag() {
+        let err = check_cpus("--shard-cpus", &[100_000]).unwrap_err();
+        assert_eq!(err.flag, "--shard-cpus");
+        assert!(err.to_string().contains("--shard-cpus"));
+        assert!(check_cpus("--shard-cpus", &available_cpus()[..1]).is_ok());
+    }
+
+    #[test]
+    fn a_named_agent_is_visible_and_reports_its_cpu() {
+        let cpu = available_cpus()[0];
+        let h = spawn_agent("sc-test-agent".into(), Some(cpu), move || {
+            let me = threads_named(|n| n == "sc-test-agent");
+            assert_eq!(me.len(), 1);
+            last_cpu_of(me[0].0)
+        })
+        .unwrap();
+        assert_eq!(h.join().unwrap(), Some(cpu));
+    }
+}

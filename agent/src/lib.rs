@@ -1,0 +1,17 @@
+//! shardcast's runtime plumbing, shared by the publisher, subscriber and
+//! workers: everything that touches the OS but is not a role's own logic.
+//!
+//! * [`clock`]: the one clock every timestamp comes from.
+//! * [`cpu`]: CPU lists, checking them against this machine, pinning agents
+//!   and libzmq's I/O threads.
+//! * [`signals`]: SIGINT/SIGTERM as a flag the agents poll.
+//! * [`zmqx`]: the few libzmq calls the `zmq` crate does not wrap.
+//! * [`stats`]: latency summaries for reports.
+//! * [`exit`]: the exit codes every binary shares.
+
+pub mod clock;
+pub mod cpu;
+pub mod exit;
+pub mod signals;
+pub mod stats;
+pub mod zmqx;

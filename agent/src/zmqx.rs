@@ -1,0 +1,238 @@
+//! The few libzmq calls the `zmq` crate does not wrap, plus endpoint checks.
+
+use crate::exit::UsageError;
+use std::os::raw::c_int;
+
+/// Set an integer socket option the `zmq` crate has no setter for
+/// (`ZMQ_XPUB_VERBOSER`, `ZMQ_XPUB_NODROP`).
+pub fn set_int_option(socket: &mut zmq::Socket, option: u32, value: i32) -> Result<(), zmq::Error> {
+    // SAFETY: the socket pointer is live for the borrow; the option value is
+    // a c_int of the size passed.
+    let rc = unsafe {
+        zmq_sys::zmq_setsockopt(
+            socket.as_mut_ptr(),
+            option as c_int,
+            (&value as *const i32).cast(),
+            std::mem::size_of::<i32>(),
+        )
+    };
+    check(rc)
+}
+
+/// `ZMQ_XPUB_VERBOSER`: pass every subscribe *and* unsubscribe to the XPUB
+/// application, so it can count subscribers as they come and go.
+pub const XPUB_VERBOSER: u32 = zmq_sys::ZMQ_XPUB_VERBOSER;
+/// `ZMQ_XPUB_NODROP`: at the HWM, return EAGAIN instead of dropping.
+pub const XPUB_NODROP: u32 = zmq_sys::ZMQ_XPUB_NODROP;
+
+/// A libzmq message owned by us: received into, forwarded, and shared
+/// without copying its payload. The `zmq` crate's `Message` hides the raw
+/// `zmq_msg_t`, which zero-copy fan-out needs.
+pub struct Msg {
+    raw: zmq_sys::zmq_msg_t,
+}
+
+// SAFETY: a zmq_msg_t is plain data plus a reference-counted content pointer
+// whose count libzmq updates atomically; moving it across threads is what
+// libzmq itself does between sockets.
+unsafe impl Send for Msg {}
+
+impl Default for Msg {
+    fn default() -> Self {
+        Msg::new()
+    }
+}
+
+impl Msg {
+    /// An empty message.
+    pub fn new() -> Msg {
+        // SAFETY: zmq_msg_init initialises the zeroed struct; it cannot fail.
+        unsafe {
+            let mut raw: zmq_sys::zmq_msg_t = std::mem::zeroed();
+            zmq_sys::zmq_msg_init(&mut raw);
+            Msg { raw }
+        }
+    }
+
+    /// A message holding a copy of `data`.
+    pub fn from_slice(data: &[u8]) -> Msg {
+        // SAFETY: init_size allocates `len` bytes that we fill completely.
+        unsafe {
+            let mut raw: zmq_sys::zmq_msg_t = std::mem::zeroed();
+            if zmq_sys::zmq_msg_init_size(&mut raw, data.len()) != 0 {
+                zmq_sys::zmq_msg_init(&mut raw);
+                return Msg { raw };
+            }
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                zmq_sys::zmq_msg_data(&mut raw).cast::<u8>(),
+                data.len(),
+            );
+            Msg { raw }
+        }
+    }
+
+    /// The payload.
+    #[inline]
+    pub fn bytes(&mut self) -> &[u8] {
+        // SAFETY: data/size describe the message's live buffer, which stays
+        // valid while `self` is borrowed.
+        unsafe {
+            let len = zmq_sys::zmq_msg_size(&self.raw);
+            if len == 0 {
+                return &[];
+            }
+            std::slice::from_raw_parts(zmq_sys::zmq_msg_data(&mut self.raw).cast::<u8>(), len)
+        }
+    }
+
+    /// Payload length.
+    #[inline]
+    pub fn len(&self) -> usize {
+        // SAFETY: reads the size of an initialised message.
+        unsafe { zmq_sys::zmq_msg_size(&self.raw) }
+    }
+
+    /// Whether the payload is empty.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Receive the next frame into this message (its old content is released).
+    #[inline]
+    pub fn recv(&mut self, socket: &mut zmq::Socket, flags: i32) -> Result<(), zmq::Error> {
+        // SAFETY: both pointers are live and exclusively borrowed.
+        let rc =
+            unsafe { zmq_sys::zmq_msg_recv(&mut self.raw, socket.as_mut_ptr(), flags as c_int) };
+        if rc < 0 {
+            Err(last_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Send this message. On success it is left empty, ready to receive into;
+    /// on failure (EAGAIN at the HWM, say) it is kept intact for a retry,
+    /// which the `zmq` crate's `send` cannot do.
+    #[inline]
+    pub fn send(&mut self, socket: &mut zmq::Socket, flags: i32) -> Result<(), zmq::Error> {
+        // SAFETY: both pointers are live and exclusively borrowed.
+        let rc =
+            unsafe { zmq_sys::zmq_msg_send(&mut self.raw, socket.as_mut_ptr(), flags as c_int) };
+        if rc < 0 {
+            Err(last_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A second reference to this message's content: libzmq shares the
+    /// buffer by reference count, so handing one received frame to several
+    /// workers copies no payload.
+    #[inline]
+    pub fn share(&mut self) -> Msg {
+        let mut copy = Msg::new();
+        // SAFETY: both messages are initialised; copy only fails on an
+        // invalid source, which `self` is not.
+        unsafe { zmq_sys::zmq_msg_copy(&mut copy.raw, &mut self.raw) };
+        copy
+    }
+}
+
+impl Drop for Msg {
+    fn drop(&mut self) {
+        // SAFETY: the message is initialised and closed exactly once.
+        unsafe { zmq_sys::zmq_msg_close(&mut self.raw) };
+    }
+}
+
+fn check(rc: c_int) -> Result<(), zmq::Error> {
+    if rc == -1 {
+        Err(last_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn last_error() -> zmq::Error {
+    // SAFETY: zmq_errno only reads the thread's errno.
+    zmq::Error::from_raw(unsafe { zmq_sys::zmq_errno() })
+}
+
+/// Check an endpoint names a transport libzmq knows and has an address; the
+/// error names `flag`.
+pub fn check_endpoint(flag: &'static str, endpoint: &str) -> Result<(), UsageError> {
+    const TRANSPORTS: [&str; 7] = ["tcp", "ipc", "inproc", "pgm", "epgm", "norm", "ws"];
+    let Some((transport, addr)) = endpoint.split_once("://") else {
+        return Err(UsageError::new(
+            flag,
+            format!(
+                "'{endpoint}' is not an endpoint; write TRANSPORT://ADDRESS, e.g. tcp://127.0.0.1:5556"
+            ),
+        ));
+    };
+    if !TRANSPORTS.contains(&transport) {
+        return Err(UsageError::new(
+            flag,
+            format!("unknown transport '{transport}' in '{endpoint}'; use tcp, ipc, pgm or epgm"),
+        ));
+    }
+    if addr.trim().is_empty() {
+        return Err(UsageError::new(
+            flag,
+            format!("'{endpoint}' has no address after '{transport}://'"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_checked() {
+        assert!(check_endpoint("--bind", "tcp://127.0.0.1:5556").is_ok());
+        for bad in ["", "tcp://", "127.0.0.1:5", "carrier://x"] {
+            let e = check_endpoint("--bind", bad).unwrap_err();
+            assert_eq!(e.flag, "--bind", "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_failed_send_keeps_the_message_and_share_copies_no_payload() {
+        let ctx = zmq::Context::new();
+        let mut push = ctx.socket(zmq::PUSH).unwrap();
+        push.set_sndhwm(1).unwrap();
+        push.bind("inproc://sendkeep").unwrap();
+        // No peer yet: a PUSH with no pipe cannot send.
+        let mut msg = Msg::from_slice(&[7u8; 40]);
+        let err = msg.send(&mut push, zmq::DONTWAIT).unwrap_err();
+        assert_eq!(err, zmq::Error::EAGAIN);
+        assert_eq!(msg.len(), 40, "message survives a failed send");
+
+        let mut pull = ctx.socket(zmq::PULL).unwrap();
+        pull.connect("inproc://sendkeep").unwrap();
+        let mut copy = msg.share();
+        msg.send(&mut push, 0).unwrap();
+        assert_eq!(msg.len(), 0, "a sent message is left empty");
+        let mut got = Msg::new();
+        got.recv(&mut pull, 0).unwrap();
+        assert_eq!(got.bytes(), &[7u8; 40][..]);
+        // The shared copy is still valid after the original was sent.
+        assert_eq!(copy.bytes(), &[7u8; 40][..]);
+        copy.send(&mut push, 0).unwrap();
+        got.recv(&mut pull, 0).unwrap();
+        assert_eq!(got.len(), 40);
+    }
+
+    #[test]
+    fn verboser_and_nodrop_can_be_set() {
+        let ctx = zmq::Context::new();
+        let mut xpub = ctx.socket(zmq::XPUB).unwrap();
+        set_int_option(&mut xpub, XPUB_VERBOSER, 1).unwrap();
+        set_int_option(&mut xpub, XPUB_NODROP, 1).unwrap();
+        assert!(set_int_option(&mut xpub, 99_999, 1).is_err());
+    }
+}

@@ -1,0 +1,908 @@
+//! Wire format v1. The normative description is `docs/PROTOCOL.md`; this
+//! module is its implementation and the two must change together.
+//!
+//! A ZeroMQ frame is either
+//! * a **single record** (the `--batch 1` mode): the frame *is* one record, and
+//!   because a record starts with its 8-byte symbol, SUB prefix subscriptions
+//!   select symbols at the publisher; or
+//! * a **batch**: an 8-byte [`BatchHeader`] (first byte `0x00`) followed by
+//!   `count` records of one stream, back to back.
+//!
+//! Control records (heartbeat, end-of-stream) carry an all-zero symbol. Every
+//! frame that is not a single data record therefore starts with `0x00`, which is
+//! the [`CONTROL_TOPIC`] every shardcast subscriber subscribes to.
+//!
+//! Decoding never allocates and never panics: a short, foreign or
+//! unknown-version frame is a [`DecodeError`] value the caller counts.
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
+use zerocopy::byteorder::little_endian::{I64, U16, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+/// Protocol version carried by every record and batch header.
+pub const VERSION: u8 = 1;
+/// Two magic bytes after the symbol: `"SC"`. They reject foreign traffic.
+pub const MAGIC: [u8; 2] = *b"SC";
+/// Three magic bytes of a batch header, after its leading `0x00`.
+pub const BATCH_MAGIC: [u8; 3] = *b"SCB";
+/// Length of the symbol field, which is also the topic.
+pub const SYMBOL_LEN: usize = 8;
+/// Length of the fixed record header.
+pub const HEADER_LEN: usize = std::mem::size_of::<Header>();
+/// Length of a batch header.
+pub const BATCH_HEADER_LEN: usize = std::mem::size_of::<BatchHeader>();
+/// The subscription prefix of control records and batch frames. A shardcast
+/// subscriber always subscribes to it, and the publisher counts these
+/// subscriptions to implement `--wait-subscribers`.
+pub const CONTROL_TOPIC: &[u8] = &[0];
+/// Largest record: the length field is a `u16`.
+pub const MAX_RECORD_LEN: usize = u16::MAX as usize;
+/// Most records in one batch frame.
+pub const MAX_BATCH: usize = 1024;
+
+/// Fixed price scale: prices are integers in units of 1/10_000.
+pub const PRICE_SCALE: i64 = 10_000;
+
+/// Message kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum Kind {
+    /// Top-of-book update: bid and ask price and size.
+    Quote = 1,
+    /// A trade: price, size, aggressor side.
+    Trade = 2,
+    /// Liveness on an idle stream; carries the last data sequence sent.
+    Heartbeat = 3,
+    /// The stream ends; carries the last sequence and the stream checksum.
+    EndOfStream = 4,
+}
+
+impl Kind {
+    fn from_u8(v: u8) -> Option<Kind> {
+        match v {
+            1 => Some(Kind::Quote),
+            2 => Some(Kind::Trade),
+            3 => Some(Kind::Heartbeat),
+            4 => Some(Kind::EndOfStream),
+            _ => None,
+        }
+    }
+
+    /// Whether the kind is market data (consumes a sequence number).
+    pub fn is_data(self) -> bool {
+        matches!(self, Kind::Quote | Kind::Trade)
+    }
+
+    /// Smallest valid record length for this kind.
+    pub fn min_len(self) -> usize {
+        HEADER_LEN
+            + match self {
+                Kind::Quote => std::mem::size_of::<QuoteBody>(),
+                Kind::Trade => std::mem::size_of::<TradeBody>(),
+                Kind::Heartbeat => 0,
+                Kind::EndOfStream => std::mem::size_of::<EosBody>(),
+            }
+    }
+}
+
+/// The fixed 56-byte record header (little-endian, alignment 1, so it can be
+/// read in place from any received buffer).
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct Header {
+    /// Instrument symbol, ASCII, NUL-padded; all zero for control records.
+    pub symbol: [u8; SYMBOL_LEN],
+    /// [`MAGIC`].
+    pub magic: [u8; 2],
+    /// [`VERSION`].
+    pub version: u8,
+    /// [`Kind`] as a byte.
+    pub kind: u8,
+    /// Total record length, header + body + padding.
+    pub len: U16,
+    /// Stream id within the publisher.
+    pub stream_id: U16,
+    /// Publisher id, unique per publisher process in a deployment.
+    pub publisher_id: U32,
+    /// Reserved, zero in v1.
+    pub flags: U32,
+    /// Publisher session (epoch): changes when a publisher restarts.
+    pub session: U64,
+    /// Sequence number per (publisher, stream, session), from 1.
+    pub seq: U64,
+    /// Wall-clock (CLOCK_REALTIME) nanoseconds when the record was encoded.
+    pub send_ts_ns: U64,
+    /// Nanoseconds when the record was due by the publisher's schedule.
+    pub intended_ts_ns: U64,
+}
+
+/// Quote body.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct QuoteBody {
+    /// Best bid price, in 1/[`PRICE_SCALE`] units.
+    pub bid_px: I64,
+    /// Best ask price.
+    pub ask_px: I64,
+    /// Size at the bid.
+    pub bid_sz: U32,
+    /// Size at the ask.
+    pub ask_sz: U32,
+}
+
+/// Trade body.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct TradeBody {
+    /// Trade price.
+    pub px: I64,
+    /// Trade size.
+    pub sz: U32,
+    /// Aggressor side: 1 buy, 2 sell.
+    pub side: u8,
+    /// Zero.
+    pub pad: [u8; 3],
+}
+
+/// End-of-stream body.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct EosBody {
+    /// Last data sequence number the stream sent (0 when it sent none).
+    pub last_seq: U64,
+    /// [`StreamChecksum`] of every data record the stream sent.
+    pub checksum: U64,
+}
+
+/// Header of a batch frame.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct BatchHeader {
+    /// Always 0x00, so batches ride the [`CONTROL_TOPIC`] and never match a
+    /// symbol prefix.
+    pub zero: u8,
+    /// [`BATCH_MAGIC`].
+    pub magic: [u8; 3],
+    /// [`VERSION`].
+    pub version: u8,
+    /// Reserved, zero.
+    pub reserved: u8,
+    /// Number of records that follow.
+    pub count: U16,
+}
+
+/// An instrument symbol: 1 to 8 ASCII graphic characters, NUL-padded.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Symbol(pub [u8; SYMBOL_LEN]);
+
+impl Symbol {
+    /// The all-zero symbol of control records.
+    pub const CONTROL: Symbol = Symbol([0; SYMBOL_LEN]);
+
+    /// Parse a symbol; `None` unless 1..=8 ASCII graphic characters.
+    pub fn new(s: &str) -> Option<Symbol> {
+        let b = s.as_bytes();
+        if b.is_empty() || b.len() > SYMBOL_LEN || !b.iter().all(|c| c.is_ascii_graphic()) {
+            return None;
+        }
+        let mut out = [0u8; SYMBOL_LEN];
+        out[..b.len()].copy_from_slice(b);
+        Some(Symbol(out))
+    }
+
+    /// The symbol as text (padding stripped; non-ASCII bytes replaced).
+    pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
+        let end = self.0.iter().position(|&c| c == 0).unwrap_or(SYMBOL_LEN);
+        String::from_utf8_lossy(&self.0[..end])
+    }
+
+    /// The eight bytes as one little-endian integer (a cheap map key).
+    pub fn as_u64(&self) -> u64 {
+        u64::from_le_bytes(self.0)
+    }
+}
+
+impl std::fmt::Debug for Symbol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Symbol({})", self.as_str())
+    }
+}
+
+impl std::fmt::Display for Symbol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.as_str())
+    }
+}
+
+/// Aggressor side of a trade.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Side {
+    /// Buyer lifted the offer.
+    Buy,
+    /// Seller hit the bid.
+    Sell,
+}
+
+/// A quote as plain values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quote {
+    /// Bid price (1/[`PRICE_SCALE`]).
+    pub bid_px: i64,
+    /// Ask price.
+    pub ask_px: i64,
+    /// Bid size.
+    pub bid_sz: u32,
+    /// Ask size.
+    pub ask_sz: u32,
+}
+
+/// A trade as plain values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trade {
+    /// Price (1/[`PRICE_SCALE`]).
+    pub px: i64,
+    /// Size.
+    pub sz: u32,
+    /// Aggressor side.
+    pub side: Side,
+}
+
+/// A record body as plain values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// See [`Quote`].
+    Quote(Quote),
+    /// See [`Trade`].
+    Trade(Trade),
+    /// Heartbeat: no body.
+    Heartbeat,
+    /// End of stream.
+    EndOfStream {
+        /// Last data sequence sent.
+        last_seq: u64,
+        /// Checksum of all data records sent.
+        checksum: u64,
+    },
+}
+
+impl Payload {
+    /// The kind of this payload.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Payload::Quote(_) => Kind::Quote,
+            Payload::Trade(_) => Kind::Trade,
+            Payload::Heartbeat => Kind::Heartbeat,
+            Payload::EndOfStream { .. } => Kind::EndOfStream,
+        }
+    }
+}
+
+/// The header fields an encoder fills in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordMeta {
+    /// Symbol (use [`Symbol::CONTROL`] for heartbeat and end-of-stream).
+    pub symbol: Symbol,
+    /// Publisher id.
+    pub publisher_id: u32,
+    /// Stream id.
+    pub stream_id: u16,
+    /// Publisher session.
+    pub session: u64,
+    /// Sequence number (for control records: the last data sequence sent).
+    pub seq: u64,
+    /// Send timestamp, ns.
+    pub send_ts_ns: u64,
+    /// Intended send timestamp, ns.
+    pub intended_ts_ns: u64,
+}
+
+/// Why a frame could not be decoded. Each variant is one counter in the
+/// subscriber's `malformed_reasons`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Shorter than a header, or than its kind's body, or than its length field.
+    Short,
+    /// Magic bytes absent: not a shardcast frame.
+    Foreign,
+    /// A shardcast frame of a version this build does not speak.
+    Version(u8),
+    /// Unknown message kind.
+    UnknownKind(u8),
+    /// A length field or batch count that does not match the frame.
+    BadLength,
+}
+
+impl DecodeError {
+    /// Stable snake_case name used as a report key.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::Short => "short",
+            DecodeError::Foreign => "foreign",
+            DecodeError::Version(_) => "version",
+            DecodeError::UnknownKind(_) => "unknown_kind",
+            DecodeError::BadLength => "bad_length",
+        }
+    }
+
+    /// Index of [`Self::reason`] in [`DecodeError::REASONS`].
+    pub fn index(&self) -> usize {
+        match self {
+            DecodeError::Short => 0,
+            DecodeError::Foreign => 1,
+            DecodeError::Version(_) => 2,
+            DecodeError::UnknownKind(_) => 3,
+            DecodeError::BadLength => 4,
+        }
+    }
+
+    /// Every reason, in [`Self::index`] order.
+    pub const REASONS: [&'static str; 5] =
+        ["short", "foreign", "version", "unknown_kind", "bad_length"];
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Short => f.write_str("frame shorter than its declared content"),
+            DecodeError::Foreign => f.write_str("not a shardcast frame (bad magic)"),
+            DecodeError::Version(v) => write!(f, "unsupported protocol version {v}"),
+            DecodeError::UnknownKind(k) => write!(f, "unknown message kind {k}"),
+            DecodeError::BadLength => f.write_str("length or count field inconsistent"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Why a record could not be encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncodeError {
+    /// The output buffer is smaller than the record.
+    BufferTooSmall,
+    /// The padded length is below the kind's minimum or above [`MAX_RECORD_LEN`].
+    BadLength,
+}
+
+impl std::fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EncodeError::BufferTooSmall => f.write_str("output buffer too small"),
+            EncodeError::BadLength => f.write_str("record length out of range"),
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {}
+
+/// A record decoded in place: references into the received buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct Record<'a> {
+    /// The header.
+    pub header: &'a Header,
+    /// The exact bytes of the record (header, body and padding).
+    pub bytes: &'a [u8],
+    kind: Kind,
+}
+
+impl<'a> Record<'a> {
+    /// The message kind.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The symbol.
+    pub fn symbol(&self) -> Symbol {
+        Symbol(self.header.symbol)
+    }
+
+    /// Sequence number.
+    pub fn seq(&self) -> u64 {
+        self.header.seq.get()
+    }
+
+    /// Publisher id.
+    pub fn publisher_id(&self) -> u32 {
+        self.header.publisher_id.get()
+    }
+
+    /// Stream id.
+    pub fn stream_id(&self) -> u16 {
+        self.header.stream_id.get()
+    }
+
+    /// Session.
+    pub fn session(&self) -> u64 {
+        self.header.session.get()
+    }
+
+    /// Send timestamp, ns.
+    pub fn send_ts_ns(&self) -> u64 {
+        self.header.send_ts_ns.get()
+    }
+
+    /// Intended send timestamp, ns.
+    pub fn intended_ts_ns(&self) -> u64 {
+        self.header.intended_ts_ns.get()
+    }
+
+    /// The body as plain values. Infallible: lengths were checked by
+    /// [`decode_record`]; a body that cannot be read yields a heartbeat, which
+    /// carries no data (unreachable for records from [`decode_record`]).
+    pub fn payload(&self) -> Payload {
+        let body = &self.bytes[HEADER_LEN..];
+        match self.kind {
+            Kind::Quote => match QuoteBody::ref_from_prefix(body) {
+                Ok((q, _)) => Payload::Quote(Quote {
+                    bid_px: q.bid_px.get(),
+                    ask_px: q.ask_px.get(),
+                    bid_sz: q.bid_sz.get(),
+                    ask_sz: q.ask_sz.get(),
+                }),
+                Err(_) => Payload::Heartbeat,
+            },
+            Kind::Trade => match TradeBody::ref_from_prefix(body) {
+                Ok((t, _)) => Payload::Trade(Trade {
+                    px: t.px.get(),
+                    sz: t.sz.get(),
+                    side: if t.side == 2 { Side::Sell } else { Side::Buy },
+                }),
+                Err(_) => Payload::Heartbeat,
+            },
+            Kind::Heartbeat => Payload::Heartbeat,
+            Kind::EndOfStream => match EosBody::ref_from_prefix(body) {
+                Ok((e, _)) => Payload::EndOfStream {
+                    last_seq: e.last_seq.get(),
+                    checksum: e.checksum.get(),
+                },
+                Err(_) => Payload::Heartbeat,
+            },
+        }
+    }
+
+    /// This record's contribution to a [`StreamChecksum`].
+    pub fn digest(&self) -> u64 {
+        xxh3_64(self.bytes)
+    }
+}
+
+/// Decode the record at the start of `buf`. Returns the record and the rest of
+/// the buffer after it.
+pub fn decode_record(buf: &[u8]) -> Result<(Record<'_>, &[u8]), DecodeError> {
+    let (header, _) = Header::ref_from_prefix(buf).map_err(|_| {
+        // Distinguish "too short to be ours" from "too short and not ours".
+        if buf.len() >= SYMBOL_LEN + 2 && buf[SYMBOL_LEN..SYMBOL_LEN + 2] != MAGIC {
+            DecodeError::Foreign
+        } else {
+            DecodeError::Short
+        }
+    })?;
+    if header.magic != MAGIC {
+        return Err(DecodeError::Foreign);
+    }
+    if header.version != VERSION {
+        return Err(DecodeError::Version(header.version));
+    }
+    let kind = Kind::from_u8(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
+    let len = header.len.get() as usize;
+    if len < kind.min_len() {
+        return Err(DecodeError::BadLength);
+    }
+    if buf.len() < len {
+        return Err(DecodeError::Short);
+    }
+    let (bytes, rest) = buf.split_at(len);
+    Ok((
+        Record {
+            header,
+            bytes,
+            kind,
+        },
+        rest,
+    ))
+}
+
+/// A validated frame: every record in it decodes.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    records: &'a [u8],
+    count: usize,
+    batched: bool,
+}
+
+impl<'a> Frame<'a> {
+    /// Validate a whole frame (single record or batch). Nothing in a frame is
+    /// used unless all of it is valid, so a bad batch never half-applies.
+    pub fn parse(buf: &'a [u8]) -> Result<Frame<'a>, DecodeError> {
+        if buf.first() == Some(&0) && buf.get(1..4) == Some(&BATCH_MAGIC[..]) {
+            let (bh, mut rest) =
+                BatchHeader::ref_from_prefix(buf).map_err(|_| DecodeError::Short)?;
+            if bh.version != VERSION {
+                return Err(DecodeError::Version(bh.version));
+            }
+            let count = bh.count.get() as usize;
+            if count == 0 || count > MAX_BATCH {
+                return Err(DecodeError::BadLength);
+            }
+            let records = rest;
+            for _ in 0..count {
+                let (rec, r) = decode_record(rest)?;
+                if !rec.kind.is_data() {
+                    // Control records always travel alone.
+                    return Err(DecodeError::BadLength);
+                }
+                rest = r;
+            }
+            if !rest.is_empty() {
+                return Err(DecodeError::BadLength);
+            }
+            Ok(Frame {
+                records,
+                count,
+                batched: true,
+            })
+        } else {
+            let (_, rest) = decode_record(buf)?;
+            if !rest.is_empty() {
+                return Err(DecodeError::BadLength);
+            }
+            Ok(Frame {
+                records: buf,
+                count: 1,
+                batched: false,
+            })
+        }
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Always false for a parsed frame (kept for clippy's `len_without_is_empty`).
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Whether the frame is a batch.
+    pub fn is_batch(&self) -> bool {
+        self.batched
+    }
+
+    /// Iterate the records.
+    pub fn records(&self) -> Records<'a> {
+        Records {
+            rest: self.records,
+            left: self.count,
+        }
+    }
+}
+
+/// Iterator over the records of a [`Frame`].
+#[derive(Clone, Debug)]
+pub struct Records<'a> {
+    rest: &'a [u8],
+    left: usize,
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Record<'a>;
+
+    fn next(&mut self) -> Option<Record<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        // The frame was validated, so this cannot fail; stop rather than panic
+        // if it somehow does.
+        let (rec, rest) = decode_record(self.rest).ok()?;
+        self.rest = rest;
+        self.left -= 1;
+        Some(rec)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+/// Encode one record into the front of `out`, padded with zeros to
+/// `max(pad_to, kind minimum)` bytes. Returns the record length.
+pub fn encode(
+    out: &mut [u8],
+    meta: &RecordMeta,
+    payload: &Payload,
+    pad_to: usize,
+) -> Result<usize, EncodeError> {
+    let kind = payload.kind();
+    let len = pad_to.max(kind.min_len());
+    if len > MAX_RECORD_LEN {
+        return Err(EncodeError::BadLength);
+    }
+    if out.len() < len {
+        return Err(EncodeError::BufferTooSmall);
+    }
+    let header = Header {
+        symbol: meta.symbol.0,
+        magic: MAGIC,
+        version: VERSION,
+        kind: kind as u8,
+        len: U16::new(len as u16),
+        stream_id: U16::new(meta.stream_id),
+        publisher_id: U32::new(meta.publisher_id),
+        flags: U32::new(0),
+        session: U64::new(meta.session),
+        seq: U64::new(meta.seq),
+        send_ts_ns: U64::new(meta.send_ts_ns),
+        intended_ts_ns: U64::new(meta.intended_ts_ns),
+    };
+    out[..HEADER_LEN].copy_from_slice(header.as_bytes());
+    let body = &mut out[HEADER_LEN..len];
+    let written = match *payload {
+        Payload::Quote(q) => write_body(
+            body,
+            &QuoteBody {
+                bid_px: I64::new(q.bid_px),
+                ask_px: I64::new(q.ask_px),
+                bid_sz: U32::new(q.bid_sz),
+                ask_sz: U32::new(q.ask_sz),
+            },
+        ),
+        Payload::Trade(t) => write_body(
+            body,
+            &TradeBody {
+                px: I64::new(t.px),
+                sz: U32::new(t.sz),
+                side: match t.side {
+                    Side::Buy => 1,
+                    Side::Sell => 2,
+                },
+                pad: [0; 3],
+            },
+        ),
+        Payload::Heartbeat => 0,
+        Payload::EndOfStream { last_seq, checksum } => write_body(
+            body,
+            &EosBody {
+                last_seq: U64::new(last_seq),
+                checksum: U64::new(checksum),
+            },
+        ),
+    };
+    body[written..].fill(0);
+    Ok(len)
+}
+
+fn write_body<T: IntoBytes + Immutable>(out: &mut [u8], body: &T) -> usize {
+    let b = body.as_bytes();
+    out[..b.len()].copy_from_slice(b);
+    b.len()
+}
+
+/// Write a batch header for `count` records into the front of `out`
+/// (`out` must hold [`BATCH_HEADER_LEN`] bytes).
+pub fn encode_batch_header(out: &mut [u8], count: u16) -> Result<(), EncodeError> {
+    if out.len() < BATCH_HEADER_LEN {
+        return Err(EncodeError::BufferTooSmall);
+    }
+    let bh = BatchHeader {
+        zero: 0,
+        magic: BATCH_MAGIC,
+        version: VERSION,
+        reserved: 0,
+        count: U16::new(count),
+    };
+    out[..BATCH_HEADER_LEN].copy_from_slice(bh.as_bytes());
+    Ok(())
+}
+
+/// The running checksum of a stream: the wrapping sum of the xxh3-64 digest of
+/// every data record's bytes. It is order-independent on purpose: ordering is
+/// proven by sequence numbers, the checksum proves the *set* of records (and
+/// their content) arrived intact.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamChecksum(pub u64);
+
+impl StreamChecksum {
+    /// Fold in one record's digest ([`Record::digest`] or [`digest`]).
+    #[inline]
+    pub fn add(&mut self, digest: u64) {
+        self.0 = self.0.wrapping_add(digest);
+    }
+
+    /// Remove a digest (used when a record counted once must be uncounted).
+    #[inline]
+    pub fn sub(&mut self, digest: u64) {
+        self.0 = self.0.wrapping_sub(digest);
+    }
+}
+
+/// Digest of encoded record bytes (same as [`Record::digest`]).
+#[inline]
+pub fn digest(record_bytes: &[u8]) -> u64 {
+    xxh3_64(record_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(seq: u64) -> RecordMeta {
+        RecordMeta {
+            symbol: Symbol::new("AAPL").unwrap(),
+            publisher_id: 7,
+            stream_id: 3,
+            session: 0xfeed,
+            seq,
+            send_ts_ns: 1_000 + seq,
+            intended_ts_ns: 900 + seq,
+        }
+    }
+
+    const QUOTE: Payload = Payload::Quote(Quote {
+        bid_px: 1_000_000,
+        ask_px: 1_000_100,
+        bid_sz: 300,
+        ask_sz: 500,
+    });
+
+    #[test]
+    fn header_is_56_bytes_and_topic_first() {
+        assert_eq!(HEADER_LEN, 56);
+        assert_eq!(BATCH_HEADER_LEN, 8);
+        let mut buf = [0u8; 128];
+        let n = encode(&mut buf, &meta(1), &QUOTE, 100).unwrap();
+        assert_eq!(n, 100);
+        assert_eq!(&buf[..4], b"AAPL", "the symbol is the topic prefix");
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        let payloads = [
+            QUOTE,
+            Payload::Trade(Trade {
+                px: -5,
+                sz: 9,
+                side: Side::Sell,
+            }),
+            Payload::Heartbeat,
+            Payload::EndOfStream {
+                last_seq: 42,
+                checksum: u64::MAX,
+            },
+        ];
+        for p in payloads {
+            let mut buf = [0xAAu8; 256];
+            let n = encode(&mut buf, &meta(9), &p, 0).unwrap();
+            assert_eq!(n, p.kind().min_len());
+            let frame = Frame::parse(&buf[..n]).unwrap();
+            assert!(!frame.is_batch());
+            let rec = frame.records().next().unwrap();
+            assert_eq!(rec.payload(), p);
+            assert_eq!(rec.seq(), 9);
+            assert_eq!(rec.publisher_id(), 7);
+            assert_eq!(rec.stream_id(), 3);
+            assert_eq!(rec.session(), 0xfeed);
+            assert_eq!(rec.send_ts_ns(), 1009);
+            assert_eq!(rec.intended_ts_ns(), 909);
+            assert_eq!(rec.symbol(), Symbol::new("AAPL").unwrap());
+        }
+    }
+
+    #[test]
+    fn batch_round_trips_and_rejects_bad_counts() {
+        let mut buf = vec![0u8; 1024];
+        let mut off = BATCH_HEADER_LEN;
+        for s in 1..=3 {
+            off += encode(&mut buf[off..], &meta(s), &QUOTE, 100).unwrap();
+        }
+        encode_batch_header(&mut buf, 3).unwrap();
+        let frame = Frame::parse(&buf[..off]).unwrap();
+        assert!(frame.is_batch());
+        let seqs: Vec<u64> = frame.records().map(|r| r.seq()).collect();
+        assert_eq!(seqs, vec![1, 2, 3]);
+
+        encode_batch_header(&mut buf, 4).unwrap();
+        assert_eq!(Frame::parse(&buf[..off]).unwrap_err(), DecodeError::Short);
+        encode_batch_header(&mut buf, 2).unwrap();
+        assert_eq!(
+            Frame::parse(&buf[..off]).unwrap_err(),
+            DecodeError::BadLength
+        );
+        encode_batch_header(&mut buf, 0).unwrap();
+        assert_eq!(
+            Frame::parse(&buf[..off]).unwrap_err(),
+            DecodeError::BadLength
+        );
+    }
+
+    #[test]
+    fn malformed_frames_are_errors_with_reasons() {
+        assert_eq!(Frame::parse(b"").unwrap_err(), DecodeError::Short);
+        assert_eq!(Frame::parse(b"AAPL").unwrap_err(), DecodeError::Short);
+        assert_eq!(
+            Frame::parse(b"hello, this is not shardcast at all, no no no no no no no").unwrap_err(),
+            DecodeError::Foreign
+        );
+        let mut buf = [0u8; 100];
+        let n = encode(&mut buf, &meta(1), &QUOTE, 100).unwrap();
+        let mut v2 = buf;
+        v2[10] = 2;
+        assert_eq!(Frame::parse(&v2[..n]).unwrap_err(), DecodeError::Version(2));
+        let mut k = buf;
+        k[11] = 99;
+        assert_eq!(
+            Frame::parse(&k[..n]).unwrap_err(),
+            DecodeError::UnknownKind(99)
+        );
+        assert_eq!(Frame::parse(&buf[..n - 1]).unwrap_err(), DecodeError::Short);
+        let mut extra = [0u8; 101];
+        extra[..100].copy_from_slice(&buf);
+        assert_eq!(
+            Frame::parse(&extra).unwrap_err(),
+            DecodeError::BadLength,
+            "trailing bytes after a single record"
+        );
+        let mut short_len = buf;
+        short_len[12] = 10;
+        short_len[13] = 0;
+        assert_eq!(
+            Frame::parse(&short_len[..n]).unwrap_err(),
+            DecodeError::BadLength
+        );
+    }
+
+    #[test]
+    fn control_records_ride_the_control_topic() {
+        let mut buf = [0u8; 128];
+        let mut m = meta(5);
+        m.symbol = Symbol::CONTROL;
+        let n = encode(&mut buf, &m, &Payload::Heartbeat, 0).unwrap();
+        assert!(buf[..n].starts_with(CONTROL_TOPIC));
+        let mut b = [0u8; 8];
+        encode_batch_header(&mut b, 1).unwrap();
+        assert!(b.starts_with(CONTROL_TOPIC));
+    }
+
+    #[test]
+    fn encode_refuses_small_buffers_and_huge_lengths() {
+        let mut small = [0u8; 10];
+        assert_eq!(
+            encode(&mut small, &meta(1), &QUOTE, 0),
+            Err(EncodeError::BufferTooSmall)
+        );
+        let mut big = vec![0u8; 70_000];
+        assert_eq!(
+            encode(&mut big, &meta(1), &QUOTE, 70_000),
+            Err(EncodeError::BadLength)
+        );
+    }
+
+    #[test]
+    fn symbols_validate() {
+        assert!(Symbol::new("").is_none());
+        assert!(Symbol::new("TOOLONGSYM").is_none());
+        assert!(Symbol::new("A B").is_none());
+        assert_eq!(Symbol::new("MSFT").unwrap().as_str(), "MSFT");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            if let Ok(frame) = Frame::parse(&bytes) {
+                for r in frame.records() {
+                    let _ = r.payload();
+                }
+            }
+        }
+
+        #[test]
+        fn corrupting_any_byte_never_panics(pos in 0usize..100, val in proptest::num::u8::ANY) {
+            let mut buf = [0u8; 100];
+            encode(&mut buf, &meta(1), &QUOTE, 100).unwrap();
+            buf[pos] = val;
+            if let Ok(frame) = Frame::parse(&buf) {
+                proptest::prop_assert_eq!(frame.len(), 1);
+            }
+        }
+    }
+}
