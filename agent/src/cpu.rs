@@ -32,6 +32,45 @@ pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
     Ok(out)
 }
 
+/// A validated CPU list from the command line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+/// clap value parser for CPU-list flags: parses and checks that every CPU
+/// exists for this process, so the error names the flag (exit code 2).
+pub fn cpu_list_arg(s: &str) -> Result<CpuList, String> {
+    let cpus = parse_cpu_list(s)?;
+    let avail = available_cpus();
+    if let Some(bad) = cpus.iter().find(|c| !avail.contains(c)) {
+        return Err(format!(
+            "CPU {bad} does not exist or is not allowed for this process (allowed: {})",
+            format_cpu_list(&avail)
+        ));
+    }
+    Ok(CpuList(cpus))
+}
+
+/// One CPU per thread from an optional list (`None` everywhere without a
+/// list). A list shorter than the thread count is an error naming `flag`.
+pub fn plan_cpus(
+    flag: &'static str,
+    list: Option<&[usize]>,
+    n: usize,
+    what: &str,
+) -> Result<Vec<Option<usize>>, UsageError> {
+    match list {
+        None => Ok(vec![None; n]),
+        Some(l) if l.len() < n => Err(UsageError::new(
+            flag,
+            format!(
+                "{} CPUs given for {n} {what} threads; give one CPU per {what}, in order",
+                l.len()
+            ),
+        )),
+        Some(l) => Ok(l[..n].iter().copied().map(Some).collect()),
+    }
+}
+
 /// The CPUs this process may run on (its affinity mask), ascending.
 pub fn available_cpus() -> Vec<usize> {
     let mut ids: Vec<usize> = core_affinity::get_core_ids()

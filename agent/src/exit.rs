@@ -29,3 +29,15 @@ impl UsageError {
         }
     }
 }
+
+/// clap value parser for durations in seconds: a finite number above zero.
+pub fn positive_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("'{s}' must be a positive number of seconds"))
+    }
+}

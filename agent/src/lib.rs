@@ -8,10 +8,15 @@
 //! * [`zmqx`]: the few libzmq calls the `zmq` crate does not wrap.
 //! * [`stats`]: latency summaries for reports.
 //! * [`exit`]: the exit codes every binary shares.
+//! * [`files`]: writing report files atomically.
+//! * [`watch`]: counters the hot threads publish and the monitor reads, and
+//!   the one-shot croak switch of the Suicidal Snail.
 
 pub mod clock;
 pub mod cpu;
 pub mod exit;
+pub mod files;
 pub mod signals;
 pub mod stats;
+pub mod watch;
 pub mod zmqx;

@@ -160,6 +160,13 @@ fn last_error() -> zmq::Error {
     zmq::Error::from_raw(unsafe { zmq_sys::zmq_errno() })
 }
 
+/// clap value parser for endpoint flags (the error names the flag).
+pub fn endpoint_arg(s: &str) -> Result<String, String> {
+    check_endpoint("endpoint", s)
+        .map(|()| s.to_string())
+        .map_err(|e| e.message)
+}
+
 /// Check an endpoint names a transport libzmq knows and has an address; the
 /// error names `flag`.
 pub fn check_endpoint(flag: &'static str, endpoint: &str) -> Result<(), UsageError> {

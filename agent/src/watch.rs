@@ -1,0 +1,148 @@
+//! What hot threads tell the monitor, without locks on the hot path.
+//!
+//! Each agent owns a [`StageCounters`] and is its only writer: it keeps plain
+//! local counters and publishes them with relaxed stores (a plain `mov` on
+//! x86), padded to their own cache lines so agents never false-share. The
+//! monitor thread reads them for live lines, alarms and reports.
+//!
+//! The Suicidal Snail's croak is a [`Croak`]: the first over-limit message
+//! latches its details once (a cold path, so a mutex is fine there) and the
+//! monitor turns it into the alarm, the report and exit code 3.
+
+use crossbeam::utils::CachePadded;
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Counters of one agent (a shard or a worker).
+#[derive(Debug, Default)]
+pub struct StageCounters {
+    /// Records handled (a shard: forwarded to workers; a worker: processed).
+    pub done: CachePadded<AtomicU64>,
+    /// Frames handled.
+    pub frames: CachePadded<AtomicU64>,
+    /// Records older than the lag limit.
+    pub slow: CachePadded<AtomicU64>,
+    /// Largest age seen, ns.
+    pub max_lag_ns: CachePadded<AtomicU64>,
+    /// Last data sequence seen.
+    pub last_seq: CachePadded<AtomicU64>,
+}
+
+impl StageCounters {
+    /// Publish a counter value (owner thread only).
+    #[inline]
+    pub fn publish(cell: &AtomicU64, value: u64) {
+        cell.store(value, Ordering::Relaxed);
+    }
+
+    /// Read a counter.
+    #[inline]
+    pub fn read(cell: &AtomicU64) -> u64 {
+        cell.load(Ordering::Relaxed)
+    }
+}
+
+/// Which stage saw a message too old.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// A shard (SUB) thread, at receive: the network or the shard is behind.
+    Shard,
+    /// A worker, at the start of its work: the inproc queue is behind.
+    Worker,
+}
+
+impl Stage {
+    /// Lower-case name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Stage::Shard => "shard",
+            Stage::Worker => "worker",
+        }
+    }
+}
+
+/// The message that was too old.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct SlowEvent {
+    /// Stage that saw it.
+    pub stage: Stage,
+    /// Index of the shard or worker.
+    pub index: usize,
+    /// Its age, ns.
+    pub lag_ns: u64,
+    /// Publisher id.
+    pub publisher_id: u32,
+    /// Stream id.
+    pub stream_id: u16,
+    /// Sequence number.
+    pub seq: u64,
+    /// Symbol bytes.
+    #[serde(skip)]
+    pub symbol: [u8; 8],
+    /// When it was seen (ns, CLOCK_REALTIME).
+    pub at_ns: u64,
+}
+
+/// The croak switch: latches the first over-limit event.
+#[derive(Debug, Default)]
+pub struct Croak {
+    raised: AtomicBool,
+    event: Mutex<Option<SlowEvent>>,
+}
+
+impl Croak {
+    /// Latch `event` unless an earlier one was latched.
+    #[cold]
+    pub fn raise(&self, event: SlowEvent) {
+        if self.raised.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut slot = self.event.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(event);
+            self.raised.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether the snail croaked.
+    #[inline]
+    pub fn raised(&self) -> bool {
+        self.raised.load(Ordering::Acquire)
+    }
+
+    /// The latched event.
+    pub fn event(&self) -> Option<SlowEvent> {
+        *self.event.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(lag: u64) -> SlowEvent {
+        SlowEvent {
+            stage: Stage::Worker,
+            index: 1,
+            lag_ns: lag,
+            publisher_id: 1,
+            stream_id: 0,
+            seq: 9,
+            symbol: *b"AAA\0\0\0\0\0",
+            at_ns: 5,
+        }
+    }
+
+    #[test]
+    fn croak_latches_the_first_event_only() {
+        let c = Croak::default();
+        assert!(!c.raised());
+        assert_eq!(c.event(), None);
+        c.raise(ev(10));
+        c.raise(ev(20));
+        assert!(c.raised());
+        assert_eq!(c.event().unwrap().lag_ns, 10);
+    }
+}

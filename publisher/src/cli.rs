@@ -1,0 +1,140 @@
+//! Command-line flags of `shardcast-pub`. Every flag has an environment twin
+//! `SHARDCAST_PUB_<FLAG>`. Flag names are a contract: add, never rename.
+
+use clap::{Parser, ValueEnum};
+use shardcast_agent::cpu::{cpu_list_arg, CpuList};
+use shardcast_agent::exit::positive_seconds;
+use shardcast_agent::zmqx::endpoint_arg;
+
+/// How a stream thread waits for its next message to fall due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PaceArg {
+    /// Sleep (with 1 ns timer slack): frees the core; wakes a few
+    /// microseconds late, which shows as schedule lag, never hidden.
+    Sleep,
+    /// Busy-wait: on time to the clock's resolution, one full core per stream.
+    Spin,
+}
+
+/// shardcast-pub: streams a deterministic synthetic market-data feed over one
+/// PUB socket per --bind, symbols sharded across streams, paced against the
+/// clock with the intended send time stamped on every message.
+#[derive(Debug, Parser)]
+#[command(name = "shardcast-pub", version, about, long_about = None)]
+pub struct Flags {
+    /// Endpoint of one stream (its own PUB socket); repeat for more streams.
+    #[arg(long, required = true, value_name = "ENDPOINT", value_parser = endpoint_arg,
+          env = "SHARDCAST_PUB_BIND", value_delimiter = ',')]
+    pub bind: Vec<String>,
+
+    /// Publisher id carried by every message (unique per publisher).
+    #[arg(long, default_value_t = 1, env = "SHARDCAST_PUB_PUBLISHER_ID")]
+    pub publisher_id: u32,
+
+    /// Session id (default: the start time in ns, so a restart is a new session).
+    #[arg(long, env = "SHARDCAST_PUB_SESSION")]
+    pub session: Option<u64>,
+
+    /// Instruments in the feed.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=456_976),
+          env = "SHARDCAST_PUB_SYMBOLS")]
+    pub symbols: u32,
+
+    /// Feed seed: the same seed gives the same messages.
+    #[arg(long, default_value_t = 1, env = "SHARDCAST_PUB_SEED")]
+    pub seed: u64,
+
+    /// Message size in bytes (padded); at least 80, the largest record.
+    #[arg(long, default_value_t = 100, value_name = "BYTES",
+          value_parser = clap::value_parser!(u32).range(80..=65_535), env = "SHARDCAST_PUB_SIZE")]
+    pub size: u32,
+
+    /// Messages per second across all streams; 0 sends flat out.
+    #[arg(
+        long,
+        default_value_t = 100_000,
+        value_name = "MSG_PER_S",
+        allow_negative_numbers = true,
+        env = "SHARDCAST_PUB_RATE"
+    )]
+    pub rate: u64,
+
+    /// Messages fall due in bursts of this many (the average rate holds).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..),
+          env = "SHARDCAST_PUB_BURST")]
+    pub burst: u64,
+
+    /// Pack up to N messages of a stream per ZeroMQ frame, flushing as soon
+    /// as the next message is not yet due (batching never adds waiting).
+    /// 1 = one message per frame, with symbol prefix filtering at the PUB.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024),
+          env = "SHARDCAST_PUB_BATCH")]
+    pub batch: u32,
+
+    /// Send this many messages (across streams), then end-of-stream.
+    #[arg(long, env = "SHARDCAST_PUB_COUNT")]
+    pub count: Option<u64>,
+
+    /// Send for this many seconds, then end-of-stream.
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds, env = "SHARDCAST_PUB_DURATION")]
+    pub duration: Option<f64>,
+
+    /// PUB send high-water mark, messages (ZMQ_SNDHWM); past it the PUB drops
+    /// for that subscriber, which sees a gap.
+    #[arg(long, default_value_t = 100_000, value_name = "MSGS",
+          value_parser = clap::value_parser!(i32).range(0..), env = "SHARDCAST_PUB_SNDHWM")]
+    pub sndhwm: i32,
+
+    /// Kernel send buffer, bytes (ZMQ_SNDBUF); 0 keeps the OS default.
+    #[arg(long, default_value_t = 0, value_name = "BYTES",
+          value_parser = clap::value_parser!(i32).range(0..), env = "SHARDCAST_PUB_SNDBUF")]
+    pub sndbuf: i32,
+
+    /// Before the first message, wait until N subscribers are subscribed on
+    /// every stream (counted from XPUB subscription events).
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "N",
+        env = "SHARDCAST_PUB_WAIT_SUBSCRIBERS"
+    )]
+    pub wait_subscribers: u32,
+
+    /// Give up waiting for subscribers after this many seconds (exit 1).
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds, env = "SHARDCAST_PUB_WAIT_TIMEOUT")]
+    pub wait_timeout: Option<f64>,
+
+    /// Heartbeat a stream that sent nothing for this long.
+    #[arg(long, default_value_t = 100, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..), env = "SHARDCAST_PUB_HEARTBEAT_MS")]
+    pub heartbeat_ms: u64,
+
+    /// How long end-of-stream may wait for room in a full queue.
+    #[arg(
+        long,
+        default_value_t = 5000,
+        value_name = "MS",
+        env = "SHARDCAST_PUB_EOS_TIMEOUT_MS"
+    )]
+    pub eos_timeout_ms: u64,
+
+    /// How stream threads wait for the next message to fall due.
+    #[arg(long, value_enum, default_value_t = PaceArg::Sleep, env = "SHARDCAST_PUB_PACE")]
+    pub pace: PaceArg,
+
+    /// CPUs for the stream threads, in stream order.
+    #[arg(long, value_name = "LIST", value_parser = cpu_list_arg, env = "SHARDCAST_PUB_CPUS")]
+    pub cpus: Option<CpuList>,
+
+    /// CPUs for the ZeroMQ I/O threads, one per stream.
+    #[arg(long, value_name = "LIST", value_parser = cpu_list_arg, env = "SHARDCAST_PUB_IO_CPUS")]
+    pub io_cpus: Option<CpuList>,
+
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE", env = "SHARDCAST_PUB_REPORT_JSON")]
+    pub report_json: Option<std::path::PathBuf>,
+
+    /// Print the effective configuration as JSON and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}

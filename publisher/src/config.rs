@@ -1,0 +1,183 @@
+//! Flags resolved into a checked configuration.
+
+use crate::cli::{Flags, PaceArg};
+use serde::Serialize;
+use shardcast_agent::cpu;
+use shardcast_agent::exit::UsageError;
+use shardcast_proto::wire::MAX_BATCH;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How stream threads wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pace {
+    /// Sleep until due.
+    Sleep,
+    /// Spin until due.
+    Spin,
+}
+
+/// One stream.
+#[derive(Clone, Debug, Serialize)]
+pub struct StreamPlan {
+    /// Stream id (its --bind position).
+    pub index: usize,
+    /// Endpoint to bind.
+    pub bind: String,
+    /// Stream thread CPU.
+    pub cpu: Option<usize>,
+    /// I/O thread CPU.
+    pub io_cpu: Option<usize>,
+}
+
+/// The resolved configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct Config {
+    /// Streams.
+    pub streams: Vec<StreamPlan>,
+    /// Publisher id.
+    pub publisher_id: u32,
+    /// Session id (None: derived from the clock at start).
+    pub session: Option<u64>,
+    /// Symbols.
+    pub symbols: u32,
+    /// Seed.
+    pub seed: u64,
+    /// Record size.
+    pub size: usize,
+    /// Messages per second, all streams (0: flat out).
+    pub rate: u64,
+    /// Burst size.
+    pub burst: u64,
+    /// Records per frame.
+    pub batch: usize,
+    /// Message limit.
+    pub count: Option<u64>,
+    /// Time limit.
+    pub duration: Option<Duration>,
+    /// ZMQ_SNDHWM.
+    pub sndhwm: i32,
+    /// ZMQ_SNDBUF.
+    pub sndbuf: i32,
+    /// Subscribers to wait for.
+    pub wait_subscribers: u32,
+    /// Wait limit.
+    pub wait_timeout: Option<Duration>,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// End-of-stream send limit.
+    pub eos_timeout: Duration,
+    /// Wait strategy.
+    pub pace: Pace,
+    /// Report path.
+    pub report_json: Option<PathBuf>,
+}
+
+impl Config {
+    /// Resolve flags, or name the flag at fault.
+    pub fn resolve(f: &Flags) -> Result<Config, UsageError> {
+        let n = f.bind.len();
+        if n > usize::from(u16::MAX) {
+            return Err(UsageError::new("--bind", "at most 65535 streams"));
+        }
+        let cpus = cpu::plan_cpus("--cpus", f.cpus.as_ref().map(|c| &c.0[..]), n, "stream")?;
+        let io = cpu::plan_cpus(
+            "--io-cpus",
+            f.io_cpus.as_ref().map(|c| &c.0[..]),
+            n,
+            "stream",
+        )?;
+        if f.batch as usize > MAX_BATCH {
+            return Err(UsageError::new("--batch", format!("at most {MAX_BATCH}")));
+        }
+        if f.batch > 1 && (f.batch as usize) * (f.size as usize) > 16 << 20 {
+            return Err(UsageError::new(
+                "--batch",
+                "--batch x --size exceeds 16 MiB per frame; use a smaller batch",
+            ));
+        }
+        Ok(Config {
+            streams: (0..n)
+                .map(|i| StreamPlan {
+                    index: i,
+                    bind: f.bind[i].clone(),
+                    cpu: cpus[i],
+                    io_cpu: io[i],
+                })
+                .collect(),
+            publisher_id: f.publisher_id,
+            session: f.session,
+            symbols: f.symbols,
+            seed: f.seed,
+            size: f.size as usize,
+            rate: f.rate,
+            burst: f.burst,
+            batch: f.batch as usize,
+            count: f.count,
+            duration: f.duration.map(Duration::from_secs_f64),
+            sndhwm: f.sndhwm,
+            sndbuf: f.sndbuf,
+            wait_subscribers: f.wait_subscribers,
+            wait_timeout: f.wait_timeout.map(Duration::from_secs_f64),
+            heartbeat: Duration::from_millis(f.heartbeat_ms),
+            eos_timeout: Duration::from_millis(f.eos_timeout_ms),
+            pace: match f.pace {
+                PaceArg::Sleep => Pace::Sleep,
+                PaceArg::Spin => Pace::Spin,
+            },
+            report_json: f.report_json.clone(),
+        })
+    }
+
+    /// Offset from the start at which global message `i` falls due, ns.
+    /// Messages are due in bursts of `burst`; the average rate holds.
+    #[inline]
+    pub fn due_offset_ns(&self, i: u64) -> u64 {
+        if self.rate == 0 {
+            return 0;
+        }
+        let burst_start = i - i % self.burst;
+        (u128::from(burst_start) * 1_000_000_000 / u128::from(self.rate)) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn cfg(args: &[&str]) -> Config {
+        let mut v = vec!["shardcast-pub", "--bind", "tcp://127.0.0.1:*"];
+        v.extend_from_slice(args);
+        Config::resolve(&Flags::try_parse_from(v).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn schedule_is_fixed_rate_and_bursts_keep_the_average() {
+        let c = cfg(&["--rate", "1000"]);
+        assert_eq!(c.due_offset_ns(0), 0);
+        assert_eq!(c.due_offset_ns(1), 1_000_000);
+        assert_eq!(c.due_offset_ns(1000), 1_000_000_000);
+        let b = cfg(&["--rate", "1000", "--burst", "10"]);
+        assert_eq!(b.due_offset_ns(9), 0);
+        assert_eq!(b.due_offset_ns(10), 10_000_000);
+        assert_eq!(b.due_offset_ns(1000), 1_000_000_000);
+        assert_eq!(cfg(&["--rate", "0"]).due_offset_ns(12345), 0);
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        for (args, flag) in [
+            (vec!["--rate", "-1"], "--rate"),
+            (vec!["--size", "10"], "--size"),
+            (vec!["--batch", "0"], "--batch"),
+            (vec!["--duration", "0"], "--duration"),
+        ] {
+            let mut v = vec!["shardcast-pub", "--bind", "tcp://127.0.0.1:*"];
+            v.extend_from_slice(&args);
+            let err = Flags::try_parse_from(v).unwrap_err().to_string();
+            assert!(err.contains(flag), "{err}");
+        }
+    }
+}

@@ -1,0 +1,618 @@
+//! `shardcast-pub`: a paced, sharded synthetic market-data publisher.
+//!
+//! One stream per `--bind`: its own XPUB socket, its own thread and its own
+//! ZeroMQ I/O thread. Every stream thread runs the same deterministic feed
+//! (so content depends only on the seed) and sends the events whose symbol
+//! hashes to it. Message `i` of the feed falls due at `t0 + i/rate` and is
+//! stamped with that intended time: a publisher that falls behind shows it as
+//! latency downstream instead of silently stretching the schedule (no
+//! coordinated omission).
+//!
+//! XPUB rather than PUB: it behaves the same for data, and it lets the
+//! publisher see subscriptions, which is how `--wait-subscribers` defeats the
+//! slow joiner without a sleep.
+
+pub mod cli;
+pub mod config;
+
+use config::{Config, Pace};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use shardcast_agent::clock::now_ns;
+use shardcast_agent::cpu::{self, spawn_agent};
+use shardcast_agent::signals::StopSignal;
+use shardcast_agent::stats::{self, LatencySummary};
+use shardcast_agent::zmqx::{self, Msg};
+use shardcast_proto::feed::Feed;
+use shardcast_proto::shard::stream_for;
+use shardcast_proto::wire::{self, Payload, RecordMeta, StreamChecksum, Symbol, CONTROL_TOPIC};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long a waiting stream blocks on its XPUB before it looks at the clock.
+const SUB_POLL_MS: i32 = 50;
+/// Look at signals and subscriptions every this many feed events.
+const HOUSEKEEPING_EVERY: u64 = 1024;
+
+/// Why a run failed (exit code 1).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A libzmq call failed.
+    #[error("{context}: {source}")]
+    Zmq {
+        /// What was being done.
+        context: String,
+        /// libzmq's error.
+        source: zmq::Error,
+    },
+    /// An OS call failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Subscribers did not arrive within --wait-timeout.
+    #[error("stream {stream}: {seen} of {wanted} subscribers arrived within --wait-timeout; is the subscriber pointed at this endpoint?")]
+    WaitTimeout {
+        /// Stream index.
+        stream: usize,
+        /// Subscribers seen.
+        seen: u32,
+        /// Subscribers wanted.
+        wanted: u32,
+    },
+    /// The feed could not be built.
+    #[error("{0}")]
+    Feed(#[from] shardcast_proto::feed::BadSymbolCount),
+}
+
+fn zerr(context: impl Into<String>) -> impl FnOnce(zmq::Error) -> RunError {
+    let context = context.into();
+    move |source| RunError::Zmq { context, source }
+}
+
+/// One stream's results.
+#[derive(Clone, Debug, Serialize)]
+pub struct StreamReport {
+    /// Stream id.
+    pub stream_id: usize,
+    /// Bound endpoint (resolved, e.g. the OS-chosen port).
+    pub endpoint: String,
+    /// Data messages sent.
+    pub sent: u64,
+    /// ZeroMQ frames sent (batches count once).
+    pub frames: u64,
+    /// Heartbeats sent.
+    pub heartbeats: u64,
+    /// Last data sequence.
+    pub last_seq: u64,
+    /// Checksum of every data record sent (also in end-of-stream).
+    pub checksum: u64,
+    /// End-of-stream was accepted by libzmq within --eos-timeout-ms.
+    pub eos_sent: bool,
+    /// Subscriptions to the control topic seen (shardcast subscribers).
+    pub subscribers: i64,
+}
+
+/// The publisher's report (`--report-json`). Keys are a contract.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Always "shardcast-pub".
+    pub role: &'static str,
+    /// Crate version.
+    pub version: &'static str,
+    /// Why it ended: count, duration, signal.
+    pub end_reason: &'static str,
+    /// Publisher id.
+    pub publisher_id: u32,
+    /// Session id.
+    pub session: u64,
+    /// Data messages sent, all streams.
+    pub sent: u64,
+    /// Seconds from the first due time to the last send.
+    pub elapsed_s: f64,
+    /// `sent / elapsed_s`.
+    pub msgs_per_sec: f64,
+    /// Target rate (0: flat out).
+    pub rate: u64,
+    /// How late messages were sent relative to their intended time, ns
+    /// (all zero when flat out: there is no schedule to fall behind).
+    pub behind_schedule_ns: LatencySummary,
+    /// `behind_schedule_ns.max` in ms.
+    pub max_behind_ms: f64,
+    /// Per stream.
+    pub streams: Vec<StreamReport>,
+}
+
+struct Start {
+    ready: AtomicUsize,
+    t0: OnceLock<u64>,
+}
+
+struct StreamResult {
+    report: StreamReport,
+    behind: Histogram<u64>,
+    first_due_ns: u64,
+    last_send_ns: u64,
+    waited_out: Option<(u32, u32)>,
+}
+
+/// Run the publisher to its end.
+pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, RunError> {
+    let n = cfg.streams.len();
+    if let Some(w) = cpu::thread_budget_warning(2 * n, &format!("{n} streams + {n} I/O")) {
+        eprintln!("shardcast-pub: {w}");
+    }
+    // Build the feed once up front, so a bad --symbols fails before binding.
+    let feed = Feed::new(cfg.seed, cfg.symbols)?;
+    let stream_of: Arc<Vec<u16>> = Arc::new(
+        feed.symbols()
+            .iter()
+            .map(|s| stream_for(s, n) as u16)
+            .collect(),
+    );
+    let session = cfg.session.unwrap_or_else(now_ns);
+
+    let ctx = zmq::Context::new();
+    ctx.set_io_threads(n as i32)
+        .map_err(zerr("setting ZMQ_IO_THREADS"))?;
+    let mut sockets = Vec::with_capacity(n);
+    for plan in &cfg.streams {
+        let s = ctx.socket(zmq::XPUB).map_err(zerr("creating XPUB"))?;
+        s.set_affinity(1u64 << plan.index)
+            .map_err(zerr("setting ZMQ_AFFINITY"))?;
+        s.set_sndhwm(cfg.sndhwm)
+            .map_err(zerr("setting ZMQ_SNDHWM (--sndhwm)"))?;
+        if cfg.sndbuf > 0 {
+            s.set_sndbuf(cfg.sndbuf)
+                .map_err(zerr("setting ZMQ_SNDBUF (--sndbuf)"))?;
+        }
+        s.set_linger(0).map_err(zerr("setting ZMQ_LINGER"))?;
+        s.set_rcvtimeo(SUB_POLL_MS)
+            .map_err(zerr("setting ZMQ_RCVTIMEO"))?;
+        let mut s = s;
+        zmqx::set_int_option(&mut s, zmqx::XPUB_VERBOSER, 1)
+            .map_err(zerr("setting ZMQ_XPUB_VERBOSER"))?;
+        s.bind(&plan.bind).map_err(zerr(format!(
+            "binding stream {} to {} (check --bind: address in use, or not local?)",
+            plan.index, plan.bind
+        )))?;
+        let endpoint = s
+            .get_last_endpoint()
+            .ok()
+            .and_then(|e| e.ok())
+            .unwrap_or_else(|| plan.bind.clone());
+        eprintln!(
+            "shardcast-pub: stream {} bound {} (cpu {}, io cpu {})",
+            plan.index,
+            endpoint,
+            plan.cpu.map_or("any".into(), |c| c.to_string()),
+            plan.io_cpu.map_or("any".into(), |c| c.to_string())
+        );
+        sockets.push((s, endpoint));
+    }
+    let io_cpus: Vec<usize> = cfg.streams.iter().filter_map(|p| p.io_cpu).collect();
+    if io_cpus.len() == n {
+        for (name, c) in cpu::pin_zmq_io_threads(&io_cpus).map_err(|source| RunError::Io {
+            context: "pinning ZeroMQ I/O threads (--io-cpus)".into(),
+            source,
+        })? {
+            eprintln!("shardcast-pub: {name} pinned to CPU {c}");
+        }
+    }
+
+    let start = Arc::new(Start {
+        ready: AtomicUsize::new(0),
+        t0: OnceLock::new(),
+    });
+    let mut handles = Vec::with_capacity(n);
+    for (plan, (sock, endpoint)) in cfg.streams.iter().zip(sockets) {
+        let cfg = cfg.clone();
+        let feed = feed.clone();
+        let stream_of = Arc::clone(&stream_of);
+        let start = Arc::clone(&start);
+        let signal = signal.clone();
+        let index = plan.index;
+        let h = spawn_agent(format!("stream-{index}"), plan.cpu, move || {
+            let mut stream = Stream {
+                cfg: &cfg,
+                index,
+                session,
+                sock,
+                endpoint,
+                signal: &signal,
+                announced: false,
+            };
+            stream.run(feed, &stream_of, &start)
+        })
+        .map_err(|source| RunError::Io {
+            context: "starting a stream thread".into(),
+            source,
+        })?;
+        handles.push(h);
+    }
+    let mut results = Vec::with_capacity(n);
+    for h in handles {
+        match h.join() {
+            Ok(r) => results.push(r),
+            Err(_) => {
+                return Err(RunError::Io {
+                    context: "a stream thread panicked".into(),
+                    source: std::io::Error::other("panic"),
+                })
+            }
+        }
+    }
+    // Every socket closed with its thread (after end-of-stream and linger).
+    drop(ctx);
+
+    if let Some((i, r)) = results
+        .iter()
+        .enumerate()
+        .find_map(|(i, r)| r.waited_out.map(|w| (i, w)))
+    {
+        return Err(RunError::WaitTimeout {
+            stream: i,
+            seen: r.0,
+            wanted: r.1,
+        });
+    }
+    let mut behind = stats::new_histogram();
+    let mut first_due = u64::MAX;
+    let mut last_send = 0;
+    for r in &results {
+        let _ = behind.add(&r.behind);
+        if r.report.sent > 0 {
+            first_due = first_due.min(r.first_due_ns);
+            last_send = last_send.max(r.last_send_ns);
+        }
+    }
+    let sent: u64 = results.iter().map(|r| r.report.sent).sum();
+    let elapsed_s = if last_send > first_due {
+        (last_send - first_due) as f64 / 1e9
+    } else {
+        0.0
+    };
+    let behind_summary = LatencySummary::of(&behind);
+    let end_reason = if signal.raised() {
+        "signal"
+    } else if cfg.count.is_some() {
+        "count"
+    } else {
+        "duration"
+    };
+    Ok(Report {
+        role: "shardcast-pub",
+        version: env!("CARGO_PKG_VERSION"),
+        end_reason,
+        publisher_id: cfg.publisher_id,
+        session,
+        sent,
+        elapsed_s,
+        msgs_per_sec: if elapsed_s > 0.0 {
+            sent as f64 / elapsed_s
+        } else {
+            0.0
+        },
+        rate: cfg.rate,
+        behind_schedule_ns: behind_summary,
+        max_behind_ms: behind_summary.max as f64 / 1e6,
+        streams: results.into_iter().map(|r| r.report).collect(),
+    })
+}
+
+impl Report {
+    /// The human summary printed at the end.
+    pub fn summary(&self) -> String {
+        format!(
+            "shardcast-pub: ended by {}; sent {} msgs on {} streams in {:.3} s = {:.0} msg/s (target {}); \
+             behind schedule p99 {:.1} us, max {:.1} us",
+            self.end_reason,
+            self.sent,
+            self.streams.len(),
+            self.elapsed_s,
+            self.msgs_per_sec,
+            if self.rate == 0 {
+                "flat out".to_string()
+            } else {
+                format!("{} msg/s", self.rate)
+            },
+            self.behind_schedule_ns.p99 as f64 / 1e3,
+            self.behind_schedule_ns.max as f64 / 1e3,
+        )
+    }
+}
+
+/// One stream thread.
+struct Stream<'a> {
+    cfg: &'a Config,
+    index: usize,
+    session: u64,
+    sock: zmq::Socket,
+    endpoint: String,
+    signal: &'a StopSignal,
+    announced: bool,
+}
+
+/// A frame being filled.
+struct Outbox {
+    buf: Vec<u8>,
+    len: usize,
+    count: usize,
+    batched: bool,
+}
+
+impl Stream<'_> {
+    fn meta(&self, symbol: Symbol, seq: u64, send: u64, intended: u64) -> RecordMeta {
+        RecordMeta {
+            symbol,
+            publisher_id: self.cfg.publisher_id,
+            stream_id: self.index as u16,
+            session: self.session,
+            seq,
+            send_ts_ns: send,
+            intended_ts_ns: intended,
+        }
+    }
+
+    /// Count subscriptions to the control topic: `1 0x00` subscribes, `0 0x00`
+    /// unsubscribes (XPUB_VERBOSER reports both). Other topics are ignored.
+    fn poll_subscriptions(&mut self, subs: &mut i64, flags: i32) {
+        let mut m = Msg::new();
+        while m.recv(&mut self.sock, flags).is_ok() {
+            let b = m.bytes();
+            if b.len() == 1 + CONTROL_TOPIC.len() && &b[1..] == CONTROL_TOPIC {
+                match b[0] {
+                    1 => *subs += 1,
+                    0 => *subs -= 1,
+                    _ => {}
+                }
+            }
+            if flags == 0 {
+                break;
+            }
+        }
+    }
+
+    fn send_frame(&mut self, out: &mut Outbox) -> bool {
+        if out.count == 0 {
+            return false;
+        }
+        if out.batched {
+            // count <= MAX_BATCH fits the u16 count field.
+            let _ = wire::encode_batch_header(&mut out.buf, out.count as u16);
+        }
+        let mut msg = Msg::from_slice(&out.buf[..out.len]);
+        // A PUB never blocks: at the HWM it drops for that subscriber, who
+        // sees the gap in the sequence numbers.
+        let _ = msg.send(&mut self.sock, zmq::DONTWAIT);
+        if !self.announced {
+            // Once per run; tests and operators use this line as the "data is
+            // flowing" handshake.
+            self.announced = true;
+            eprintln!(
+                "shardcast-pub: stream {}: first data message sent (seq 1)",
+                self.index
+            );
+        }
+        out.len = if out.batched {
+            wire::BATCH_HEADER_LEN
+        } else {
+            0
+        };
+        out.count = 0;
+        true
+    }
+
+    fn send_control(&mut self, payload: Payload, last_seq: u64, flags: i32) -> bool {
+        let mut buf = [0u8; 128];
+        let now = now_ns();
+        let meta = self.meta(Symbol::CONTROL, last_seq, now, now);
+        let Ok(n) = wire::encode(&mut buf, &meta, &payload, 0) else {
+            return false;
+        };
+        Msg::from_slice(&buf[..n])
+            .send(&mut self.sock, flags)
+            .is_ok()
+    }
+
+    /// Wait until `due`, heartbeating if the stream would otherwise stay
+    /// silent longer than --heartbeat-ms. Returns false on a signal.
+    fn idle_until(
+        &mut self,
+        due: u64,
+        last_frame_ns: &mut u64,
+        seq: u64,
+        heartbeats: &mut u64,
+    ) -> bool {
+        const MAX_NAP_NS: u64 = 10_000_000; // look at signals at least every 10 ms
+        let hb = self.cfg.heartbeat.as_nanos() as u64;
+        loop {
+            let now = now_ns();
+            if now >= due {
+                return true;
+            }
+            if self.signal.raised() {
+                return false;
+            }
+            let hb_at = last_frame_ns.saturating_add(hb);
+            if hb_at <= now {
+                if self.send_control(Payload::Heartbeat, seq, zmq::DONTWAIT) {
+                    *heartbeats += 1;
+                }
+                *last_frame_ns = now;
+                continue;
+            }
+            let until = due.min(hb_at).min(now + MAX_NAP_NS);
+            match self.cfg.pace {
+                Pace::Spin => std::hint::spin_loop(),
+                Pace::Sleep => std::thread::sleep(Duration::from_nanos(until - now)),
+            }
+        }
+    }
+
+    fn run(&mut self, mut feed: Feed, stream_of: &[u16], start: &Start) -> StreamResult {
+        let cfg = self.cfg;
+        let me = self.index as u16;
+        if cfg.pace == Pace::Sleep {
+            // SAFETY: prctl(PR_SET_TIMERSLACK) only changes this thread's timer
+            // slack; 1 ns makes sleeps wake on time instead of up to 50 us late.
+            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+        }
+        let mut res = StreamResult {
+            report: StreamReport {
+                stream_id: self.index,
+                endpoint: self.endpoint.clone(),
+                sent: 0,
+                frames: 0,
+                heartbeats: 0,
+                last_seq: 0,
+                checksum: 0,
+                eos_sent: false,
+                subscribers: 0,
+            },
+            behind: stats::new_histogram(),
+            first_due_ns: 0,
+            last_send_ns: 0,
+            waited_out: None,
+        };
+        let mut subs = 0i64;
+
+        // Slow joiner: wait for subscriptions, never sleep it away.
+        let wait_started = Instant::now();
+        while subs < i64::from(cfg.wait_subscribers) && !self.signal.raised() {
+            if cfg
+                .wait_timeout
+                .is_some_and(|t| wait_started.elapsed() >= t)
+            {
+                res.waited_out = Some((subs.max(0) as u32, cfg.wait_subscribers));
+                break;
+            }
+            self.poll_subscriptions(&mut subs, 0);
+        }
+        if cfg.wait_subscribers > 0 && res.waited_out.is_none() && !self.signal.raised() {
+            eprintln!(
+                "shardcast-pub: stream {}: {} subscriber(s) present",
+                self.index, subs
+            );
+        }
+        // All streams start together, at one t0.
+        start.ready.fetch_add(1, Ordering::AcqRel);
+        while start.ready.load(Ordering::Acquire) < cfg.streams.len() && !self.signal.raised() {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        let t0 = *start.t0.get_or_init(now_ns);
+        res.first_due_ns = t0;
+        let deadline = cfg.duration.map(|d| t0.saturating_add(d.as_nanos() as u64));
+
+        let mut out = Outbox {
+            buf: vec![0u8; wire::BATCH_HEADER_LEN + cfg.batch * cfg.size],
+            len: 0,
+            count: 0,
+            batched: cfg.batch > 1,
+        };
+        if out.batched {
+            out.len = wire::BATCH_HEADER_LEN;
+        }
+        let mut seq = 0u64;
+        let mut checksum = StreamChecksum::default();
+        let mut last_frame_ns = t0;
+        let mut i = 0u64;
+        if res.waited_out.is_some() {
+            i = u64::MAX; // skip sending; report the timeout
+        }
+        loop {
+            if cfg.count.is_some_and(|c| i >= c) || i == u64::MAX {
+                break;
+            }
+            let offset = cfg.due_offset_ns(i);
+            if i % HOUSEKEEPING_EVERY == 0 {
+                if self.signal.raised() {
+                    break;
+                }
+                if cfg.rate == 0 && deadline.is_some_and(|d| now_ns() >= d) {
+                    break;
+                }
+                self.poll_subscriptions(&mut subs, zmq::DONTWAIT);
+            }
+            let due = t0 + offset;
+            if cfg.rate > 0 && deadline.is_some_and(|d| due >= d) {
+                break;
+            }
+            let ev = feed.next_event();
+            i += 1;
+            if stream_of[ev.symbol as usize] != me {
+                continue;
+            }
+            if cfg.rate > 0 {
+                let now = now_ns();
+                if now < due {
+                    // The next message is not due: what is packed goes now,
+                    // so batching never adds waiting.
+                    if self.send_frame(&mut out) {
+                        res.report.frames += 1;
+                        last_frame_ns = now;
+                    }
+                    if !self.idle_until(due, &mut last_frame_ns, seq, &mut res.report.heartbeats) {
+                        break;
+                    }
+                }
+            }
+            seq += 1;
+            let send = now_ns();
+            let intended = if cfg.rate > 0 { due } else { send };
+            let meta = self.meta(feed.symbols()[ev.symbol as usize], seq, send, intended);
+            let at = out.len;
+            let Ok(n) = wire::encode(&mut out.buf[at..], &meta, &ev.payload, cfg.size) else {
+                // Unreachable: the buffer holds batch x size and size >= every
+                // record's minimum. Do not send a half-written record.
+                seq -= 1;
+                continue;
+            };
+            checksum.add(wire::digest(&out.buf[at..at + n]));
+            out.len += n;
+            out.count += 1;
+            res.report.sent += 1;
+            if cfg.rate > 0 {
+                stats::record(&mut res.behind, send.saturating_sub(due));
+            }
+            res.last_send_ns = send;
+            if out.count >= cfg.batch && self.send_frame(&mut out) {
+                res.report.frames += 1;
+                last_frame_ns = send;
+            }
+        }
+        if self.send_frame(&mut out) {
+            res.report.frames += 1;
+        }
+
+        // End-of-stream must not be dropped at a full HWM like data: switch
+        // the XPUB to NODROP and send it blocking, bounded by --eos-timeout-ms.
+        let eos_ms = cfg.eos_timeout.as_millis().min(i32::MAX as u128) as i32;
+        let _ = zmqx::set_int_option(&mut self.sock, zmqx::XPUB_NODROP, 1);
+        let _ = self.sock.set_sndtimeo(eos_ms);
+        res.report.eos_sent = self.send_control(
+            Payload::EndOfStream {
+                last_seq: seq,
+                checksum: checksum.0,
+            },
+            seq,
+            0,
+        );
+        if !res.report.eos_sent {
+            eprintln!(
+                "shardcast-pub: stream {}: end-of-stream not sent within --eos-timeout-ms; subscribers will not see the stream complete",
+                self.index
+            );
+        }
+        // Linger so queued frames (and end-of-stream) reach the wire.
+        let _ = self.sock.set_linger(eos_ms);
+        res.report.last_seq = seq;
+        res.report.checksum = checksum.0;
+        res.report.subscribers = subs;
+        res
+    }
+}

@@ -1,0 +1,188 @@
+//! Command-line flags of `shardcast-sub`. Every flag has an environment twin
+//! `SHARDCAST_SUB_<FLAG>` (the deploy/ profiles use them). Flag names are a
+//! contract: add, never rename.
+
+use clap::{Parser, ValueEnum};
+use shardcast_agent::cpu::{cpu_list_arg, CpuList};
+use shardcast_agent::exit::positive_seconds;
+use shardcast_agent::zmqx::endpoint_arg;
+
+/// Fan-out from shards to workers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Fanout {
+    /// inproc PUSH/PULL: every worker pulls from every shard, libzmq
+    /// balances. The Guide's pattern, for stateless work.
+    Push,
+    /// Each symbol goes to one worker (hash of the symbol), so per-symbol
+    /// order holds. Needed by stateful work such as `book`.
+    Keyed,
+}
+
+/// The work each worker does per record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WorkArg {
+    /// Per-symbol top of book and trade statistics (VWAP, volume, count).
+    Book,
+    /// Nothing: measures the pipeline.
+    None,
+    /// A checksum of every record: proves exactly-once processing.
+    Checksum,
+}
+
+/// What to do when a message is older than --max-lag-ms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OnSlowArg {
+    /// Alarm on stderr, JSON report with a `snail` section, exit code 3.
+    Croak,
+    /// Log (at most once a second) and carry on.
+    Warn,
+}
+
+/// How agents wait for their next frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum IdleArg {
+    /// Block in libzmq: frees the core between messages.
+    Block,
+    /// Busy-poll: lowest latency, one full core per agent.
+    Spin,
+}
+
+/// shardcast-sub: the Black Box subscriber. One shard (SUB socket, thread and
+/// ZeroMQ I/O thread) per --connect; shards fan out over inproc to a pool of
+/// worker threads; the Suicidal Snail croaks when the subscriber falls behind.
+#[derive(Debug, Parser)]
+#[command(name = "shardcast-sub", version, about, long_about = None)]
+pub struct Flags {
+    /// Publisher stream to subscribe to; one shard per occurrence.
+    #[arg(long, required = true, value_name = "ENDPOINT", value_parser = endpoint_arg,
+          env = "SHARDCAST_SUB_CONNECT", value_delimiter = ',')]
+    pub connect: Vec<String>,
+
+    /// Local interface or address each shard connects from (by position, one
+    /// per --connect, or one for all), so each stream rides its own NIC.
+    #[arg(
+        long,
+        value_name = "IFACE|ADDR",
+        env = "SHARDCAST_SUB_IFACE",
+        value_delimiter = ','
+    )]
+    pub iface: Vec<String>,
+
+    /// Worker threads.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64),
+          env = "SHARDCAST_SUB_WORKERS")]
+    pub workers: u32,
+
+    /// Fan-out from shards to workers.
+    #[arg(long, value_enum, default_value_t = Fanout::Keyed, env = "SHARDCAST_SUB_FANOUT")]
+    pub fanout: Fanout,
+
+    /// Work done per record.
+    #[arg(long, value_enum, default_value_t = WorkArg::Book, env = "SHARDCAST_SUB_WORK")]
+    pub work: WorkArg,
+
+    /// Extra busy work per record, in ns (simulates a heavy consumer).
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "NS",
+        env = "SHARDCAST_SUB_WORK_NS"
+    )]
+    pub work_ns: u64,
+
+    /// CPUs for the shard threads, in shard order (e.g. 2,3).
+    #[arg(long, value_name = "LIST", value_parser = cpu_list_arg, env = "SHARDCAST_SUB_SHARD_CPUS")]
+    pub shard_cpus: Option<CpuList>,
+
+    /// CPUs for the worker threads, in worker order (e.g. 4-7).
+    #[arg(long, value_name = "LIST", value_parser = cpu_list_arg, env = "SHARDCAST_SUB_WORKER_CPUS")]
+    pub worker_cpus: Option<CpuList>,
+
+    /// CPUs for the ZeroMQ I/O threads, one per shard, in shard order.
+    #[arg(long, value_name = "LIST", value_parser = cpu_list_arg, env = "SHARDCAST_SUB_IO_CPUS")]
+    pub io_cpus: Option<CpuList>,
+
+    /// SUB receive high-water mark, in messages (ZMQ_RCVHWM). The default is
+    /// one second of the Guide's 100K msg/s feed: the snail's lag budget.
+    #[arg(
+        long,
+        default_value_t = 100_000,
+        value_name = "MSGS",
+        env = "SHARDCAST_SUB_RCVHWM"
+    )]
+    pub rcvhwm: i32,
+
+    /// SUB kernel receive buffer, bytes (ZMQ_RCVBUF); 0 keeps the OS default.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "BYTES",
+        env = "SHARDCAST_SUB_RCVBUF"
+    )]
+    pub rcvbuf: i32,
+
+    /// High-water mark of each inproc hop (applied at both ends, so the
+    /// queue holds up to twice this many frames).
+    #[arg(long, default_value_t = 10_000, value_name = "FRAMES",
+          value_parser = clap::value_parser!(i32).range(1..), env = "SHARDCAST_SUB_INPROC_HWM")]
+    pub inproc_hwm: i32,
+
+    /// Largest frame accepted (ZMQ_MAXMSGSZ); a peer sending more is
+    /// disconnected by libzmq.
+    #[arg(long, default_value_t = 4 << 20, value_name = "BYTES",
+          value_parser = clap::value_parser!(i64).range(1..), env = "SHARDCAST_SUB_MAX_MSG_SIZE")]
+    pub max_msg_size: i64,
+
+    /// The Suicidal Snail's limit: a message older than this at a shard or at
+    /// a worker means the subscriber cannot keep up.
+    #[arg(long, default_value_t = 1000, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..), env = "SHARDCAST_SUB_MAX_LAG_MS")]
+    pub max_lag_ms: u64,
+
+    /// What to do past --max-lag-ms.
+    #[arg(long, value_enum, default_value_t = OnSlowArg::Croak, env = "SHARDCAST_SUB_ON_SLOW")]
+    pub on_slow: OnSlowArg,
+
+    /// How shard and worker threads wait.
+    #[arg(long, value_enum, default_value_t = IdleArg::Block, env = "SHARDCAST_SUB_IDLE")]
+    pub idle: IdleArg,
+
+    /// Stop after this many seconds (otherwise at end-of-stream on every
+    /// shard, or on SIGINT/SIGTERM).
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds, env = "SHARDCAST_SUB_DURATION")]
+    pub duration: Option<f64>,
+
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE", env = "SHARDCAST_SUB_REPORT_JSON")]
+    pub report_json: Option<std::path::PathBuf>,
+
+    /// Write the final books (work=book) here, as JSON keyed by symbol.
+    #[arg(long, value_name = "FILE", env = "SHARDCAST_SUB_BOOKS_OUT")]
+    pub books_out: Option<std::path::PathBuf>,
+
+    /// After the last shard ends, how long workers may take to drain.
+    #[arg(
+        long,
+        default_value_t = 5000,
+        value_name = "MS",
+        env = "SHARDCAST_SUB_DRAIN_TIMEOUT_MS"
+    )]
+    pub drain_timeout_ms: u64,
+
+    /// Print the effective configuration as JSON and exit.
+    #[arg(long)]
+    pub print_config: bool,
+
+    /// Fault injection (testing): stall worker 0 once for this long.
+    #[arg(long, value_name = "MS", help_heading = "Fault injection")]
+    pub stall_worker_ms: Option<u64>,
+
+    /// Fault injection: the stall starts after worker 0 processed this many records.
+    #[arg(
+        long,
+        default_value_t = 1,
+        value_name = "RECORDS",
+        help_heading = "Fault injection"
+    )]
+    pub stall_after: u64,
+}

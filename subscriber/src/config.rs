@@ -1,0 +1,280 @@
+//! Flags resolved into a checked configuration (stage two of parsing):
+//! cross-flag rules, CPU plans, the thread budget.
+
+use crate::cli::{Fanout, Flags, IdleArg, OnSlowArg, WorkArg};
+use serde::Serialize;
+use shardcast_agent::cpu;
+use shardcast_agent::exit::UsageError;
+use shardcast_workers::{Idle, OnSlow, WorkKind};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One shard's connection.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShardPlan {
+    /// Shard index.
+    pub index: usize,
+    /// The publisher endpoint as given.
+    pub endpoint: String,
+    /// What is passed to libzmq (with the source interface, if any).
+    pub connect: String,
+    /// Shard thread CPU.
+    pub cpu: Option<usize>,
+    /// ZeroMQ I/O thread CPU.
+    pub io_cpu: Option<usize>,
+}
+
+/// The resolved configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct Config {
+    /// Shards.
+    pub shards: Vec<ShardPlan>,
+    /// Worker count.
+    pub workers: usize,
+    /// Worker CPUs, by worker index.
+    pub worker_cpus: Vec<Option<usize>>,
+    /// Keyed (true) or push fan-out.
+    pub keyed: bool,
+    /// Work kind.
+    #[serde(serialize_with = "ser_work")]
+    pub work: WorkKind,
+    /// Busy work per record, ns.
+    pub work_ns: u64,
+    /// ZMQ_RCVHWM.
+    pub rcvhwm: i32,
+    /// ZMQ_RCVBUF (0 = OS default).
+    pub rcvbuf: i32,
+    /// inproc HWM at each end.
+    pub inproc_hwm: i32,
+    /// ZMQ_MAXMSGSZ.
+    pub max_msg_size: i64,
+    /// Snail limit, ms.
+    pub max_lag_ms: u64,
+    /// Croak or warn.
+    #[serde(serialize_with = "ser_on_slow")]
+    pub on_slow: OnSlow,
+    /// Wait strategy.
+    #[serde(serialize_with = "ser_idle")]
+    pub idle: Idle,
+    /// Run limit.
+    pub duration: Option<Duration>,
+    /// Report path.
+    pub report_json: Option<PathBuf>,
+    /// Books path.
+    pub books_out: Option<PathBuf>,
+    /// Worker drain limit.
+    pub drain_timeout: Duration,
+    /// Fault injection: (after records, stall) for worker 0.
+    pub stall_worker: Option<(u64, Duration)>,
+}
+
+fn ser_work<S: serde::Serializer>(w: &WorkKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(w.name())
+}
+
+fn ser_on_slow<S: serde::Serializer>(w: &OnSlow, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(match w {
+        OnSlow::Croak => "croak",
+        OnSlow::Warn => "warn",
+    })
+}
+
+fn ser_idle<S: serde::Serializer>(w: &Idle, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(match w {
+        Idle::Block => "block",
+        Idle::Spin => "spin",
+    })
+}
+
+/// Join a source interface/address to a tcp endpoint the way libzmq wants:
+/// `tcp://SRC:PORT;DST:PORT` (the source needs a port; 0 lets the OS pick).
+pub fn with_source(endpoint: &str, iface: &str) -> Result<String, String> {
+    let Some(rest) = endpoint.strip_prefix("tcp://") else {
+        return Err(format!(
+            "a source interface only applies to tcp:// endpoints, not '{endpoint}'"
+        ));
+    };
+    let src = if iface.contains(':') {
+        iface.to_string()
+    } else {
+        format!("{iface}:0")
+    };
+    Ok(format!("tcp://{src};{rest}"))
+}
+
+impl Config {
+    /// Resolve flags, or say which flag is wrong and why.
+    pub fn resolve(f: &Flags) -> Result<Config, UsageError> {
+        let n = f.connect.len();
+        let work = match f.work {
+            WorkArg::Book => WorkKind::Book,
+            WorkArg::None => WorkKind::None,
+            WorkArg::Checksum => WorkKind::Checksum,
+        };
+        let keyed = f.fanout == Fanout::Keyed;
+        if work.needs_keyed() && !keyed {
+            return Err(UsageError::new(
+                "--fanout",
+                "--work book keeps per-symbol state and needs every record of a symbol \
+                 at one worker, in order; use --fanout keyed (or --work none/checksum \
+                 with --fanout push)",
+            ));
+        }
+        if !f.iface.is_empty() && f.iface.len() != 1 && f.iface.len() != n {
+            return Err(UsageError::new(
+                "--iface",
+                format!(
+                    "{} values for {n} --connect endpoints; give one per --connect, in order, or one for all",
+                    f.iface.len()
+                ),
+            ));
+        }
+        if f.rcvhwm < 0 {
+            return Err(UsageError::new("--rcvhwm", "must be 0 (no limit) or more"));
+        }
+        if f.rcvbuf < 0 {
+            return Err(UsageError::new(
+                "--rcvbuf",
+                "must be 0 (OS default) or more",
+            ));
+        }
+        let shard_cpus = cpu::plan_cpus(
+            "--shard-cpus",
+            f.shard_cpus.as_ref().map(|c| &c.0[..]),
+            n,
+            "shard",
+        )?;
+        let io_cpus = cpu::plan_cpus(
+            "--io-cpus",
+            f.io_cpus.as_ref().map(|c| &c.0[..]),
+            n,
+            "shard",
+        )?;
+        let workers = f.workers as usize;
+        let worker_cpus = cpu::plan_cpus(
+            "--worker-cpus",
+            f.worker_cpus.as_ref().map(|c| &c.0[..]),
+            workers,
+            "worker",
+        )?;
+        let mut shards = Vec::with_capacity(n);
+        for (i, ep) in f.connect.iter().enumerate() {
+            let connect = match f.iface.get(if f.iface.len() == 1 { 0 } else { i }) {
+                Some(iface) => with_source(ep, iface).map_err(|m| UsageError::new("--iface", m))?,
+                None => ep.clone(),
+            };
+            shards.push(ShardPlan {
+                index: i,
+                endpoint: ep.clone(),
+                connect,
+                cpu: shard_cpus[i],
+                io_cpu: io_cpus[i],
+            });
+        }
+        Ok(Config {
+            shards,
+            workers,
+            worker_cpus,
+            keyed,
+            work,
+            work_ns: f.work_ns,
+            rcvhwm: f.rcvhwm,
+            rcvbuf: f.rcvbuf,
+            inproc_hwm: f.inproc_hwm,
+            max_msg_size: f.max_msg_size,
+            max_lag_ms: f.max_lag_ms,
+            on_slow: match f.on_slow {
+                OnSlowArg::Croak => OnSlow::Croak,
+                OnSlowArg::Warn => OnSlow::Warn,
+            },
+            idle: match f.idle {
+                IdleArg::Block => Idle::Block,
+                IdleArg::Spin => Idle::Spin,
+            },
+            duration: f.duration.map(Duration::from_secs_f64),
+            report_json: f.report_json.clone(),
+            books_out: f.books_out.clone(),
+            drain_timeout: Duration::from_millis(f.drain_timeout_ms),
+            stall_worker: f
+                .stall_worker_ms
+                .map(|ms| (f.stall_after, Duration::from_millis(ms))),
+        })
+    }
+
+    /// Busy threads: a shard and an I/O thread per stream, plus the workers.
+    pub fn busy_threads(&self) -> usize {
+        2 * self.shards.len() + self.workers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn resolve(args: &[&str]) -> Result<Config, UsageError> {
+        let mut v = vec!["shardcast-sub"];
+        v.extend_from_slice(args);
+        Config::resolve(&Flags::try_parse_from(v).unwrap())
+    }
+
+    #[test]
+    fn book_work_refuses_push_fanout() {
+        let e = resolve(&["--connect", "tcp://127.0.0.1:1", "--fanout", "push"]).unwrap_err();
+        assert_eq!(e.flag, "--fanout");
+        assert!(resolve(&[
+            "--connect",
+            "tcp://127.0.0.1:1",
+            "--fanout",
+            "push",
+            "--work",
+            "none"
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn iface_pairs_with_connect() {
+        let c = resolve(&[
+            "--connect",
+            "tcp://10.0.0.1:5556",
+            "--connect",
+            "tcp://10.0.1.1:5556",
+            "--iface",
+            "10.0.0.2",
+            "--iface",
+            "eth1:0",
+        ])
+        .unwrap();
+        assert_eq!(c.shards[0].connect, "tcp://10.0.0.2:0;10.0.0.1:5556");
+        assert_eq!(c.shards[1].connect, "tcp://eth1:0;10.0.1.1:5556");
+        let e = resolve(&[
+            "--connect",
+            "tcp://a:1",
+            "--connect",
+            "tcp://b:1",
+            "--connect",
+            "tcp://c:1",
+            "--iface",
+            "x",
+            "--iface",
+            "y",
+        ])
+        .unwrap_err();
+        assert_eq!(e.flag, "--iface");
+    }
+
+    #[test]
+    fn cpu_lists_must_cover_every_thread() {
+        let e = resolve(&[
+            "--connect",
+            "tcp://a:1",
+            "--workers",
+            "2",
+            "--worker-cpus",
+            "0",
+        ])
+        .unwrap_err();
+        assert_eq!(e.flag, "--worker-cpus");
+    }
+}

@@ -1,0 +1,668 @@
+//! `shardcast-sub`: the Black Box subscriber of the ZeroMQ Guide, chapter 5.
+//!
+//! ```text
+//!  stream 0 ──tcp──► [I/O thread 0] ─► shard-0 (SUB) ─┐ inproc PUSH ┌─► worker-0
+//!  stream 1 ──tcp──► [I/O thread 1] ─► shard-1 (SUB) ─┴─────────────┴─► worker-1 ...
+//!                                       ▲ monitor: snail, reports, signals
+//! ```
+//!
+//! One shard per `--connect`: its own SUB socket, its own thread and its own
+//! ZeroMQ I/O thread (one context with one I/O thread per shard, and
+//! `ZMQ_AFFINITY` tying shard `i`'s socket to I/O thread `i`). Shards validate,
+//! sequence-check and age-check every record and fan frames out over inproc
+//! PUSH to the worker pool. The main thread is the monitor: it watches the
+//! counters the agents publish, croaks for the Suicidal Snail, and stops
+//! everything at end-of-stream, `--duration` or a signal.
+
+pub mod cli;
+pub mod config;
+pub mod report;
+mod shard;
+
+use config::Config;
+use report::{AgentReport, Placement, QueueState, Report, SlowReport, SnailReport, StreamReport};
+use shard::{run_shard, ShardResult, ShardSetup};
+use shardcast_agent::cpu::{self, spawn_agent};
+use shardcast_agent::signals::StopSignal;
+use shardcast_agent::stats::{self, LatencySummary};
+use shardcast_agent::watch::{Croak, StageCounters};
+use shardcast_proto::snail::LagLimit;
+use shardcast_proto::wire::{DecodeError, Symbol, CONTROL_TOPIC};
+use shardcast_workers::{run_worker, Books, OnSlow, WorkKind, WorkerResult, WorkerSetup};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long an idle agent blocks in libzmq before it looks at its stop flag.
+const POLL_MS: i32 = 50;
+/// How often the monitor looks at the agents.
+const MONITOR_TICK: Duration = Duration::from_millis(5);
+/// How long stopped agents get to hand back their results.
+const JOIN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why a run failed before or outside the pipeline (exit code 1).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A libzmq call failed; the context says which and how to fix it.
+    #[error("{context}: {source}")]
+    Zmq {
+        /// What was being done.
+        context: String,
+        /// libzmq's error.
+        source: zmq::Error,
+    },
+    /// An OS call failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+fn zerr(context: impl Into<String>) -> impl FnOnce(zmq::Error) -> RunError {
+    let context = context.into();
+    move |source| RunError::Zmq { context, source }
+}
+
+/// State shared between the monitor and the agents.
+struct Shared {
+    shards: Vec<StageCounters>,
+    workers: Vec<StageCounters>,
+    croak: Croak,
+    stop_shards: AtomicBool,
+    stop_workers: AtomicBool,
+}
+
+/// What the run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The report.
+    pub report: Report,
+    /// The merged books (empty unless `--work book`).
+    pub books: Books,
+    /// Exit code: 0, or 3 when the snail croaked.
+    pub exit_code: u8,
+}
+
+/// Build the pipeline, run it to its end, and report.
+pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
+    let n_shards = cfg.shards.len();
+    let n_workers = cfg.workers;
+    if let Some(w) = cpu::thread_budget_warning(
+        cfg.busy_threads(),
+        &format!("{n_shards} shards + {n_shards} I/O + {n_workers} workers"),
+    ) {
+        eprintln!("shardcast-sub: {w}");
+    }
+
+    // One context, one I/O thread per shard: ZMQ_AFFINITY below ties shard
+    // i's connection to I/O thread i, so streams never share an I/O thread.
+    let ctx = zmq::Context::new();
+    ctx.set_io_threads(n_shards as i32)
+        .map_err(zerr("setting ZMQ_IO_THREADS"))?;
+
+    let shared = Arc::new(Shared {
+        shards: (0..n_shards).map(|_| StageCounters::default()).collect(),
+        workers: (0..n_workers).map(|_| StageCounters::default()).collect(),
+        croak: Croak::default(),
+        stop_shards: AtomicBool::new(false),
+        stop_workers: AtomicBool::new(false),
+    });
+
+    // All sockets are made and wired here, so a wiring error is reported
+    // before any thread starts; each is then moved to its one owner thread.
+    let inproc = |s: &zmq::Socket| -> Result<(), RunError> {
+        s.set_linger(0).map_err(zerr("inproc ZMQ_LINGER"))?;
+        s.set_sndhwm(cfg.inproc_hwm)
+            .map_err(zerr("inproc ZMQ_SNDHWM"))?;
+        s.set_rcvhwm(cfg.inproc_hwm)
+            .map_err(zerr("inproc ZMQ_RCVHWM"))?;
+        // A timeout, not a hang: blocked agents wake up to look at stop.
+        s.set_sndtimeo(POLL_MS)
+            .map_err(zerr("inproc ZMQ_SNDTIMEO"))?;
+        s.set_rcvtimeo(POLL_MS)
+            .map_err(zerr("inproc ZMQ_RCVTIMEO"))?;
+        Ok(())
+    };
+    let mut pulls = Vec::with_capacity(n_workers);
+    for w in 0..n_workers {
+        let pull = ctx
+            .socket(zmq::PULL)
+            .map_err(zerr("creating worker PULL"))?;
+        inproc(&pull)?;
+        if cfg.keyed {
+            pull.bind(&format!("inproc://shardcast-worker-{w}"))
+                .map_err(zerr("binding worker PULL"))?;
+        }
+        pulls.push(pull);
+    }
+    let mut shard_outs: Vec<Vec<zmq::Socket>> = Vec::with_capacity(n_shards);
+    for s in 0..n_shards {
+        let mut outs = Vec::new();
+        if cfg.keyed {
+            for w in 0..n_workers {
+                let push = ctx.socket(zmq::PUSH).map_err(zerr("creating shard PUSH"))?;
+                inproc(&push)?;
+                push.connect(&format!("inproc://shardcast-worker-{w}"))
+                    .map_err(zerr("connecting shard PUSH"))?;
+                outs.push(push);
+            }
+        } else {
+            let push = ctx.socket(zmq::PUSH).map_err(zerr("creating shard PUSH"))?;
+            inproc(&push)?;
+            push.bind(&format!("inproc://shardcast-shard-{s}"))
+                .map_err(zerr("binding shard PUSH"))?;
+            for pull in &pulls {
+                // Black Box step 2 (BB-4 #7): every worker pulls from every shard.
+                pull.connect(&format!("inproc://shardcast-shard-{s}"))
+                    .map_err(zerr("connecting worker PULL"))?;
+            }
+            outs.push(push);
+        }
+        shard_outs.push(outs);
+    }
+    let mut subs = Vec::with_capacity(n_shards);
+    for plan in &cfg.shards {
+        let sub = ctx.socket(zmq::SUB).map_err(zerr("creating SUB"))?;
+        sub.set_affinity(1u64 << plan.index)
+            .map_err(zerr("setting ZMQ_AFFINITY"))?;
+        sub.set_rcvhwm(cfg.rcvhwm)
+            .map_err(zerr("setting ZMQ_RCVHWM (--rcvhwm)"))?;
+        if cfg.rcvbuf > 0 {
+            sub.set_rcvbuf(cfg.rcvbuf)
+                .map_err(zerr("setting ZMQ_RCVBUF (--rcvbuf)"))?;
+        }
+        sub.set_maxmsgsize(cfg.max_msg_size)
+            .map_err(zerr("setting ZMQ_MAXMSGSZ (--max-msg-size)"))?;
+        sub.set_linger(0).map_err(zerr("setting ZMQ_LINGER"))?;
+        sub.set_rcvtimeo(POLL_MS)
+            .map_err(zerr("setting ZMQ_RCVTIMEO"))?;
+        // The control topic carries heartbeats, end-of-stream and batches,
+        // and is what a publisher's --wait-subscribers counts.
+        sub.set_subscribe(CONTROL_TOPIC)
+            .map_err(zerr("subscribing to the control topic"))?;
+        sub.set_subscribe(b"").map_err(zerr("subscribing"))?;
+        sub.connect(&plan.connect).map_err(zerr(format!(
+            "connecting shard {} to {} (check --connect/--iface)",
+            plan.index, plan.connect
+        )))?;
+        subs.push(sub);
+    }
+
+    // libzmq started its I/O threads with the first socket; pin each to its
+    // own core now (see agent::cpu::pin_zmq_io_threads for why this way).
+    let io_cpus: Vec<usize> = cfg.shards.iter().filter_map(|p| p.io_cpu).collect();
+    if io_cpus.len() == n_shards && n_shards > 0 {
+        let pinned = cpu::pin_zmq_io_threads(&io_cpus).map_err(|source| RunError::Io {
+            context: "pinning ZeroMQ I/O threads (--io-cpus)".into(),
+            source,
+        })?;
+        for (name, c) in pinned {
+            eprintln!("shardcast-sub: {name} pinned to CPU {c}");
+        }
+    }
+
+    let limit = LagLimit::absolute_ms(cfg.max_lag_ms);
+    let keyed_workers = cfg.keyed.then_some(n_workers);
+    let mut worker_handles: Vec<JoinHandle<WorkerResult>> = Vec::with_capacity(n_workers);
+    for (w, pull) in pulls.into_iter().enumerate() {
+        let setup = WorkerSetup {
+            index: w,
+            keyed_workers,
+            work: cfg.work,
+            work_ns: cfg.work_ns,
+            limit,
+            on_slow: cfg.on_slow,
+            idle: cfg.idle,
+            stall: if w == 0 { cfg.stall_worker } else { None },
+        };
+        let sh = Arc::clone(&shared);
+        let h = spawn_agent(format!("worker-{w}"), cfg.worker_cpus[w], move || {
+            run_worker(setup, pull, &sh.workers[w], &sh.croak, &sh.stop_workers)
+        })
+        .map_err(|source| RunError::Io {
+            context: "starting a worker thread".into(),
+            source,
+        })?;
+        worker_handles.push(h);
+    }
+    let mut shard_handles: Vec<JoinHandle<ShardResult>> = Vec::with_capacity(n_shards);
+    for ((plan, sub), outs) in cfg.shards.iter().zip(subs).zip(shard_outs) {
+        let setup = ShardSetup {
+            index: plan.index,
+            keyed_workers,
+            limit,
+            on_slow: cfg.on_slow,
+            idle: cfg.idle,
+        };
+        let sh = Arc::clone(&shared);
+        let i = plan.index;
+        let h = spawn_agent(format!("shard-{i}"), plan.cpu, move || {
+            run_shard(setup, sub, outs, &sh.shards[i], &sh.croak, &sh.stop_shards)
+        })
+        .map_err(|source| RunError::Io {
+            context: "starting a shard thread".into(),
+            source,
+        })?;
+        shard_handles.push(h);
+    }
+    for plan in &cfg.shards {
+        eprintln!(
+            "shardcast-sub: shard-{} connected to {} (cpu {}, io cpu {})",
+            plan.index,
+            plan.connect,
+            fmt_cpu(plan.cpu),
+            fmt_cpu(plan.io_cpu)
+        );
+    }
+
+    // The monitor.
+    let started = Instant::now();
+    let mut end_reason = "end-of-stream";
+    let mut last_warn = Instant::now() - Duration::from_secs(2);
+    let mut warned_slow = 0u64;
+    let mut placement = Vec::new();
+    loop {
+        std::thread::sleep(MONITOR_TICK);
+        if shared.croak.raised() {
+            end_reason = "snail";
+            break;
+        }
+        if signal.raised() {
+            end_reason = "signal";
+            break;
+        }
+        if cfg.duration.is_some_and(|d| started.elapsed() >= d) {
+            end_reason = "duration";
+            break;
+        }
+        if shard_handles.iter().all(|h| h.is_finished()) {
+            break;
+        }
+        if cfg.on_slow == OnSlow::Warn && last_warn.elapsed() >= Duration::from_secs(1) {
+            let slow = total_slow(&shared);
+            if slow > warned_slow {
+                eprintln!(
+                    "shardcast-sub: warning: slow consumer: {} messages over {} ms so far (max lag {:.1} ms); {}",
+                    slow,
+                    cfg.max_lag_ms,
+                    max_lag(&shared) as f64 / 1e6,
+                    queue_line(&shared)
+                );
+                warned_slow = slow;
+                last_warn = Instant::now();
+            }
+        }
+        if placement.is_empty() && started.elapsed() > Duration::from_millis(200) {
+            placement = snapshot_placement();
+        }
+    }
+    if placement.is_empty() {
+        placement = snapshot_placement();
+    }
+    if end_reason == "snail" {
+        croak_alarm(cfg, &shared);
+    }
+
+    // Stop the shards, then let the workers drain what was forwarded.
+    shared.stop_shards.store(true, Ordering::Relaxed);
+    let shard_results = join_all(shard_handles);
+    let forwarded: u64 = shard_results.iter().flatten().map(|r| r.forwarded).sum();
+    if end_reason != "snail" {
+        let drain_deadline = Instant::now() + cfg.drain_timeout;
+        while Instant::now() < drain_deadline && !shared.croak.raised() {
+            let done: u64 = shared
+                .workers
+                .iter()
+                .map(|c| StageCounters::read(&c.done))
+                .sum();
+            if done >= forwarded {
+                break;
+            }
+            std::thread::sleep(MONITOR_TICK);
+        }
+        if shared.croak.raised() {
+            end_reason = "snail";
+            croak_alarm(cfg, &shared);
+        }
+    }
+    shared.stop_workers.store(true, Ordering::Relaxed);
+    let worker_results = join_all(worker_handles);
+    // Every socket was owned by an agent; any agent that did not stop in
+    // time still holds its socket, and terminating the context would wait on
+    // it forever. The process is about to end, so let the OS reclaim it.
+    std::mem::forget(ctx);
+
+    let (report, books) = build_report(
+        cfg,
+        &shared,
+        end_reason,
+        shard_results,
+        worker_results,
+        placement,
+        started.elapsed(),
+    );
+    let exit_code = if end_reason == "snail" {
+        shardcast_agent::exit::SNAIL
+    } else {
+        shardcast_agent::exit::OK
+    };
+    Ok(Outcome {
+        report,
+        books,
+        exit_code,
+    })
+}
+
+fn fmt_cpu(c: Option<usize>) -> String {
+    c.map_or_else(|| "any".into(), |c| c.to_string())
+}
+
+fn total_slow(sh: &Shared) -> u64 {
+    sh.shards
+        .iter()
+        .chain(&sh.workers)
+        .map(|c| StageCounters::read(&c.slow))
+        .sum()
+}
+
+fn max_lag(sh: &Shared) -> u64 {
+    sh.shards
+        .iter()
+        .chain(&sh.workers)
+        .map(|c| StageCounters::read(&c.max_lag_ns))
+        .max()
+        .unwrap_or(0)
+}
+
+fn queues(sh: &Shared) -> Vec<QueueState> {
+    let forwarded: u64 = sh.shards.iter().map(|c| StageCounters::read(&c.done)).sum();
+    let processed: u64 = sh
+        .workers
+        .iter()
+        .map(|c| StageCounters::read(&c.done))
+        .sum();
+    let mut q: Vec<QueueState> = sh
+        .shards
+        .iter()
+        .enumerate()
+        .map(|(i, c)| QueueState {
+            agent: format!("shard-{i}"),
+            records: StageCounters::read(&c.done),
+            last_seq: Some(StageCounters::read(&c.last_seq)),
+            backlog: None,
+        })
+        .collect();
+    q.extend(sh.workers.iter().enumerate().map(|(i, c)| QueueState {
+        agent: format!("worker-{i}"),
+        records: StageCounters::read(&c.done),
+        last_seq: None,
+        backlog: None,
+    }));
+    q.push(QueueState {
+        agent: "workers".into(),
+        records: processed,
+        last_seq: None,
+        backlog: Some(forwarded.saturating_sub(processed)),
+    });
+    q
+}
+
+fn queue_line(sh: &Shared) -> String {
+    queues(sh)
+        .iter()
+        .map(|q| match (q.last_seq, q.backlog) {
+            (Some(s), _) => format!("{} forwarded {} last seq {}", q.agent, q.records, s),
+            (None, Some(b)) => format!("{} backlog {}", q.agent, b),
+            _ => format!("{} processed {}", q.agent, q.records),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The Suicidal Snail's loud part: one alarm line on stderr.
+fn croak_alarm(cfg: &Config, sh: &Shared) {
+    if let Some(ev) = sh.croak.event() {
+        eprintln!(
+            "shardcast-sub: SNAIL ALARM: {}-{} saw a message {:.1} ms old (limit {} ms, absolute): \
+             publisher {} stream {} seq {} symbol {}; queues: {}; exiting with code {}",
+            ev.stage.name(),
+            ev.index,
+            ev.lag_ns as f64 / 1e6,
+            cfg.max_lag_ms,
+            ev.publisher_id,
+            ev.stream_id,
+            ev.seq,
+            Symbol(ev.symbol),
+            queue_line(sh),
+            shardcast_agent::exit::SNAIL
+        );
+    }
+}
+
+fn snapshot_placement() -> Vec<Placement> {
+    cpu::placement()
+        .into_iter()
+        .map(|(thread, cpu)| Placement { thread, cpu })
+        .collect()
+}
+
+/// Join agents that finish within the grace period; a stuck one is reported
+/// as missing rather than hanging the process.
+fn join_all<T>(handles: Vec<JoinHandle<T>>) -> Vec<Option<T>> {
+    let deadline = Instant::now() + JOIN_GRACE;
+    while Instant::now() < deadline && !handles.iter().all(|h| h.is_finished()) {
+        std::thread::sleep(MONITOR_TICK);
+    }
+    handles
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| {
+            if h.is_finished() {
+                h.join().ok()
+            } else {
+                eprintln!("shardcast-sub: agent {i} did not stop within {JOIN_GRACE:?}; its counts are missing from the report");
+                None
+            }
+        })
+        .collect()
+}
+
+fn build_report(
+    cfg: &Config,
+    sh: &Shared,
+    end_reason: &'static str,
+    shards: Vec<Option<ShardResult>>,
+    workers: Vec<Option<WorkerResult>>,
+    placement: Vec<Placement>,
+    wall: Duration,
+) -> (Report, Books) {
+    let mut streams = Vec::new();
+    let mut malformed_reasons: BTreeMap<&'static str, u64> =
+        DecodeError::REASONS.iter().map(|r| (*r, 0)).collect();
+    let mut totals = shardcast_proto::seq::Counters::default();
+    let mut refused = 0;
+    let mut first_rx = u64::MAX;
+    let mut last_rx = 0;
+    let mut shard_reports = Vec::new();
+    for (i, r) in shards.iter().enumerate() {
+        let plan = &cfg.shards[i];
+        let Some(r) = r else {
+            continue;
+        };
+        for (k, n) in r.malformed.iter().enumerate() {
+            *malformed_reasons
+                .entry(DecodeError::REASONS[k])
+                .or_default() += n;
+        }
+        refused += r.tracker.refused();
+        if r.first_rx_ns != 0 {
+            first_rx = first_rx.min(r.first_rx_ns);
+            last_rx = last_rx.max(r.last_rx_ns);
+        }
+        let t = r.tracker.totals();
+        totals.received += t.received;
+        totals.lost += t.lost;
+        totals.duplicates += t.duplicates;
+        totals.out_of_order += t.out_of_order;
+        totals.missed_before_join += t.missed_before_join;
+        totals.restarts += t.restarts;
+        for st in r.tracker.streams() {
+            let c = st.counters();
+            streams.push(StreamReport {
+                shard: i,
+                publisher_id: st.key().publisher_id,
+                stream_id: st.key().stream_id,
+                session: st.session(),
+                first_seq: st.first_seq(),
+                last_seq: st.last_seq(),
+                received: c.received,
+                lost: c.lost,
+                duplicates: c.duplicates,
+                out_of_order: c.out_of_order,
+                missed_before_join: c.missed_before_join,
+                restarts: c.restarts,
+                eos: st.ended(),
+                eos_last_seq: st.eos().map(|e| e.last_seq),
+                checksum_ok: st.eos().is_some_and(|e| e.checksum == st.checksum()),
+                complete: st.complete(),
+            });
+        }
+        shard_reports.push(AgentReport {
+            name: format!("shard-{i}"),
+            cpu: plan.cpu,
+            records: r.forwarded,
+            frames: r.frames,
+            slow: r.slow,
+            max_lag_ns: r.max_lag_ns,
+            checksum: None,
+            endpoint: Some(plan.endpoint.clone()),
+        });
+    }
+    let mut e2e = stats::new_histogram();
+    let mut books = Books::new();
+    let mut processed = 0;
+    let mut checksum = 0u64;
+    let mut worker_reports = Vec::new();
+    let mut slow = SlowReport {
+        max_lag_ms: cfg.max_lag_ms,
+        on_slow: match cfg.on_slow {
+            OnSlow::Croak => "croak",
+            OnSlow::Warn => "warn",
+        },
+        mode: LagLimit::absolute_ms(cfg.max_lag_ms).mode.name(),
+        ..SlowReport::default()
+    };
+    for s in shard_reports.iter() {
+        slow.count += s.slow;
+        slow.max_lag_ns = slow.max_lag_ns.max(s.max_lag_ns);
+    }
+    for (i, w) in workers.into_iter().enumerate() {
+        let Some(w) = w else { continue };
+        let _ = e2e.add(&w.end_to_end);
+        processed += w.processed;
+        checksum = checksum.wrapping_add(w.checksum);
+        let wslow = StageCounters::read(&sh.workers[i].slow);
+        slow.count += wslow;
+        slow.max_lag_ns = slow.max_lag_ns.max(w.max_lag_ns);
+        worker_reports.push(AgentReport {
+            name: format!("worker-{i}"),
+            cpu: cfg.worker_cpus[i],
+            records: w.processed,
+            frames: w.frames,
+            slow: wslow,
+            max_lag_ns: w.max_lag_ns,
+            checksum: (cfg.work == WorkKind::Checksum).then_some(w.checksum),
+            endpoint: None,
+        });
+        books.merge(w.books);
+    }
+    let elapsed_s = if last_rx > first_rx {
+        (last_rx - first_rx) as f64 / 1e9
+    } else {
+        wall.as_secs_f64()
+    };
+    let snail = if end_reason == "snail" {
+        sh.croak.event().map(|ev| SnailReport {
+            stage: ev.stage.name(),
+            agent: format!("{}-{}", ev.stage.name(), ev.index),
+            lag_ns: ev.lag_ns,
+            max_lag_ms: cfg.max_lag_ms,
+            mode: slow.mode,
+            publisher_id: ev.publisher_id,
+            stream_id: ev.stream_id,
+            seq: ev.seq,
+            symbol: Symbol(ev.symbol).to_string(),
+            at_ns: ev.at_ns,
+            queues: queues(sh),
+        })
+    } else {
+        None
+    };
+    let malformed = malformed_reasons.values().sum();
+    let mut latency_ns = BTreeMap::new();
+    latency_ns.insert("end_to_end", LatencySummary::of(&e2e));
+    let report = Report {
+        role: "shardcast-sub",
+        version: env!("CARGO_PKG_VERSION"),
+        end_reason,
+        received: totals.received,
+        lost: totals.lost,
+        duplicates: totals.duplicates,
+        out_of_order: totals.out_of_order,
+        missed_before_join: totals.missed_before_join,
+        restarts: totals.restarts,
+        malformed,
+        malformed_reasons,
+        refused_sources: refused,
+        processed,
+        elapsed_s,
+        msgs_per_sec: if elapsed_s > 0.0 {
+            totals.received as f64 / elapsed_s
+        } else {
+            0.0
+        },
+        streams_complete: !streams.is_empty() && streams.iter().all(|s| s.complete),
+        streams,
+        shards: shard_reports,
+        workers: worker_reports,
+        latency_ns,
+        slow,
+        snail,
+        processed_checksum: (cfg.work == WorkKind::Checksum).then_some(checksum),
+        placement,
+    };
+    (report, books)
+}
+
+impl Report {
+    /// The human summary printed at the end of a run.
+    pub fn summary(&self) -> String {
+        let e2e = self
+            .latency_ns
+            .get("end_to_end")
+            .copied()
+            .unwrap_or_default();
+        format!(
+            "shardcast-sub: ended by {}; {} streams: received {} msgs in {:.3} s = {:.0} msg/s; lost {}, duplicates {}, malformed {}, \
+             restarts {}, missed before join {}; streams complete: {}\n\
+             shardcast-sub: end-to-end latency (intended send -> work done): {}",
+            self.end_reason,
+            self.streams.len(),
+            self.received,
+            self.elapsed_s,
+            self.msgs_per_sec,
+            self.lost,
+            self.duplicates,
+            self.malformed,
+            self.restarts,
+            self.missed_before_join,
+            self.streams_complete,
+            e2e.line()
+        )
+    }
+}

@@ -1,0 +1,186 @@
+//! The subscriber's JSON report. Key names are a contract (benchmarks and
+//! other tools parse them): add keys, never rename or drop one.
+
+use serde::Serialize;
+use shardcast_agent::stats::LatencySummary;
+use std::collections::BTreeMap;
+
+/// The whole report (`--report-json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Always "shardcast-sub".
+    pub role: &'static str,
+    /// Crate version.
+    pub version: &'static str,
+    /// Why the run ended: end-of-stream, duration, signal, snail, error.
+    pub end_reason: &'static str,
+    /// Data records received (each sequence number once).
+    pub received: u64,
+    /// Sequence numbers never received.
+    pub lost: u64,
+    /// Records received more than once (dropped, not processed).
+    pub duplicates: u64,
+    /// Records that arrived after a later one (processed; not lost).
+    pub out_of_order: u64,
+    /// Records a publisher sent before this subscriber joined (slow joiner).
+    pub missed_before_join: u64,
+    /// Publisher restarts seen (new session on a known stream).
+    pub restarts: u64,
+    /// Frames that were not valid shardcast frames.
+    pub malformed: u64,
+    /// `malformed` by reason.
+    pub malformed_reasons: BTreeMap<&'static str, u64>,
+    /// Records refused because too many sources were tracked.
+    pub refused_sources: u64,
+    /// Records processed by workers.
+    pub processed: u64,
+    /// Seconds from the first to the last data record received.
+    pub elapsed_s: f64,
+    /// `received / elapsed_s`.
+    pub msgs_per_sec: f64,
+    /// End-of-stream seen and checksum verified on every stream.
+    pub streams_complete: bool,
+    /// Per (publisher, stream).
+    pub streams: Vec<StreamReport>,
+    /// Per shard.
+    pub shards: Vec<AgentReport>,
+    /// Per worker.
+    pub workers: Vec<AgentReport>,
+    /// Latency by stage, ns.
+    pub latency_ns: BTreeMap<&'static str, LatencySummary>,
+    /// Messages over the lag limit.
+    pub slow: SlowReport,
+    /// The Suicidal Snail's croak, or null.
+    pub snail: Option<SnailReport>,
+    /// Sum of the workers' checksums (`--work checksum`): equals the sum of
+    /// the publishers' stream checksums when every record was processed once.
+    pub processed_checksum: Option<u64>,
+    /// Where every thread was last seen running.
+    pub placement: Vec<Placement>,
+}
+
+/// One (publisher, stream) as seen by one shard.
+#[derive(Clone, Debug, Serialize)]
+pub struct StreamReport {
+    /// Shard that received it.
+    pub shard: usize,
+    /// Publisher id.
+    pub publisher_id: u32,
+    /// Stream id.
+    pub stream_id: u16,
+    /// Latest session id.
+    pub session: u64,
+    /// First sequence seen in the latest session.
+    pub first_seq: u64,
+    /// Highest sequence accounted for.
+    pub last_seq: u64,
+    /// Counters, cumulative over sessions.
+    pub received: u64,
+    /// See [`Report::lost`].
+    pub lost: u64,
+    /// See [`Report::duplicates`].
+    pub duplicates: u64,
+    /// See [`Report::out_of_order`].
+    pub out_of_order: u64,
+    /// See [`Report::missed_before_join`].
+    pub missed_before_join: u64,
+    /// See [`Report::restarts`].
+    pub restarts: u64,
+    /// End-of-stream received for the latest session.
+    pub eos: bool,
+    /// The publisher's last sequence, from end-of-stream.
+    pub eos_last_seq: Option<u64>,
+    /// The checksum matched the publisher's.
+    pub checksum_ok: bool,
+    /// Received whole.
+    pub complete: bool,
+}
+
+/// A shard or worker.
+#[derive(Clone, Debug, Serialize)]
+pub struct AgentReport {
+    /// Thread name (`shard-0`, `worker-1`).
+    pub name: String,
+    /// CPU it was pinned to.
+    pub cpu: Option<usize>,
+    /// Records forwarded (shard) or processed (worker).
+    pub records: u64,
+    /// Frames received.
+    pub frames: u64,
+    /// Records older than the lag limit.
+    pub slow: u64,
+    /// Largest age seen, ns.
+    pub max_lag_ns: u64,
+    /// Worker checksum (`--work checksum`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<u64>,
+    /// Shard endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+/// Lag over the limit, croak or not.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SlowReport {
+    /// Records over the limit, all stages.
+    pub count: u64,
+    /// Largest age seen, ns.
+    pub max_lag_ns: u64,
+    /// The limit, ms.
+    pub max_lag_ms: u64,
+    /// croak or warn.
+    pub on_slow: &'static str,
+    /// Lag mode (absolute).
+    pub mode: &'static str,
+}
+
+/// The croak.
+#[derive(Clone, Debug, Serialize)]
+pub struct SnailReport {
+    /// shard or worker.
+    pub stage: &'static str,
+    /// The agent (`worker-1`).
+    pub agent: String,
+    /// The message's age, ns.
+    pub lag_ns: u64,
+    /// The limit, ms.
+    pub max_lag_ms: u64,
+    /// Lag mode.
+    pub mode: &'static str,
+    /// Publisher of the late message.
+    pub publisher_id: u32,
+    /// Its stream.
+    pub stream_id: u16,
+    /// Its sequence.
+    pub seq: u64,
+    /// Its symbol.
+    pub symbol: String,
+    /// When it was seen, ns since the epoch.
+    pub at_ns: u64,
+    /// Queue state when the alarm was raised.
+    pub queues: Vec<QueueState>,
+}
+
+/// One queue at alarm time.
+#[derive(Clone, Debug, Serialize)]
+pub struct QueueState {
+    /// Agent.
+    pub agent: String,
+    /// Records forwarded (shard) or processed (worker).
+    pub records: u64,
+    /// Last sequence seen (shards).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seq: Option<u64>,
+    /// Records forwarded to workers but not processed yet (workers' total).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<u64>,
+}
+
+/// A thread and where it ran.
+#[derive(Clone, Debug, Serialize)]
+pub struct Placement {
+    /// Thread name.
+    pub thread: String,
+    /// Last CPU.
+    pub cpu: Option<usize>,
+}
