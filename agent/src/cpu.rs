@@ -184,23 +184,37 @@ pub fn threads_named(pred: impl Fn(&str) -> bool) -> Vec<(i32, String)> {
 /// I/O pool, which cannot put stream 0's I/O thread on core 2 and stream 1's
 /// on core 3. libzmq names its threads (`ZMQbg/IO/0`, ...) and starts them
 /// when the context creates its first socket, so after that we find each by
-/// name in `/proc/self/task` and set its affinity by thread id. Returns the
-/// `(name, cpu)` pairs that were applied.
+/// name in `/proc/self/task` and set its affinity by thread id. A new thread
+/// names itself, so the search retries briefly until all `cpus.len()` are
+/// found. Returns the `(name, cpu)` pairs applied.
 pub fn pin_zmq_io_threads(cpus: &[usize]) -> std::io::Result<Vec<(String, usize)>> {
-    let mut done = Vec::new();
-    for (tid, name) in threads_named(|n| n.starts_with("ZMQbg/IO/")) {
-        let Some(idx) = name
-            .rsplit('/')
-            .next()
-            .and_then(|s| s.parse::<usize>().ok())
-        else {
-            continue;
-        };
-        let Some(&cpu) = cpus.get(idx) else { continue };
-        set_thread_affinity(tid, cpu)?;
-        done.push((name, cpu));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let found: Vec<(i32, usize)> = threads_named(|n| n.starts_with("ZMQbg/IO/"))
+            .into_iter()
+            .filter_map(|(tid, name)| {
+                let idx = name.rsplit('/').next()?.parse::<usize>().ok()?;
+                (idx < cpus.len()).then_some((tid, idx))
+            })
+            .collect();
+        if found.len() >= cpus.len() {
+            let mut done = Vec::with_capacity(found.len());
+            for (tid, idx) in found {
+                set_thread_affinity(tid, cpus[idx])?;
+                done.push((format!("ZMQbg/IO/{idx}"), cpus[idx]));
+            }
+            done.sort();
+            return Ok(done);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(std::io::Error::other(format!(
+                "found {} of {} ZeroMQ I/O threads to pin",
+                found.len(),
+                cpus.len()
+            )));
+        }
+        std::thread::yield_now();
     }
-    Ok(done)
 }
 
 /// Set the affinity of thread `tid` of this process to the single `cpu`.

@@ -23,7 +23,8 @@ pub struct StageCounters {
     pub frames: CachePadded<AtomicU64>,
     /// Records older than the lag limit.
     pub slow: CachePadded<AtomicU64>,
-    /// Largest age seen, ns.
+    /// Largest message age seen (receive or work-start time minus send
+    /// time), ns.
     pub max_lag_ns: CachePadded<AtomicU64>,
     /// Last data sequence seen.
     pub last_seq: CachePadded<AtomicU64>,

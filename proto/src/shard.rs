@@ -2,9 +2,10 @@
 //!
 //! Both are pure functions of the symbol's eight bytes, so every process (and
 //! every implementation in another language) agrees without coordination.
-//! The two use differently seeded xxh3 hashes: with the same hash, stream `s`
-//! of `n` would only ever feed the workers congruent to `s`, and keyed fan-out
-//! would leave workers idle.
+//! The two use differently seeded xxh3 hashes: both map a hash onto a range
+//! by its high bits, so with one hash a stream (a contiguous slice of hash
+//! values) would feed only the workers whose slices overlap it, and keyed
+//! fan-out would leave workers idle.
 
 use crate::wire::Symbol;
 use xxhash_rust::xxh3::xxh3_64_with_seed;

@@ -48,7 +48,13 @@ impl LagLimit {
     #[inline]
     pub fn exceeded(&self, now_ns: u64, sent_ns: u64) -> Option<u64> {
         let age = age_ns(now_ns, sent_ns);
-        (age > 0 && age as u64 > self.max_lag_ns).then_some(age as u64)
+        self.is_over(age).then_some(age as u64)
+    }
+
+    /// Whether an age (from [`age_ns`]) is over the limit.
+    #[inline]
+    pub fn is_over(&self, age_ns: i64) -> bool {
+        age_ns > 0 && age_ns as u64 > self.max_lag_ns
     }
 }
 
@@ -61,6 +67,8 @@ mod tests {
         let l = LagLimit::absolute_ms(1000);
         assert_eq!(l.max_lag_ns, 1_000_000_000);
         assert_eq!(l.exceeded(2_000_000_000, 1_000_000_000), None);
+        assert!(!l.is_over(1_000_000_000));
+        assert!(l.is_over(1_000_000_001));
         assert_eq!(
             l.exceeded(2_000_000_001, 1_000_000_000),
             Some(1_000_000_001)

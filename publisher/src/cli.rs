@@ -76,7 +76,8 @@ pub struct Flags {
     pub count: Option<u64>,
 
     /// Send for this many seconds, then end-of-stream.
-    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds, env = "SHARDCAST_PUB_DURATION")]
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds, allow_negative_numbers = true,
+          env = "SHARDCAST_PUB_DURATION")]
     pub duration: Option<f64>,
 
     /// PUB send high-water mark, messages (ZMQ_SNDHWM); past it the PUB drops
@@ -101,7 +102,8 @@ pub struct Flags {
     pub wait_subscribers: u32,
 
     /// Give up waiting for subscribers after this many seconds (exit 1).
-    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds, env = "SHARDCAST_PUB_WAIT_TIMEOUT")]
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds, allow_negative_numbers = true,
+          env = "SHARDCAST_PUB_WAIT_TIMEOUT")]
     pub wait_timeout: Option<f64>,
 
     /// Heartbeat a stream that sent nothing for this long.

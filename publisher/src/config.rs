@@ -4,7 +4,7 @@ use crate::cli::{Flags, PaceArg};
 use serde::Serialize;
 use shardcast_agent::cpu;
 use shardcast_agent::exit::UsageError;
-use shardcast_proto::wire::MAX_BATCH;
+use shardcast_proto::wire::{BATCH_HEADER_LEN, MAX_BATCH, MAX_FRAME_LEN, MAX_STREAMS};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -78,8 +78,12 @@ impl Config {
     /// Resolve flags, or name the flag at fault.
     pub fn resolve(f: &Flags) -> Result<Config, UsageError> {
         let n = f.bind.len();
-        if n > usize::from(u16::MAX) {
-            return Err(UsageError::new("--bind", "at most 65535 streams"));
+        if n > MAX_STREAMS {
+            // ZMQ_AFFINITY is a 64-bit mask: one I/O thread per stream.
+            return Err(UsageError::new(
+                "--bind",
+                format!("at most {MAX_STREAMS} streams per publisher; run more publishers"),
+            ));
         }
         let cpus = cpu::plan_cpus("--cpus", f.cpus.as_ref().map(|c| &c.0[..]), n, "stream")?;
         let io = cpu::plan_cpus(
@@ -91,10 +95,15 @@ impl Config {
         if f.batch as usize > MAX_BATCH {
             return Err(UsageError::new("--batch", format!("at most {MAX_BATCH}")));
         }
-        if f.batch > 1 && (f.batch as usize) * (f.size as usize) > 16 << 20 {
+        let frame = BATCH_HEADER_LEN + (f.batch as usize) * (f.size as usize);
+        if frame > MAX_FRAME_LEN {
             return Err(UsageError::new(
                 "--batch",
-                "--batch x --size exceeds 16 MiB per frame; use a smaller batch",
+                format!(
+                    "--batch {} x --size {} makes {frame}-byte frames, above the {MAX_FRAME_LEN}-byte \
+                     limit subscribers accept by default; use a smaller batch",
+                    f.batch, f.size
+                ),
             ));
         }
         Ok(Config {

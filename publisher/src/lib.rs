@@ -26,7 +26,7 @@ use shardcast_agent::zmqx::{self, Msg};
 use shardcast_proto::feed::Feed;
 use shardcast_proto::shard::stream_for;
 use shardcast_proto::wire::{self, Payload, RecordMeta, StreamChecksum, Symbol, CONTROL_TOPIC};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -91,8 +91,11 @@ pub struct StreamReport {
     pub last_seq: u64,
     /// Checksum of every data record sent (also in end-of-stream).
     pub checksum: u64,
-    /// End-of-stream was accepted by libzmq within --eos-timeout-ms.
-    pub eos_sent: bool,
+    /// End-of-stream frames sent (it is repeated until subscribers leave).
+    pub eos_sent: u64,
+    /// Every counted subscriber unsubscribed after end-of-stream, i.e. had
+    /// it, within --eos-timeout-ms (true as well when none was connected).
+    pub eos_acknowledged: bool,
     /// Subscriptions to the control topic seen (shardcast subscribers).
     pub subscribers: i64,
 }
@@ -130,6 +133,8 @@ pub struct Report {
 struct Start {
     ready: AtomicUsize,
     t0: OnceLock<u64>,
+    /// Set when a stream gave up waiting for subscribers: no stream sends.
+    abort: AtomicBool,
 }
 
 struct StreamResult {
@@ -138,6 +143,7 @@ struct StreamResult {
     first_due_ns: u64,
     last_send_ns: u64,
     waited_out: Option<(u32, u32)>,
+    end_reason: &'static str,
 }
 
 /// Run the publisher to its end.
@@ -207,6 +213,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, RunError> {
     let start = Arc::new(Start {
         ready: AtomicUsize::new(0),
         t0: OnceLock::new(),
+        abort: AtomicBool::new(false),
     });
     let mut handles = Vec::with_capacity(n);
     for (plan, (sock, endpoint)) in cfg.streams.iter().zip(sockets) {
@@ -277,13 +284,9 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, RunError> {
         0.0
     };
     let behind_summary = LatencySummary::of(&behind);
-    let end_reason = if signal.raised() {
-        "signal"
-    } else if cfg.count.is_some() {
-        "count"
-    } else {
-        "duration"
-    };
+    // The first stream's reason stands for the run (they share one schedule;
+    // a signal reaches all of them).
+    let end_reason = results.first().map_or("count", |r| r.end_reason);
     Ok(Report {
         role: "shardcast-pub",
         version: env!("CARGO_PKG_VERSION"),
@@ -471,13 +474,15 @@ impl Stream<'_> {
                 heartbeats: 0,
                 last_seq: 0,
                 checksum: 0,
-                eos_sent: false,
+                eos_sent: 0,
+                eos_acknowledged: false,
                 subscribers: 0,
             },
             behind: stats::new_histogram(),
             first_due_ns: 0,
             last_send_ns: 0,
             waited_out: None,
+            end_reason: "signal",
         };
         let mut subs = 0i64;
 
@@ -501,7 +506,10 @@ impl Stream<'_> {
         }
         // All streams start together, at one t0.
         start.ready.fetch_add(1, Ordering::AcqRel);
-        while start.ready.load(Ordering::Acquire) < cfg.streams.len() && !self.signal.raised() {
+        while start.ready.load(Ordering::Acquire) < cfg.streams.len()
+            && !self.signal.raised()
+            && !start.abort.load(Ordering::Acquire)
+        {
             std::thread::sleep(Duration::from_micros(100));
         }
         let t0 = *start.t0.get_or_init(now_ns);
@@ -521,25 +529,31 @@ impl Stream<'_> {
         let mut checksum = StreamChecksum::default();
         let mut last_frame_ns = t0;
         let mut i = 0u64;
-        if res.waited_out.is_some() {
-            i = u64::MAX; // skip sending; report the timeout
-        }
+        let aborted = start.abort.load(Ordering::Acquire);
         loop {
-            if cfg.count.is_some_and(|c| i >= c) || i == u64::MAX {
+            if aborted {
+                res.end_reason = "wait-timeout";
+                break;
+            }
+            if cfg.count.is_some_and(|c| i >= c) {
+                res.end_reason = "count";
                 break;
             }
             let offset = cfg.due_offset_ns(i);
             if i % HOUSEKEEPING_EVERY == 0 {
                 if self.signal.raised() {
+                    res.end_reason = "signal";
                     break;
                 }
                 if cfg.rate == 0 && deadline.is_some_and(|d| now_ns() >= d) {
+                    res.end_reason = "duration";
                     break;
                 }
                 self.poll_subscriptions(&mut subs, zmq::DONTWAIT);
             }
             let due = t0 + offset;
             if cfg.rate > 0 && deadline.is_some_and(|d| due >= d) {
+                res.end_reason = "duration";
                 break;
             }
             let ev = feed.next_event();
@@ -557,6 +571,7 @@ impl Stream<'_> {
                         last_frame_ns = now;
                     }
                     if !self.idle_until(due, &mut last_frame_ns, seq, &mut res.report.heartbeats) {
+                        res.end_reason = "signal";
                         break;
                     }
                 }
@@ -589,27 +604,51 @@ impl Stream<'_> {
             res.report.frames += 1;
         }
 
-        // End-of-stream must not be dropped at a full HWM like data: switch
-        // the XPUB to NODROP and send it blocking, bounded by --eos-timeout-ms.
-        let eos_ms = cfg.eos_timeout.as_millis().min(i32::MAX as u128) as i32;
-        let _ = zmqx::set_int_option(&mut self.sock, zmqx::XPUB_NODROP, 1);
-        let _ = self.sock.set_sndtimeo(eos_ms);
-        res.report.eos_sent = self.send_control(
-            Payload::EndOfStream {
-                last_seq: seq,
-                checksum: checksum.0,
-            },
-            seq,
-            0,
-        );
-        if !res.report.eos_sent {
+        // End phase. End-of-stream is repeated every heartbeat interval until
+        // every counted subscriber has unsubscribed (a shardcast subscriber
+        // leaves once it has end-of-stream from all its streams), or until
+        // --eos-timeout-ms. Sending it once is not enough: a subscriber that
+        // is behind has its pipe at the HWM, and libzmq then takes that pipe
+        // out of the eligible set until the reader drains it, so a single
+        // end-of-stream would be dropped for exactly the subscriber that
+        // needs it most. ZMQ_XPUB_NODROP does not help: its HWM check only
+        // looks at eligible pipes.
+        let eos = Payload::EndOfStream {
+            last_seq: seq,
+            checksum: checksum.0,
+        };
+        let ended_at = Instant::now();
+        let poll_ms = cfg.heartbeat.as_millis().clamp(1, i32::MAX as u128) as i32;
+        let _ = self.sock.set_rcvtimeo(poll_ms);
+        loop {
+            if self.send_control(eos, seq, zmq::DONTWAIT) {
+                res.report.eos_sent += 1;
+            }
+            if subs <= 0 {
+                res.report.eos_acknowledged = true;
+                break;
+            }
+            if ended_at.elapsed() >= cfg.eos_timeout {
+                break;
+            }
+            let until = Instant::now() + cfg.heartbeat;
+            while subs > 0 && Instant::now() < until {
+                self.poll_subscriptions(&mut subs, 0);
+            }
+        }
+        if !res.report.eos_acknowledged && res.waited_out.is_none() {
             eprintln!(
-                "shardcast-pub: stream {}: end-of-stream not sent within --eos-timeout-ms; subscribers will not see the stream complete",
-                self.index
+                "shardcast-pub: stream {}: {} subscriber(s) still connected {} ms after end-of-stream; they may not have received it (see --eos-timeout-ms)",
+                self.index,
+                subs,
+                cfg.eos_timeout.as_millis()
             );
         }
-        // Linger so queued frames (and end-of-stream) reach the wire.
-        let _ = self.sock.set_linger(eos_ms);
+        // A short linger for frames still queued to subscribers we do not
+        // count (raw SUB sockets).
+        let _ = self
+            .sock
+            .set_linger(cfg.eos_timeout.as_millis().min(1000) as i32);
         res.report.last_seq = seq;
         res.report.checksum = checksum.0;
         res.report.subscribers = subs;

@@ -129,7 +129,7 @@ pub struct Flags {
 
     /// Largest frame accepted (ZMQ_MAXMSGSZ); a peer sending more is
     /// disconnected by libzmq.
-    #[arg(long, default_value_t = 4 << 20, value_name = "BYTES",
+    #[arg(long, default_value_t = shardcast_proto::wire::MAX_FRAME_LEN as i64, value_name = "BYTES",
           value_parser = clap::value_parser!(i64).range(1..), env = "SHARDCAST_SUB_MAX_MSG_SIZE")]
     pub max_msg_size: i64,
 
@@ -149,7 +149,8 @@ pub struct Flags {
 
     /// Stop after this many seconds (otherwise at end-of-stream on every
     /// shard, or on SIGINT/SIGTERM).
-    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds, env = "SHARDCAST_SUB_DURATION")]
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds, allow_negative_numbers = true,
+          env = "SHARDCAST_SUB_DURATION")]
     pub duration: Option<f64>,
 
     /// Write the JSON report here.

@@ -263,11 +263,11 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
     // The monitor.
     let started = Instant::now();
     let mut end_reason = "end-of-stream";
-    let mut last_warn = Instant::now() - Duration::from_secs(2);
-    let mut warned_slow = 0u64;
+    let mut warn = SlowWarner::new(cfg);
     let mut placement = Vec::new();
     loop {
         std::thread::sleep(MONITOR_TICK);
+        warn.tick(&shared);
         if shared.croak.raised() {
             end_reason = "snail";
             break;
@@ -283,20 +283,6 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
         if shard_handles.iter().all(|h| h.is_finished()) {
             break;
         }
-        if cfg.on_slow == OnSlow::Warn && last_warn.elapsed() >= Duration::from_secs(1) {
-            let slow = total_slow(&shared);
-            if slow > warned_slow {
-                eprintln!(
-                    "shardcast-sub: warning: slow consumer: {} messages over {} ms so far (max lag {:.1} ms); {}",
-                    slow,
-                    cfg.max_lag_ms,
-                    max_lag(&shared) as f64 / 1e6,
-                    queue_line(&shared)
-                );
-                warned_slow = slow;
-                last_warn = Instant::now();
-            }
-        }
         if placement.is_empty() && started.elapsed() > Duration::from_millis(200) {
             placement = snapshot_placement();
         }
@@ -311,18 +297,37 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
     // Stop the shards, then let the workers drain what was forwarded.
     shared.stop_shards.store(true, Ordering::Relaxed);
     let shard_results = join_all(shard_handles);
+    if end_reason == "end-of-stream"
+        && shard_results
+            .iter()
+            .any(|r| !r.as_ref().is_some_and(|r| r.ended))
+    {
+        // A shard stopped without end-of-stream on its own: it failed.
+        eprintln!("shardcast-sub: error: a shard stopped before end-of-stream (a libzmq receive error or a crash); see the report's shards");
+        end_reason = "error";
+    }
     let forwarded: u64 = shard_results.iter().flatten().map(|r| r.forwarded).sum();
+    let mut drained = true;
     if end_reason != "snail" {
         let drain_deadline = Instant::now() + cfg.drain_timeout;
-        while Instant::now() < drain_deadline && !shared.croak.raised() {
+        loop {
             let done: u64 = shared
                 .workers
                 .iter()
                 .map(|c| StageCounters::read(&c.done))
                 .sum();
-            if done >= forwarded {
+            if done >= forwarded || shared.croak.raised() {
                 break;
             }
+            if Instant::now() >= drain_deadline {
+                drained = false;
+                eprintln!(
+                    "shardcast-sub: error: workers processed {done} of {forwarded} forwarded records within --drain-timeout-ms {}; the rest is lost",
+                    cfg.drain_timeout.as_millis()
+                );
+                break;
+            }
+            warn.tick(&shared);
             std::thread::sleep(MONITOR_TICK);
         }
         if shared.croak.raised() {
@@ -332,12 +337,16 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
     }
     shared.stop_workers.store(true, Ordering::Relaxed);
     let worker_results = join_all(worker_handles);
+    if worker_results.iter().any(Option::is_none) && end_reason != "snail" {
+        eprintln!("shardcast-sub: error: a worker did not stop cleanly");
+        end_reason = "error";
+    }
     // Every socket was owned by an agent; any agent that did not stop in
     // time still holds its socket, and terminating the context would wait on
     // it forever. The process is about to end, so let the OS reclaim it.
     std::mem::forget(ctx);
 
-    let (report, books) = build_report(
+    let (mut report, books) = build_report(
         cfg,
         &shared,
         end_reason,
@@ -346,8 +355,11 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
         placement,
         started.elapsed(),
     );
+    report.drained = drained;
     let exit_code = if end_reason == "snail" {
         shardcast_agent::exit::SNAIL
+    } else if end_reason == "error" || !drained {
+        shardcast_agent::exit::FAILURE
     } else {
         shardcast_agent::exit::OK
     };
@@ -356,6 +368,48 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
         books,
         exit_code,
     })
+}
+
+/// `--on-slow warn`: at most one warning line a second, only when more
+/// messages went over the limit since the last one.
+struct SlowWarner {
+    enabled: bool,
+    max_lag_ms: u64,
+    last: Option<Instant>,
+    warned: u64,
+}
+
+impl SlowWarner {
+    fn new(cfg: &Config) -> SlowWarner {
+        SlowWarner {
+            enabled: cfg.on_slow == OnSlow::Warn,
+            max_lag_ms: cfg.max_lag_ms,
+            last: None,
+            warned: 0,
+        }
+    }
+
+    fn tick(&mut self, sh: &Shared) {
+        if !self.enabled
+            || self
+                .last
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        let slow = total_slow(sh);
+        if slow > self.warned {
+            eprintln!(
+                "shardcast-sub: warning: slow consumer: {} messages over {} ms so far (max lag {:.1} ms); {}",
+                slow,
+                self.max_lag_ms,
+                max_lag(sh) as f64 / 1e6,
+                queue_line(sh)
+            );
+            self.warned = slow;
+            self.last = Some(Instant::now());
+        }
+    }
 }
 
 fn fmt_cpu(c: Option<usize>) -> String {
@@ -463,7 +517,11 @@ fn join_all<T>(handles: Vec<JoinHandle<T>>) -> Vec<Option<T>> {
         .enumerate()
         .map(|(i, h)| {
             if h.is_finished() {
-                h.join().ok()
+                let r = h.join().ok();
+                if r.is_none() {
+                    eprintln!("shardcast-sub: error: agent {i} panicked; its counts are missing from the report");
+                }
+                r
             } else {
                 eprintln!("shardcast-sub: agent {i} did not stop within {JOIN_GRACE:?}; its counts are missing from the report");
                 None
@@ -634,6 +692,7 @@ fn build_report(
         slow,
         snail,
         processed_checksum: (cfg.work == WorkKind::Checksum).then_some(checksum),
+        drained: true,
         placement,
     };
     (report, books)

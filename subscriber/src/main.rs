@@ -8,8 +8,10 @@ use shardcast_agent::signals::StopSignal;
 use shardcast_subscriber::{cli::Flags, config::Config, run};
 use std::process::ExitCode;
 
-// mimalloc: libzmq and our per-symbol maps allocate from several threads at
-// once; mimalloc's thread-local heaps keep that off a shared lock.
+// mimalloc serves every Rust allocation (per-symbol maps, report building,
+// start-up) from thread-local heaps, so agents never contend on an allocator
+// lock. libzmq's own C++ allocations (message bodies above 33 bytes) still go
+// to the C library's malloc: this binary does not override it.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -55,6 +55,9 @@ pub struct Report {
     /// Sum of the workers' checksums (`--work checksum`): equals the sum of
     /// the publishers' stream checksums when every record was processed once.
     pub processed_checksum: Option<u64>,
+    /// Workers processed everything the shards forwarded before stopping
+    /// (false after a --drain-timeout-ms expiry).
+    pub drained: bool,
     /// Where every thread was last seen running.
     pub placement: Vec<Placement>,
 }

@@ -7,7 +7,7 @@ use shardcast_agent::watch::{Croak, SlowEvent, Stage, StageCounters};
 use shardcast_agent::zmqx::Msg;
 use shardcast_proto::seq::{SourceKey, Tracker, Verdict};
 use shardcast_proto::shard::worker_for;
-use shardcast_proto::snail::LagLimit;
+use shardcast_proto::snail::{age_ns, LagLimit};
 use shardcast_proto::wire::{self, DecodeError, Frame, Kind, Payload, MAX_BATCH};
 use shardcast_workers::{Idle, OnSlow};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,7 +41,7 @@ pub struct ShardResult {
     pub forwarded: u64,
     /// Records older than the lag limit at receive.
     pub slow: u64,
-    /// Largest age at receive, ns.
+    /// Largest age of a data record at receive, ns.
     pub max_lag_ns: u64,
     /// First and last data receive time, ns (0 if none).
     pub first_rx_ns: u64,
@@ -78,6 +78,7 @@ pub fn run_shard(
     // Scratch for the rare batch that mixes new records with duplicates:
     // reused, so it allocates once.
     let mut scratch: Vec<u8> = Vec::new();
+    let mut max_age = 0i64;
     let mut msg = Msg::new();
     while !stop.load(Ordering::Relaxed) {
         match msg.recv(&mut sub, flags) {
@@ -112,17 +113,18 @@ pub fn run_shard(
                     };
                     match rec.kind() {
                         Kind::Quote | Kind::Trade => {
-                            if let Some(lag) = setup.limit.exceeded(now, rec.send_ts_ns()) {
+                            let age = age_ns(now, rec.send_ts_ns());
+                            if age > max_age {
+                                max_age = age;
+                                StageCounters::publish(&counters.max_lag_ns, age as u64);
+                            }
+                            if setup.limit.is_over(age) {
                                 res.slow += 1;
-                                if lag > res.max_lag_ns {
-                                    res.max_lag_ns = lag;
-                                    StageCounters::publish(&counters.max_lag_ns, lag);
-                                }
                                 if setup.on_slow == OnSlow::Croak {
                                     croak.raise(SlowEvent {
                                         stage: Stage::Shard,
                                         index: setup.index,
-                                        lag_ns: lag,
+                                        lag_ns: age as u64,
                                         publisher_id: key.publisher_id,
                                         stream_id: key.stream_id,
                                         seq: rec.seq(),
@@ -180,6 +182,7 @@ pub fn run_shard(
             break;
         }
     }
+    res.max_lag_ns = max_age.max(0) as u64;
     res
 }
 

@@ -8,7 +8,7 @@ use shardcast_agent::stats;
 use shardcast_agent::watch::{Croak, SlowEvent, Stage, StageCounters};
 use shardcast_agent::zmqx::Msg;
 use shardcast_proto::shard::worker_for;
-use shardcast_proto::snail::LagLimit;
+use shardcast_proto::snail::{age_ns, LagLimit};
 use shardcast_proto::wire::{Frame, Payload, StreamChecksum};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -99,7 +99,7 @@ pub struct WorkerResult {
     /// Frames that failed to parse (the shard validates, so this stays 0
     /// unless something is badly wrong).
     pub malformed: u64,
-    /// Largest age at work start, ns.
+    /// Largest age of a record at work start, ns.
     pub max_lag_ns: u64,
 }
 
@@ -127,6 +127,7 @@ pub fn run_worker(
     };
     let mut checksum = StreamChecksum::default();
     let mut slow = 0u64;
+    let mut max_age = 0i64;
     let mut stall = setup.stall;
     let mut msg = Msg::new();
     while !stop.load(Ordering::Relaxed) {
@@ -152,17 +153,18 @@ pub fn run_worker(
                     continue;
                 }
             }
-            if let Some(lag) = setup.limit.exceeded(start, rec.send_ts_ns()) {
+            let age = age_ns(start, rec.send_ts_ns());
+            if age > max_age {
+                max_age = age;
+                StageCounters::publish(&counters.max_lag_ns, age as u64);
+            }
+            if setup.limit.is_over(age) {
                 slow += 1;
-                if lag > res.max_lag_ns {
-                    res.max_lag_ns = lag;
-                    StageCounters::publish(&counters.max_lag_ns, lag);
-                }
                 if setup.on_slow == OnSlow::Croak {
                     croak.raise(SlowEvent {
                         stage: Stage::Worker,
                         index: setup.index,
-                        lag_ns: lag,
+                        lag_ns: age as u64,
                         publisher_id: rec.publisher_id(),
                         stream_id: rec.stream_id(),
                         seq: rec.seq(),
@@ -199,5 +201,6 @@ pub fn run_worker(
         }
     }
     res.checksum = checksum.0;
+    res.max_lag_ns = max_age.max(0) as u64;
     res
 }

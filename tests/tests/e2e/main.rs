@@ -1,0 +1,10 @@
+//! End-to-end tests: real `shardcast-pub` and `shardcast-sub` processes over
+//! real TCP on loopback. One test binary, modules by theme.
+
+mod backpressure;
+mod flags;
+mod hostile;
+mod pipeline;
+mod signals;
+mod snail;
+mod support;

@@ -1,0 +1,233 @@
+//! Running the real binaries: build lookup, stderr handshakes, hard timeouts.
+//!
+//! Nothing here sleeps to wait for delivery: tests wait for a line the
+//! process prints when a state is reached (bound, subscribed, first message
+//! sent), and every wait has a deadline after which the test fails.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+use wait_timeout::ChildExt;
+
+/// Generous: CI machines are small and shared. A test that needs this long
+/// is broken, not slow.
+pub const PROCESS_TIMEOUT: Duration = Duration::from_secs(90);
+pub const LINE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// End-to-end tests run one at a time: several pipelines competing for two
+/// cores would measure the machine, not shardcast (and could starve a
+/// subscriber into croaking).
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn build(package: &str, bin: &str) -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    escargot::CargoBuild::new()
+        .manifest_path(manifest)
+        .package(package)
+        .bin(bin)
+        .current_release()
+        .current_target()
+        .run()
+        .unwrap_or_else(|e| panic!("building {bin}: {e}"))
+        .path()
+        .to_path_buf()
+}
+
+pub fn pub_bin() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| build("shardcast-publisher", "shardcast-pub"))
+}
+
+pub fn sub_bin() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| build("shardcast-subscriber", "shardcast-sub"))
+}
+
+/// A running process whose stderr lines are collected and can be awaited.
+pub struct Proc {
+    pub name: &'static str,
+    child: Child,
+    lines: Receiver<String>,
+    all: Arc<Mutex<Vec<String>>>,
+    stdout: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    pub fn spawn(name: &'static str, bin: &Path, args: &[String]) -> Proc {
+        let mut child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
+        let (tx, rx) = mpsc::channel();
+        let all = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let all2 = Arc::clone(&all);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                all2.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().expect("piped stdout");
+        let stdout2 = Arc::clone(&stdout);
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                stdout2.lock().unwrap().push(line);
+            }
+        });
+        Proc {
+            name,
+            child,
+            lines: rx,
+            all,
+            stdout,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait for a stderr line containing `needle`; returns it.
+    pub fn wait_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + LINE_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return l,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "{}: no line containing {needle:?} within {LINE_TIMEOUT:?}; stderr so far:\n{}",
+                    self.name,
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    /// Everything printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.all.lock().unwrap().join("\n")
+    }
+
+    /// Wait for exit (the test fails if it takes longer than
+    /// [`PROCESS_TIMEOUT`]); returns the status and stderr.
+    pub fn wait(mut self) -> (ExitStatus, String, String) {
+        let status = match self.child.wait_timeout(PROCESS_TIMEOUT).expect("wait") {
+            Some(s) => s,
+            None => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "{} did not exit within {PROCESS_TIMEOUT:?}; stderr:\n{}",
+                    self.name,
+                    self.stderr()
+                );
+            }
+        };
+        // Let the reader threads see end-of-file.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if Arc::strong_count(&self.all) == 1 && Arc::strong_count(&self.stdout) == 1 {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        let out = self.stdout.lock().unwrap().join("\n");
+        (status, self.stderr(), out)
+    }
+
+    /// Send a signal.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // A failing test must not leave processes behind.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A publisher with its bound endpoints (read from its "bound" lines, so
+/// the OS picks free ports and nothing races for one).
+pub struct Publisher {
+    pub proc: Proc,
+    pub endpoints: Vec<String>,
+}
+
+pub fn start_pub(streams: usize, args: &[&str]) -> Publisher {
+    let mut v: Vec<String> = Vec::new();
+    for _ in 0..streams {
+        v.push("--bind".into());
+        v.push("tcp://127.0.0.1:*".into());
+    }
+    v.extend(args.iter().map(|s| s.to_string()));
+    let proc = Proc::spawn("shardcast-pub", pub_bin(), &v);
+    let endpoints = (0..streams)
+        .map(|i| {
+            let line = proc.wait_line(&format!("stream {i} bound "));
+            let rest = line.split(" bound ").nth(1).expect("bound line");
+            rest.split_whitespace()
+                .next()
+                .expect("endpoint")
+                .to_string()
+        })
+        .collect();
+    Publisher { proc, endpoints }
+}
+
+pub fn start_sub(connect: &[String], args: &[&str]) -> Proc {
+    let mut v: Vec<String> = Vec::new();
+    for ep in connect {
+        v.push("--connect".into());
+        v.push(ep.clone());
+    }
+    v.extend(args.iter().map(|s| s.to_string()));
+    Proc::spawn("shardcast-sub", sub_bin(), &v)
+}
+
+/// Run a binary to completion with `args`.
+pub fn run(bin: &Path, args: &[&str]) -> (ExitStatus, String, String) {
+    let v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    Proc::spawn("command", bin, &v).wait()
+}
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
+pub fn u(v: &serde_json::Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} is not an unsigned integer in {v}"))
+}
+
+/// Resident set size of a process, bytes (from /proc/PID/status).
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.to_str().expect("utf-8 temp path").to_string()
+}
