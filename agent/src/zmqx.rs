@@ -4,7 +4,7 @@ use crate::exit::UsageError;
 use std::os::raw::c_int;
 
 /// Set an integer socket option the `zmq` crate has no setter for
-/// (`ZMQ_XPUB_VERBOSER`, `ZMQ_XPUB_NODROP`).
+/// (`ZMQ_XPUB_VERBOSER`).
 pub fn set_int_option(socket: &mut zmq::Socket, option: u32, value: i32) -> Result<(), zmq::Error> {
     // SAFETY: the socket pointer is live for the borrow; the option value is
     // a c_int of the size passed.
@@ -22,8 +22,6 @@ pub fn set_int_option(socket: &mut zmq::Socket, option: u32, value: i32) -> Resu
 /// `ZMQ_XPUB_VERBOSER`: pass every subscribe *and* unsubscribe to the XPUB
 /// application, so it can count subscribers as they come and go.
 pub const XPUB_VERBOSER: u32 = zmq_sys::ZMQ_XPUB_VERBOSER;
-/// `ZMQ_XPUB_NODROP`: at the HWM, return EAGAIN instead of dropping.
-pub const XPUB_NODROP: u32 = zmq_sys::ZMQ_XPUB_NODROP;
 
 /// A libzmq message owned by us: received into, forwarded, and shared
 /// without copying its payload. The `zmq` crate's `Message` hides the raw
@@ -235,11 +233,10 @@ mod tests {
     }
 
     #[test]
-    fn verboser_and_nodrop_can_be_set() {
+    fn verboser_can_be_set_and_bad_options_are_errors() {
         let ctx = zmq::Context::new();
         let mut xpub = ctx.socket(zmq::XPUB).unwrap();
         set_int_option(&mut xpub, XPUB_VERBOSER, 1).unwrap();
-        set_int_option(&mut xpub, XPUB_NODROP, 1).unwrap();
         assert!(set_int_option(&mut xpub, 99_999, 1).is_err());
     }
 }
