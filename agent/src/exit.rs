@@ -41,3 +41,38 @@ pub fn positive_seconds(s: &str) -> Result<f64, String> {
         Err(format!("'{s}' must be a positive number of seconds"))
     }
 }
+
+/// A failure while building or running a pipeline that is not the user's
+/// command line (exit code [`FAILURE`]): the context says what was being
+/// done, so the message points at the flag or resource involved.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A libzmq call failed.
+    #[error("{context}: {source}")]
+    Zmq {
+        /// What was being done.
+        context: String,
+        /// libzmq's error.
+        source: zmq::Error,
+    },
+    /// An OS call failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// `map_err` adapter: `socket.bind(ep).map_err(zerr("binding"))?`.
+pub fn zerr(context: impl Into<String>) -> impl FnOnce(zmq::Error) -> SetupError {
+    let context = context.into();
+    move |source| SetupError::Zmq { context, source }
+}
+
+/// `map_err` adapter for OS errors.
+pub fn ioerr(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> SetupError {
+    let context = context.into();
+    move |source| SetupError::Io { context, source }
+}

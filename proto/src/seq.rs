@@ -65,6 +65,17 @@ pub struct Counters {
     pub restarts: u64,
 }
 
+impl std::ops::AddAssign for Counters {
+    fn add_assign(&mut self, o: Counters) {
+        self.received += o.received;
+        self.lost += o.lost;
+        self.duplicates += o.duplicates;
+        self.out_of_order += o.out_of_order;
+        self.missed_before_join += o.missed_before_join;
+        self.restarts += o.restarts;
+    }
+}
+
 /// State of one (publisher, stream).
 #[derive(Clone, Debug)]
 pub struct StreamState {
@@ -320,13 +331,7 @@ impl Tracker {
     pub fn totals(&self) -> Counters {
         let mut t = Counters::default();
         for s in &self.streams {
-            let c = s.counters();
-            t.received += c.received;
-            t.lost += c.lost;
-            t.duplicates += c.duplicates;
-            t.out_of_order += c.out_of_order;
-            t.missed_before_join += c.missed_before_join;
-            t.restarts += c.restarts;
+            t += s.counters();
         }
         t
     }

@@ -20,6 +20,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use shardcast_agent::clock::now_ns;
 use shardcast_agent::cpu::{self, spawn_agent};
+use shardcast_agent::exit::{ioerr, zerr, SetupError};
 use shardcast_agent::signals::StopSignal;
 use shardcast_agent::stats::{self, LatencySummary};
 use shardcast_agent::zmqx::{self, Msg};
@@ -38,22 +39,9 @@ const HOUSEKEEPING_EVERY: u64 = 1024;
 /// Why a run failed (exit code 1).
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// A libzmq call failed.
-    #[error("{context}: {source}")]
-    Zmq {
-        /// What was being done.
-        context: String,
-        /// libzmq's error.
-        source: zmq::Error,
-    },
-    /// An OS call failed.
-    #[error("{context}: {source}")]
-    Io {
-        /// What was being done.
-        context: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
+    /// Building or running the sockets and threads failed.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
     /// Subscribers did not arrive within --wait-timeout.
     #[error("stream {stream}: {seen} of {wanted} subscribers arrived within --wait-timeout; is the subscriber pointed at this endpoint?")]
     WaitTimeout {
@@ -64,14 +52,12 @@ pub enum RunError {
         /// Subscribers wanted.
         wanted: u32,
     },
+    /// A stream thread panicked.
+    #[error("stream thread {0} panicked")]
+    Panicked(usize),
     /// The feed could not be built.
     #[error("{0}")]
     Feed(#[from] shardcast_proto::feed::BadSymbolCount),
-}
-
-fn zerr(context: impl Into<String>) -> impl FnOnce(zmq::Error) -> RunError {
-    let context = context.into();
-    move |source| RunError::Zmq { context, source }
 }
 
 /// One stream's results.
@@ -202,10 +188,9 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, RunError> {
     }
     let io_cpus: Vec<usize> = cfg.streams.iter().filter_map(|p| p.io_cpu).collect();
     if io_cpus.len() == n {
-        for (name, c) in cpu::pin_zmq_io_threads(&io_cpus).map_err(|source| RunError::Io {
-            context: "pinning ZeroMQ I/O threads (--io-cpus)".into(),
-            source,
-        })? {
+        for (name, c) in cpu::pin_zmq_io_threads(&io_cpus)
+            .map_err(ioerr("pinning ZeroMQ I/O threads (--io-cpus)"))?
+        {
             eprintln!("shardcast-pub: {name} pinned to CPU {c}");
         }
     }
@@ -235,23 +220,12 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, RunError> {
             };
             stream.run(feed, &stream_of, &start)
         })
-        .map_err(|source| RunError::Io {
-            context: "starting a stream thread".into(),
-            source,
-        })?;
+        .map_err(ioerr("starting a stream thread"))?;
         handles.push(h);
     }
     let mut results = Vec::with_capacity(n);
-    for h in handles {
-        match h.join() {
-            Ok(r) => results.push(r),
-            Err(_) => {
-                return Err(RunError::Io {
-                    context: "a stream thread panicked".into(),
-                    source: std::io::Error::other("panic"),
-                })
-            }
-        }
+    for (i, h) in handles.into_iter().enumerate() {
+        results.push(h.join().map_err(|_| RunError::Panicked(i))?);
     }
     // Every socket closed with its thread (after end-of-stream and linger).
     drop(ctx);

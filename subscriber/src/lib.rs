@@ -23,6 +23,7 @@ use config::Config;
 use report::{AgentReport, Placement, QueueState, Report, SlowReport, SnailReport, StreamReport};
 use shard::{run_shard, ShardResult, ShardSetup};
 use shardcast_agent::cpu::{self, spawn_agent};
+use shardcast_agent::exit::{ioerr, zerr, SetupError};
 use shardcast_agent::signals::StopSignal;
 use shardcast_agent::stats::{self, LatencySummary};
 use shardcast_agent::watch::{Croak, StageCounters};
@@ -43,30 +44,7 @@ const MONITOR_TICK: Duration = Duration::from_millis(5);
 const JOIN_GRACE: Duration = Duration::from_secs(5);
 
 /// Why a run failed before or outside the pipeline (exit code 1).
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// A libzmq call failed; the context says which and how to fix it.
-    #[error("{context}: {source}")]
-    Zmq {
-        /// What was being done.
-        context: String,
-        /// libzmq's error.
-        source: zmq::Error,
-    },
-    /// An OS call failed.
-    #[error("{context}: {source}")]
-    Io {
-        /// What was being done.
-        context: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-}
-
-fn zerr(context: impl Into<String>) -> impl FnOnce(zmq::Error) -> RunError {
-    let context = context.into();
-    move |source| RunError::Zmq { context, source }
-}
+pub type RunError = SetupError;
 
 /// State shared between the monitor and the agents.
 struct Shared {
@@ -197,10 +175,8 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
     // own core now (see agent::cpu::pin_zmq_io_threads for why this way).
     let io_cpus: Vec<usize> = cfg.shards.iter().filter_map(|p| p.io_cpu).collect();
     if io_cpus.len() == n_shards && n_shards > 0 {
-        let pinned = cpu::pin_zmq_io_threads(&io_cpus).map_err(|source| RunError::Io {
-            context: "pinning ZeroMQ I/O threads (--io-cpus)".into(),
-            source,
-        })?;
+        let pinned = cpu::pin_zmq_io_threads(&io_cpus)
+            .map_err(ioerr("pinning ZeroMQ I/O threads (--io-cpus)"))?;
         for (name, c) in pinned {
             eprintln!("shardcast-sub: {name} pinned to CPU {c}");
         }
@@ -224,10 +200,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
         let h = spawn_agent(format!("worker-{w}"), cfg.worker_cpus[w], move || {
             run_worker(setup, pull, &sh.workers[w], &sh.croak, &sh.stop_workers)
         })
-        .map_err(|source| RunError::Io {
-            context: "starting a worker thread".into(),
-            source,
-        })?;
+        .map_err(ioerr("starting a worker thread"))?;
         worker_handles.push(h);
     }
     let mut shard_handles: Vec<JoinHandle<ShardResult>> = Vec::with_capacity(n_shards);
@@ -244,10 +217,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
         let h = spawn_agent(format!("shard-{i}"), plan.cpu, move || {
             run_shard(setup, sub, outs, &sh.shards[i], &sh.croak, &sh.stop_shards)
         })
-        .map_err(|source| RunError::Io {
-            context: "starting a shard thread".into(),
-            source,
-        })?;
+        .map_err(ioerr("starting a shard thread"))?;
         shard_handles.push(h);
     }
     for plan in &cfg.shards {
@@ -562,15 +532,8 @@ fn build_report(
             first_rx = first_rx.min(r.first_rx_ns);
             last_rx = last_rx.max(r.last_rx_ns);
         }
-        let t = r.tracker.totals();
-        totals.received += t.received;
-        totals.lost += t.lost;
-        totals.duplicates += t.duplicates;
-        totals.out_of_order += t.out_of_order;
-        totals.missed_before_join += t.missed_before_join;
-        totals.restarts += t.restarts;
+        totals += r.tracker.totals();
         for st in r.tracker.streams() {
-            let c = st.counters();
             streams.push(StreamReport {
                 shard: i,
                 publisher_id: st.key().publisher_id,
@@ -578,12 +541,7 @@ fn build_report(
                 session: st.session(),
                 first_seq: st.first_seq(),
                 last_seq: st.last_seq(),
-                received: c.received,
-                lost: c.lost,
-                duplicates: c.duplicates,
-                out_of_order: c.out_of_order,
-                missed_before_join: c.missed_before_join,
-                restarts: c.restarts,
+                counters: st.counters(),
                 eos: st.ended(),
                 eos_last_seq: st.eos().map(|e| e.last_seq),
                 checksum_ok: st.eos().is_some_and(|e| e.checksum == st.checksum()),
@@ -668,12 +626,7 @@ fn build_report(
         role: "shardcast-sub",
         version: env!("CARGO_PKG_VERSION"),
         end_reason,
-        received: totals.received,
-        lost: totals.lost,
-        duplicates: totals.duplicates,
-        out_of_order: totals.out_of_order,
-        missed_before_join: totals.missed_before_join,
-        restarts: totals.restarts,
+        counters: totals,
         malformed,
         malformed_reasons,
         refused_sources: refused,
@@ -712,14 +665,14 @@ impl Report {
              shardcast-sub: end-to-end latency (intended send -> work done): {}",
             self.end_reason,
             self.streams.len(),
-            self.received,
+            self.counters.received,
             self.elapsed_s,
             self.msgs_per_sec,
-            self.lost,
-            self.duplicates,
+            self.counters.lost,
+            self.counters.duplicates,
             self.malformed,
-            self.restarts,
-            self.missed_before_join,
+            self.counters.restarts,
+            self.counters.missed_before_join,
             self.streams_complete,
             e2e.line()
         )

@@ -2,9 +2,7 @@
 //! code. Everything else lives in the library.
 
 use clap::Parser;
-use shardcast_agent::exit;
-use shardcast_agent::files::write_json;
-use shardcast_agent::signals::StopSignal;
+use shardcast_agent::{exit, launch};
 use shardcast_subscriber::{cli::Flags, config::Config, run};
 use std::process::ExitCode;
 
@@ -15,58 +13,38 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+const ROLE: &str = "shardcast-sub";
+
 fn main() -> ExitCode {
     let flags = Flags::parse(); // clap exits 2 on a bad flag, naming it.
-    let cfg = match Config::resolve(&flags) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("shardcast-sub: error: {e}");
-            return ExitCode::from(exit::USAGE);
-        }
-    };
-    if flags.print_config {
-        match serde_json::to_string_pretty(&cfg) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("shardcast-sub: error: cannot print the configuration: {e}");
-                return ExitCode::from(exit::FAILURE);
-            }
-        }
-        return ExitCode::from(exit::OK);
-    }
-    let signal = match StopSignal::install() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("shardcast-sub: error: cannot install signal handlers: {e}");
-            return ExitCode::from(exit::FAILURE);
-        }
+    let (cfg, signal) = match launch::start(ROLE, Config::resolve(&flags), flags.print_config) {
+        Ok(v) => v,
+        Err(code) => return ExitCode::from(code),
     };
     let outcome = match run(&cfg, &signal) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("shardcast-sub: error: {e}");
+            eprintln!("{ROLE}: error: {e}");
             return ExitCode::from(exit::FAILURE);
         }
     };
     let mut code = outcome.exit_code;
-    if let Some(path) = &cfg.report_json {
-        if let Err(e) = write_json(path, &outcome.report) {
-            eprintln!(
-                "shardcast-sub: error: writing --report-json {}: {e}",
-                path.display()
-            );
-            code = code.max(exit::FAILURE);
-        }
-    }
-    if let Some(path) = &cfg.books_out {
-        if let Err(e) = write_json(path, &outcome.books.snapshot()) {
-            eprintln!(
-                "shardcast-sub: error: writing --books-out {}: {e}",
-                path.display()
-            );
-            code = code.max(exit::FAILURE);
-        }
-    }
-    println!("{}", outcome.report.summary());
+    let report = &outcome.report;
+    launch::write_output(
+        ROLE,
+        "--report-json",
+        cfg.report_json.as_deref(),
+        report,
+        &mut code,
+    );
+    let books = outcome.books.snapshot();
+    launch::write_output(
+        ROLE,
+        "--books-out",
+        cfg.books_out.as_deref(),
+        &books,
+        &mut code,
+    );
+    println!("{}", report.summary());
     ExitCode::from(code)
 }

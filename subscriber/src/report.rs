@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use shardcast_agent::stats::LatencySummary;
+use shardcast_proto::seq::Counters;
 use std::collections::BTreeMap;
 
 /// The whole report (`--report-json`).
@@ -14,18 +15,11 @@ pub struct Report {
     pub version: &'static str,
     /// Why the run ended: end-of-stream, duration, signal, snail, error.
     pub end_reason: &'static str,
-    /// Data records received (each sequence number once).
-    pub received: u64,
-    /// Sequence numbers never received.
-    pub lost: u64,
-    /// Records received more than once (dropped, not processed).
-    pub duplicates: u64,
-    /// Records that arrived after a later one (processed; not lost).
-    pub out_of_order: u64,
-    /// Records a publisher sent before this subscriber joined (slow joiner).
-    pub missed_before_join: u64,
-    /// Publisher restarts seen (new session on a known stream).
-    pub restarts: u64,
+    /// `received`, `lost`, `duplicates`, `out_of_order`,
+    /// `missed_before_join`, `restarts`: summed over every stream (see
+    /// [`Counters`] for each).
+    #[serde(flatten)]
+    pub counters: Counters,
     /// Frames that were not valid shardcast frames.
     pub malformed: u64,
     /// `malformed` by reason.
@@ -77,18 +71,9 @@ pub struct StreamReport {
     pub first_seq: u64,
     /// Highest sequence accounted for.
     pub last_seq: u64,
-    /// Counters, cumulative over sessions.
-    pub received: u64,
-    /// See [`Report::lost`].
-    pub lost: u64,
-    /// See [`Report::duplicates`].
-    pub duplicates: u64,
-    /// See [`Report::out_of_order`].
-    pub out_of_order: u64,
-    /// See [`Report::missed_before_join`].
-    pub missed_before_join: u64,
-    /// See [`Report::restarts`].
-    pub restarts: u64,
+    /// Counters of this stream, cumulative over its sessions.
+    #[serde(flatten)]
+    pub counters: Counters,
     /// End-of-stream received for the latest session.
     pub eos: bool,
     /// The publisher's last sequence, from end-of-stream.

@@ -3,13 +3,13 @@
 //! copying them.
 
 use shardcast_agent::clock::now_ns;
-use shardcast_agent::watch::{Croak, SlowEvent, Stage, StageCounters};
+use shardcast_agent::watch::{Croak, Stage, StageCounters};
 use shardcast_agent::zmqx::Msg;
 use shardcast_proto::seq::{SourceKey, Tracker, Verdict};
 use shardcast_proto::shard::worker_for;
-use shardcast_proto::snail::{age_ns, LagLimit};
+use shardcast_proto::snail::LagLimit;
 use shardcast_proto::wire::{self, DecodeError, Frame, Kind, Payload, MAX_BATCH};
-use shardcast_workers::{Idle, OnSlow};
+use shardcast_workers::{Idle, LagCheck, OnSlow, Received};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A shard's configuration.
@@ -60,10 +60,6 @@ pub fn run_shard(
     croak: &Croak,
     stop: &AtomicBool,
 ) -> ShardResult {
-    let flags = match setup.idle {
-        Idle::Block => 0,
-        Idle::Spin => zmq::DONTWAIT,
-    };
     let mut res = ShardResult {
         tracker: Tracker::new(),
         frames: 0,
@@ -78,18 +74,13 @@ pub fn run_shard(
     // Scratch for the rare batch that mixes new records with duplicates:
     // reused, so it allocates once.
     let mut scratch: Vec<u8> = Vec::new();
-    let mut max_age = 0i64;
+    let mut lag = LagCheck::new(Stage::Shard, setup.index, setup.limit, setup.on_slow);
     let mut msg = Msg::new();
     while !stop.load(Ordering::Relaxed) {
-        match msg.recv(&mut sub, flags) {
-            Ok(()) => {}
-            Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => {
-                if setup.idle == Idle::Spin {
-                    std::hint::spin_loop();
-                }
-                continue;
-            }
-            Err(_) => break,
+        match setup.idle.recv(&mut msg, &mut sub) {
+            Received::Frame => {}
+            Received::Nothing => continue,
+            Received::Closed => break,
         }
         let now = now_ns();
         res.frames += 1;
@@ -113,26 +104,7 @@ pub fn run_shard(
                     };
                     match rec.kind() {
                         Kind::Quote | Kind::Trade => {
-                            let age = age_ns(now, rec.send_ts_ns());
-                            if age > max_age {
-                                max_age = age;
-                                StageCounters::publish(&counters.max_lag_ns, age as u64);
-                            }
-                            if setup.limit.is_over(age) {
-                                res.slow += 1;
-                                if setup.on_slow == OnSlow::Croak {
-                                    croak.raise(SlowEvent {
-                                        stage: Stage::Shard,
-                                        index: setup.index,
-                                        lag_ns: age as u64,
-                                        publisher_id: key.publisher_id,
-                                        stream_id: key.stream_id,
-                                        seq: rec.seq(),
-                                        symbol: rec.symbol().0,
-                                        at_ns: now,
-                                    });
-                                }
-                            }
+                            lag.observe(now, &rec, counters, croak);
                             match st.on_data(rec.session(), rec.seq(), rec.digest()) {
                                 Verdict::New => {
                                     new += 1;
@@ -176,13 +148,14 @@ pub fn run_shard(
             StageCounters::publish(&counters.done, res.forwarded);
         }
         StageCounters::publish(&counters.frames, res.frames);
-        StageCounters::publish(&counters.slow, res.slow);
+        StageCounters::publish(&counters.slow, lag.slow());
         if saw_eos && res.tracker.all_ended() {
             res.ended = true;
             break;
         }
     }
-    res.max_lag_ns = max_age.max(0) as u64;
+    res.slow = lag.slow();
+    res.max_lag_ns = lag.max_age_ns();
     res
 }
 
@@ -244,12 +217,8 @@ fn forward(
 /// lag and, past the PUB's HWM, as gaps). Gives up only when stopped.
 #[inline]
 fn send_blocking(msg: &mut Msg, out: &mut zmq::Socket, idle: Idle, stop: &AtomicBool) -> bool {
-    let flags = match idle {
-        Idle::Block => 0,
-        Idle::Spin => zmq::DONTWAIT,
-    };
     loop {
-        match msg.send(out, flags) {
+        match msg.send(out, idle.flags()) {
             Ok(()) => return true,
             Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => {
                 if stop.load(Ordering::Relaxed) {

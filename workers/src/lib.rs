@@ -6,7 +6,9 @@
 //! feed's seed alone, the books a subscriber must end with ([`Books`]).
 
 mod book;
+mod lag;
 mod worker;
 
 pub use book::{Book, BookSnapshot, Books};
-pub use worker::{run_worker, Idle, OnSlow, WorkKind, WorkerResult, WorkerSetup};
+pub use lag::LagCheck;
+pub use worker::{run_worker, Idle, OnSlow, Received, WorkKind, WorkerResult, WorkerSetup};

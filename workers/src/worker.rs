@@ -2,13 +2,14 @@
 //! time it.
 
 use crate::book::Books;
+use crate::LagCheck;
 use hdrhistogram::Histogram;
 use shardcast_agent::clock::{now_ns, spin_for};
 use shardcast_agent::stats;
-use shardcast_agent::watch::{Croak, SlowEvent, Stage, StageCounters};
+use shardcast_agent::watch::{Croak, Stage, StageCounters};
 use shardcast_agent::zmqx::Msg;
 use shardcast_proto::shard::worker_for;
-use shardcast_proto::snail::{age_ns, LagLimit};
+use shardcast_proto::snail::LagLimit;
 use shardcast_proto::wire::{Frame, Payload, StreamChecksum};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -59,6 +60,45 @@ pub enum Idle {
     Block,
     /// Poll without blocking: lowest latency, burns the core.
     Spin,
+}
+
+/// What one receive attempt gave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// A frame is in the message.
+    Frame,
+    /// Nothing yet (timeout, no message, or a signal): look at the stop
+    /// flag and try again.
+    Nothing,
+    /// The socket failed (context terminated): stop.
+    Closed,
+}
+
+impl Idle {
+    /// The flags a receive or send uses under this strategy.
+    #[inline]
+    pub fn flags(self) -> i32 {
+        match self {
+            Idle::Block => 0,
+            Idle::Spin => zmq::DONTWAIT,
+        }
+    }
+
+    /// Receive the next frame into `msg`, waiting the way this strategy
+    /// waits (blocking up to the socket's receive timeout, or one poll).
+    #[inline]
+    pub fn recv(self, msg: &mut Msg, socket: &mut zmq::Socket) -> Received {
+        match msg.recv(socket, self.flags()) {
+            Ok(()) => Received::Frame,
+            Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => {
+                if self == Idle::Spin {
+                    std::hint::spin_loop();
+                }
+                Received::Nothing
+            }
+            Err(_) => Received::Closed,
+        }
+    }
 }
 
 /// A worker's configuration.
@@ -112,10 +152,6 @@ pub fn run_worker(
     croak: &Croak,
     stop: &AtomicBool,
 ) -> WorkerResult {
-    let flags = match setup.idle {
-        Idle::Block => 0,
-        Idle::Spin => zmq::DONTWAIT,
-    };
     let mut res = WorkerResult {
         processed: 0,
         frames: 0,
@@ -126,20 +162,14 @@ pub fn run_worker(
         max_lag_ns: 0,
     };
     let mut checksum = StreamChecksum::default();
-    let mut slow = 0u64;
-    let mut max_age = 0i64;
+    let mut lag = LagCheck::new(Stage::Worker, setup.index, setup.limit, setup.on_slow);
     let mut stall = setup.stall;
     let mut msg = Msg::new();
     while !stop.load(Ordering::Relaxed) {
-        match msg.recv(&mut pull, flags) {
-            Ok(()) => {}
-            Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => {
-                if setup.idle == Idle::Spin {
-                    std::hint::spin_loop();
-                }
-                continue;
-            }
-            Err(_) => break,
+        match setup.idle.recv(&mut msg, &mut pull) {
+            Received::Frame => {}
+            Received::Nothing => continue,
+            Received::Closed => break,
         }
         let Ok(frame) = Frame::parse(msg.bytes()) else {
             res.malformed += 1;
@@ -153,26 +183,7 @@ pub fn run_worker(
                     continue;
                 }
             }
-            let age = age_ns(start, rec.send_ts_ns());
-            if age > max_age {
-                max_age = age;
-                StageCounters::publish(&counters.max_lag_ns, age as u64);
-            }
-            if setup.limit.is_over(age) {
-                slow += 1;
-                if setup.on_slow == OnSlow::Croak {
-                    croak.raise(SlowEvent {
-                        stage: Stage::Worker,
-                        index: setup.index,
-                        lag_ns: age as u64,
-                        publisher_id: rec.publisher_id(),
-                        stream_id: rec.stream_id(),
-                        seq: rec.seq(),
-                        symbol: rec.symbol().0,
-                        at_ns: start,
-                    });
-                }
-            }
+            lag.observe(start, &rec, counters, croak);
             match setup.work {
                 WorkKind::Book => match rec.payload() {
                     Payload::Quote(q) => res.books.book(rec.symbol()).quote(&q),
@@ -192,7 +203,7 @@ pub fn run_worker(
         }
         StageCounters::publish(&counters.done, res.processed);
         StageCounters::publish(&counters.frames, res.frames);
-        StageCounters::publish(&counters.slow, slow);
+        StageCounters::publish(&counters.slow, lag.slow());
         if let Some((after, pause)) = stall {
             if res.processed >= after {
                 stall = None;
@@ -201,6 +212,6 @@ pub fn run_worker(
         }
     }
     res.checksum = checksum.0;
-    res.max_lag_ns = max_age.max(0) as u64;
+    res.max_lag_ns = lag.max_age_ns();
     res
 }
