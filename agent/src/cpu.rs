@@ -178,42 +178,59 @@ pub fn threads_named(pred: impl Fn(&str) -> bool) -> Vec<(i32, String)> {
     out
 }
 
-/// Pin libzmq's I/O thread `ZMQbg/IO/<i>` to `cpus[i]`, each to its own core.
+/// The threads one ZeroMQ context starts, found, named and pinned.
 ///
-/// libzmq's own `ZMQ_THREAD_AFFINITY_CPU_ADD` applies one CPU set to the whole
-/// I/O pool, which cannot put stream 0's I/O thread on core 2 and stream 1's
-/// on core 3. libzmq names its threads (`ZMQbg/IO/0`, ...) and starts them
-/// when the context creates its first socket, so after that we find each by
-/// name in `/proc/self/task` and set its affinity by thread id. A new thread
-/// names itself, so the search retries briefly until all `cpus.len()` are
-/// found. Returns the `(name, cpu)` pairs applied.
-pub fn pin_zmq_io_threads(cpus: &[usize]) -> std::io::Result<Vec<(String, usize)>> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    loop {
-        let found: Vec<(i32, usize)> = threads_named(|n| n.starts_with("ZMQbg/IO/"))
+/// shardcast gives every stream its own context with one I/O thread, so that
+/// thread can be pinned on its own: libzmq's `ZMQ_THREAD_AFFINITY_CPU_ADD`
+/// is context-wide, and the libzmq that the `zmq` crate builds from source
+/// compiles both it and thread naming out (no `ZMQ_HAVE_PTHREAD_SET_AFFINITY`
+/// or `ZMQ_HAVE_PTHREAD_SETNAME_*`), so its threads are anonymous. A context
+/// starts its threads inside the call that creates its first socket: take a
+/// [`ZmqThreads::before`] snapshot of this process's threads, create the
+/// socket, then [`ZmqThreads::claim`] what appeared.
+#[derive(Debug)]
+pub struct ZmqThreads {
+    before: Vec<i32>,
+}
+
+impl ZmqThreads {
+    /// Snapshot the threads of this process.
+    pub fn before() -> ZmqThreads {
+        ZmqThreads {
+            before: threads_named(|_| true)
+                .into_iter()
+                .map(|(t, _)| t)
+                .collect(),
+        }
+    }
+
+    /// Name the threads started since the snapshot `zmq-reaper-<label>` and
+    /// `zmq-io-<label>` (libzmq starts its reaper first, then the I/O thread,
+    /// and Linux hands out thread ids in increasing order), and pin both to
+    /// `cpu` when given: the reaper only runs when sockets close. Returns the
+    /// `(name, tid)` pairs.
+    pub fn claim(self, label: &str, cpu: Option<usize>) -> std::io::Result<Vec<(String, i32)>> {
+        let mut new: Vec<i32> = threads_named(|_| true)
             .into_iter()
-            .filter_map(|(tid, name)| {
-                let idx = name.rsplit('/').next()?.parse::<usize>().ok()?;
-                (idx < cpus.len()).then_some((tid, idx))
-            })
+            .map(|(t, _)| t)
+            .filter(|t| !self.before.contains(t))
             .collect();
-        if found.len() >= cpus.len() {
-            let mut done = Vec::with_capacity(found.len());
-            for (tid, idx) in found {
-                set_thread_affinity(tid, cpus[idx])?;
-                done.push((format!("ZMQbg/IO/{idx}"), cpus[idx]));
+        new.sort_unstable();
+        let mut out = Vec::with_capacity(new.len());
+        for (k, tid) in new.into_iter().enumerate() {
+            let name = match k {
+                0 => format!("zmq-reaper-{label}"),
+                1 => format!("zmq-io-{label}"),
+                _ => format!("zmq-{k}-{label}"),
+            };
+            // comm holds at most 15 bytes; the kernel truncates longer names.
+            std::fs::write(format!("/proc/self/task/{tid}/comm"), &name)?;
+            if let Some(c) = cpu {
+                set_thread_affinity(tid, c)?;
             }
-            done.sort();
-            return Ok(done);
+            out.push((name, tid));
         }
-        if std::time::Instant::now() >= deadline {
-            return Err(std::io::Error::other(format!(
-                "found {} of {} ZeroMQ I/O threads to pin",
-                found.len(),
-                cpus.len()
-            )));
-        }
-        std::thread::yield_now();
+        Ok(out)
     }
 }
 

@@ -3,6 +3,46 @@
 use crate::exit::UsageError;
 use std::os::raw::c_int;
 
+/// A socket on a context of its own with one I/O thread, that thread (and
+/// the context's reaper) named `zmq-io-<label>` (`zmq-reaper-<label>`) and
+/// pinned to `io_cpu` when given. This is how every stream gets its own
+/// ZeroMQ I/O thread on its own core; see [`crate::cpu::ZmqThreads`].
+/// Call it from one thread at a time: it finds the context's threads by
+/// what appeared in this process while it ran.
+pub fn socket_with_own_io_thread(
+    kind: zmq::SocketType,
+    label: &str,
+    io_cpu: Option<usize>,
+) -> Result<OwnIoSocket, crate::exit::SetupError> {
+    let ctx = zmq::Context::new();
+    ctx.set_io_threads(1)
+        .map_err(crate::exit::zerr("setting ZMQ_IO_THREADS"))?;
+    let watch = crate::cpu::ZmqThreads::before();
+    let socket = ctx
+        .socket(kind)
+        .map_err(crate::exit::zerr(format!("creating the socket of {label}")))?;
+    let threads = watch
+        .claim(label, io_cpu)
+        .map_err(crate::exit::ioerr(format!(
+            "naming and pinning the ZeroMQ threads of {label} (--io-cpus)"
+        )))?;
+    Ok(OwnIoSocket {
+        ctx,
+        socket,
+        threads,
+    })
+}
+
+/// What [`socket_with_own_io_thread`] made.
+pub struct OwnIoSocket {
+    /// The context; it must outlive the socket.
+    pub ctx: zmq::Context,
+    /// The socket.
+    pub socket: zmq::Socket,
+    /// The context's threads as `(name, tid)`.
+    pub threads: Vec<(String, i32)>,
+}
+
 /// Set an integer socket option the `zmq` crate has no setter for
 /// (`ZMQ_XPUB_VERBOSER`).
 pub fn set_int_option(socket: &mut zmq::Socket, option: u32, value: i32) -> Result<(), zmq::Error> {
@@ -195,6 +235,20 @@ pub fn check_endpoint(flag: &'static str, endpoint: &str) -> Result<(), UsageErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_socket_gets_its_own_named_pinned_io_thread() {
+        let cpu = crate::cpu::available_cpus()[0];
+        let s0 = socket_with_own_io_thread(zmq::SUB, "t0", Some(cpu)).unwrap();
+        let s1 = socket_with_own_io_thread(zmq::SUB, "t1", None).unwrap();
+        let (t0, t1) = (&s0.threads, &s1.threads);
+        let names = |t: &[(String, i32)]| t.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(names(t0), vec!["zmq-reaper-t0", "zmq-io-t0"]);
+        assert_eq!(names(t1), vec!["zmq-reaper-t1", "zmq-io-t1"]);
+        let io0 = crate::cpu::threads_named(|n| n == "zmq-io-t0");
+        assert_eq!(io0.len(), 1, "the name is visible in /proc");
+        assert_eq!(io0[0].0, t0[1].1);
+    }
 
     #[test]
     fn endpoints_are_checked() {

@@ -43,9 +43,6 @@ pub const MAX_BATCH: usize = 1024;
 /// Largest frame a publisher builds and a subscriber accepts by default
 /// (its `ZMQ_MAXMSGSZ`): 4 MiB.
 pub const MAX_FRAME_LEN: usize = 4 << 20;
-/// Most streams per publisher and shards per subscriber: each gets its own
-/// ZeroMQ I/O thread through the 64-bit `ZMQ_AFFINITY` mask.
-pub const MAX_STREAMS: usize = 64;
 
 /// Fixed price scale: prices are integers in units of 1/10_000.
 pub const PRICE_SCALE: i64 = 10_000;

@@ -4,7 +4,7 @@ use crate::cli::{Flags, PaceArg};
 use serde::Serialize;
 use shardcast_agent::cpu;
 use shardcast_agent::exit::UsageError;
-use shardcast_proto::wire::{BATCH_HEADER_LEN, MAX_BATCH, MAX_FRAME_LEN, MAX_STREAMS};
+use shardcast_proto::wire::{BATCH_HEADER_LEN, MAX_BATCH, MAX_FRAME_LEN};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -78,13 +78,6 @@ impl Config {
     /// Resolve flags, or name the flag at fault.
     pub fn resolve(f: &Flags) -> Result<Config, UsageError> {
         let n = f.bind.len();
-        if n > MAX_STREAMS {
-            // ZMQ_AFFINITY is a 64-bit mask: one I/O thread per stream.
-            return Err(UsageError::new(
-                "--bind",
-                format!("at most {MAX_STREAMS} streams per publisher; run more publishers"),
-            ));
-        }
         let cpus = cpu::plan_cpus("--cpus", f.cpus.as_ref().map(|c| &c.0[..]), n, "stream")?;
         let io = cpu::plan_cpus(
             "--io-cpus",

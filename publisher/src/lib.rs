@@ -23,7 +23,7 @@ use shardcast_agent::cpu::{self, spawn_agent};
 use shardcast_agent::exit::{ioerr, zerr, SetupError};
 use shardcast_agent::signals::StopSignal;
 use shardcast_agent::stats::{self, LatencySummary};
-use shardcast_agent::zmqx::{self, Msg};
+use shardcast_agent::zmqx::{self, socket_with_own_io_thread, Msg};
 use shardcast_proto::feed::Feed;
 use shardcast_proto::shard::stream_for;
 use shardcast_proto::wire::{self, Payload, RecordMeta, StreamChecksum, Symbol, CONTROL_TOPIC};
@@ -148,14 +148,18 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, RunError> {
     );
     let session = cfg.session.unwrap_or_else(now_ns);
 
-    let ctx = zmq::Context::new();
-    ctx.set_io_threads(n as i32)
-        .map_err(zerr("setting ZMQ_IO_THREADS"))?;
+    // Each stream: its own context with one I/O thread, pinned on its own.
     let mut sockets = Vec::with_capacity(n);
+    let mut ctxs = Vec::with_capacity(n);
     for plan in &cfg.streams {
-        let s = ctx.socket(zmq::XPUB).map_err(zerr("creating XPUB"))?;
-        s.set_affinity(1u64 << plan.index)
-            .map_err(zerr("setting ZMQ_AFFINITY"))?;
+        let own = socket_with_own_io_thread(zmq::XPUB, &plan.index.to_string(), plan.io_cpu)?;
+        let (ctx, s, threads) = (own.ctx, own.socket, own.threads);
+        if let Some(c) = plan.io_cpu {
+            for (name, _) in &threads {
+                eprintln!("shardcast-pub: {name} pinned to CPU {c}");
+            }
+        }
+        ctxs.push(ctx);
         s.set_sndhwm(cfg.sndhwm)
             .map_err(zerr("setting ZMQ_SNDHWM (--sndhwm)"))?;
         if cfg.sndbuf > 0 {
@@ -186,15 +190,6 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, RunError> {
         );
         sockets.push((s, endpoint));
     }
-    let io_cpus: Vec<usize> = cfg.streams.iter().filter_map(|p| p.io_cpu).collect();
-    if io_cpus.len() == n {
-        for (name, c) in cpu::pin_zmq_io_threads(&io_cpus)
-            .map_err(ioerr("pinning ZeroMQ I/O threads (--io-cpus)"))?
-        {
-            eprintln!("shardcast-pub: {name} pinned to CPU {c}");
-        }
-    }
-
     let start = Arc::new(Start {
         ready: AtomicUsize::new(0),
         t0: OnceLock::new(),
@@ -228,7 +223,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, RunError> {
         results.push(h.join().map_err(|_| RunError::Panicked(i))?);
     }
     // Every socket closed with its thread (after end-of-stream and linger).
-    drop(ctx);
+    drop(ctxs);
 
     if let Some((i, r)) = results
         .iter()

@@ -106,16 +106,6 @@ impl Config {
     /// Resolve flags, or say which flag is wrong and why.
     pub fn resolve(f: &Flags) -> Result<Config, UsageError> {
         let n = f.connect.len();
-        if n > shardcast_proto::wire::MAX_STREAMS {
-            // ZMQ_AFFINITY is a 64-bit mask: one I/O thread per shard.
-            return Err(UsageError::new(
-                "--connect",
-                format!(
-                    "at most {} shards per subscriber; run more subscribers",
-                    shardcast_proto::wire::MAX_STREAMS
-                ),
-            ));
-        }
         let work = match f.work {
             WorkArg::Book => WorkKind::Book,
             WorkArg::None => WorkKind::None,

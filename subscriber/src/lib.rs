@@ -27,6 +27,7 @@ use shardcast_agent::exit::{ioerr, zerr, SetupError};
 use shardcast_agent::signals::StopSignal;
 use shardcast_agent::stats::{self, LatencySummary};
 use shardcast_agent::watch::{Croak, StageCounters};
+use shardcast_agent::zmqx::socket_with_own_io_thread;
 use shardcast_proto::snail::LagLimit;
 use shardcast_proto::wire::{DecodeError, Symbol, CONTROL_TOPIC};
 use shardcast_workers::{run_worker, Books, OnSlow, WorkKind, WorkerResult, WorkerSetup};
@@ -77,10 +78,9 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
         eprintln!("shardcast-sub: {w}");
     }
 
-    // One context, one I/O thread per shard: ZMQ_AFFINITY below ties shard
-    // i's connection to I/O thread i, so streams never share an I/O thread.
+    // The inproc context: shard-to-worker hops only, so no I/O thread.
     let ctx = zmq::Context::new();
-    ctx.set_io_threads(n_shards as i32)
+    ctx.set_io_threads(0)
         .map_err(zerr("setting ZMQ_IO_THREADS"))?;
 
     let shared = Arc::new(Shared {
@@ -143,11 +143,19 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
         }
         shard_outs.push(outs);
     }
+    // Each shard's SUB lives on a context of its own with one I/O thread, so
+    // streams never share an I/O thread and each can be pinned to its core.
+    // The shard thread also owns PUSH sockets on the inproc context above.
     let mut subs = Vec::with_capacity(n_shards);
+    let mut stream_ctxs = Vec::with_capacity(n_shards);
     for plan in &cfg.shards {
-        let sub = ctx.socket(zmq::SUB).map_err(zerr("creating SUB"))?;
-        sub.set_affinity(1u64 << plan.index)
-            .map_err(zerr("setting ZMQ_AFFINITY"))?;
+        let (sctx, sub, threads) =
+            socket_with_own_io_thread(zmq::SUB, &plan.index.to_string(), plan.io_cpu)?;
+        if let Some(c) = plan.io_cpu {
+            for (name, _) in &threads {
+                eprintln!("shardcast-sub: {name} pinned to CPU {c}");
+            }
+        }
         sub.set_rcvhwm(cfg.rcvhwm)
             .map_err(zerr("setting ZMQ_RCVHWM (--rcvhwm)"))?;
         if cfg.rcvbuf > 0 {
@@ -169,17 +177,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
             plan.index, plan.connect
         )))?;
         subs.push(sub);
-    }
-
-    // libzmq started its I/O threads with the first socket; pin each to its
-    // own core now (see agent::cpu::pin_zmq_io_threads for why this way).
-    let io_cpus: Vec<usize> = cfg.shards.iter().filter_map(|p| p.io_cpu).collect();
-    if io_cpus.len() == n_shards && n_shards > 0 {
-        let pinned = cpu::pin_zmq_io_threads(&io_cpus)
-            .map_err(ioerr("pinning ZeroMQ I/O threads (--io-cpus)"))?;
-        for (name, c) in pinned {
-            eprintln!("shardcast-sub: {name} pinned to CPU {c}");
-        }
+        stream_ctxs.push(sctx);
     }
 
     let limit = LagLimit::absolute_ms(cfg.max_lag_ms);
@@ -315,6 +313,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
     // time still holds its socket, and terminating the context would wait on
     // it forever. The process is about to end, so let the OS reclaim it.
     std::mem::forget(ctx);
+    std::mem::forget(stream_ctxs);
 
     let (mut report, books) = build_report(
         cfg,

@@ -5,6 +5,7 @@ mod backpressure;
 mod flags;
 mod hostile;
 mod pipeline;
+mod placement;
 mod signals;
 mod snail;
 mod support;
