@@ -149,8 +149,8 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
     let mut subs = Vec::with_capacity(n_shards);
     let mut stream_ctxs = Vec::with_capacity(n_shards);
     for plan in &cfg.shards {
-        let (sctx, sub, threads) =
-            socket_with_own_io_thread(zmq::SUB, &plan.index.to_string(), plan.io_cpu)?;
+        let own = socket_with_own_io_thread(zmq::SUB, &plan.index.to_string(), plan.io_cpu)?;
+        let (sctx, sub, threads) = (own.ctx, own.socket, own.threads);
         if let Some(c) = plan.io_cpu {
             for (name, _) in &threads {
                 eprintln!("shardcast-sub: {name} pinned to CPU {c}");
