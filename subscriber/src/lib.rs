@@ -7,8 +7,8 @@
 //! ```
 //!
 //! One shard per `--connect`: its own SUB socket, its own thread and its own
-//! ZeroMQ I/O thread (one context with one I/O thread per shard, and
-//! `ZMQ_AFFINITY` tying shard `i`'s socket to I/O thread `i`). Shards validate,
+//! ZeroMQ I/O thread (the SUB lives on a context of its own with one I/O
+//! thread, named `zmq-io-N` and pinned with `--io-cpus`). Shards validate,
 //! sequence-check and age-check every record and fan frames out over inproc
 //! PUSH to the worker pool. The main thread is the monitor: it watches the
 //! counters the agents publish, croaks for the Suicidal Snail, and stops
