@@ -87,24 +87,6 @@ pub fn available_cpus() -> Vec<usize> {
     ids
 }
 
-/// Check every CPU of `cpus` exists for this process; the error names `flag`.
-pub fn check_cpus(flag: &'static str, cpus: &[usize]) -> Result<(), UsageError> {
-    let avail = available_cpus();
-    for c in cpus {
-        if !avail.contains(c) {
-            return Err(UsageError::new(
-                flag,
-                format!(
-                    "CPU {c} does not exist or is not allowed for this process \
-                     (allowed: {}); pick CPUs from that list",
-                    format_cpu_list(&avail)
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Format a CPU list compactly (`0-3,6`).
 pub fn format_cpu_list(cpus: &[usize]) -> String {
     let mut out = String::new();
@@ -191,37 +173,54 @@ pub fn threads_named(pred: impl Fn(&str) -> bool) -> Vec<(i32, String)> {
 #[derive(Debug)]
 pub struct ZmqThreads {
     before: Vec<i32>,
+    creator: String,
 }
 
 impl ZmqThreads {
-    /// Snapshot the threads of this process.
+    /// Snapshot the threads of this process, and the name of the calling
+    /// thread: a new thread inherits its creator's name, so libzmq's threads
+    /// will carry this one's, which tells them from threads that anyone else
+    /// starts meanwhile.
     pub fn before() -> ZmqThreads {
+        let creator = std::fs::read_to_string("/proc/thread-self/comm")
+            .map(|c| c.trim_end().to_string())
+            .unwrap_or_default();
         ZmqThreads {
             before: threads_named(|_| true)
                 .into_iter()
                 .map(|(t, _)| t)
                 .collect(),
+            creator,
         }
     }
 
-    /// Name the threads started since the snapshot `zmq-reaper-<label>` and
-    /// `zmq-io-<label>` (libzmq starts its reaper first, then the I/O thread,
-    /// and Linux hands out thread ids in increasing order), and pin both to
-    /// `cpu` when given: the reaper only runs when sockets close. Returns the
-    /// `(name, tid)` pairs.
+    /// Name the two threads a one-I/O-thread context started since the
+    /// snapshot `zmq-reaper-<label>` and `zmq-io-<label>` (libzmq starts its
+    /// reaper first, then the I/O thread, and Linux hands out thread ids in
+    /// increasing order; after a thread-id wrap the two names would be
+    /// swapped, the pinning would not), and pin both to `cpu` when given:
+    /// the reaper only runs when sockets close. Returns the `(name, tid)`
+    /// pairs. Fails unless exactly two threads appeared: then some other
+    /// thread started meanwhile and which is which cannot be told.
     pub fn claim(self, label: &str, cpu: Option<usize>) -> std::io::Result<Vec<(String, i32)>> {
-        let mut new: Vec<i32> = threads_named(|_| true)
+        let mut new: Vec<i32> = threads_named(|n| n == self.creator)
             .into_iter()
             .map(|(t, _)| t)
             .filter(|t| !self.before.contains(t))
             .collect();
         new.sort_unstable();
-        let mut out = Vec::with_capacity(new.len());
+        if new.len() != 2 {
+            return Err(std::io::Error::other(format!(
+                "expected libzmq to start 2 threads, {} appeared (another thread started meanwhile?)",
+                new.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(2);
         for (k, tid) in new.into_iter().enumerate() {
-            let name = match k {
-                0 => format!("zmq-reaper-{label}"),
-                1 => format!("zmq-io-{label}"),
-                _ => format!("zmq-{k}-{label}"),
+            let name = if k == 0 {
+                format!("zmq-reaper-{label}")
+            } else {
+                format!("zmq-io-{label}")
             };
             // comm holds at most 15 bytes; the kernel truncates longer names.
             std::fs::write(format!("/proc/self/task/{tid}/comm"), &name)?;
@@ -280,7 +279,7 @@ pub fn thread_budget_warning(busy_threads: usize, what: &str) -> Option<String> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -301,15 +300,27 @@ mod tests {
     }
 
     #[test]
-    fn nonexistent_cpu_is_a_usage_error_naming_the_flag() {
-        let err = check_cpus("--shard-cpus", &[100_000]).unwrap_err();
-        assert_eq!(err.flag, "--shard-cpus");
-        assert!(err.to_string().contains("--shard-cpus"));
-        assert!(check_cpus("--shard-cpus", &available_cpus()[..1]).is_ok());
+    fn nonexistent_cpus_are_refused() {
+        assert!(cpu_list_arg("100000")
+            .unwrap_err()
+            .contains("does not exist"));
+        let first = available_cpus()[0];
+        assert_eq!(
+            cpu_list_arg(&first.to_string()).unwrap(),
+            CpuList(vec![first])
+        );
+    }
+
+    /// Tests that start threads and look at this process's thread list run
+    /// one at a time (cargo runs tests on parallel threads).
+    pub(crate) fn threads_lock() -> std::sync::MutexGuard<'static, ()> {
+        static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        LOCK.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     #[test]
     fn a_named_agent_is_visible_and_reports_its_cpu() {
+        let _g = threads_lock();
         let cpu = available_cpus()[0];
         let h = spawn_agent("sc-test-agent".into(), Some(cpu), move || {
             let me = threads_named(|n| n == "sc-test-agent");

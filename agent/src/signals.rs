@@ -10,10 +10,15 @@ use std::sync::Arc;
 pub struct StopSignal(Arc<AtomicBool>);
 
 impl StopSignal {
-    /// Register for SIGINT and SIGTERM.
+    /// Register for SIGINT and SIGTERM. The first one sets the flag (an
+    /// orderly stop); a second one, while that stop is under way, exits at
+    /// once with code 1 (for an operator who will not wait).
     pub fn install() -> std::io::Result<StopSignal> {
         let flag = Arc::new(AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // Registered first, so it sees the flag as it was before this
+            // signal: it exits only if an earlier signal had set it.
+            signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&flag))?;
             signal_hook::flag::register(sig, Arc::clone(&flag))?;
         }
         Ok(StopSignal(flag))

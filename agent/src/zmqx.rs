@@ -21,11 +21,18 @@ pub fn socket_with_own_io_thread(
     let socket = ctx
         .socket(kind)
         .map_err(crate::exit::zerr(format!("creating the socket of {label}")))?;
-    let threads = watch
-        .claim(label, io_cpu)
-        .map_err(crate::exit::ioerr(format!(
-            "naming and pinning the ZeroMQ threads of {label} (--io-cpus)"
-        )))?;
+    // Naming is a convenience; pinning was asked for and must not silently
+    // fail.
+    let threads = match watch.claim(label, io_cpu) {
+        Ok(t) => t,
+        Err(e) if io_cpu.is_some() => {
+            return Err(crate::exit::SetupError::Io {
+                context: format!("pinning the ZeroMQ I/O thread of {label} (--io-cpus)"),
+                source: e,
+            })
+        }
+        Err(_) => Vec::new(),
+    };
     Ok(OwnIoSocket {
         ctx,
         socket,
@@ -92,21 +99,25 @@ impl Msg {
         }
     }
 
-    /// A message holding a copy of `data`.
-    pub fn from_slice(data: &[u8]) -> Msg {
-        // SAFETY: init_size allocates `len` bytes that we fill completely.
+    /// A message holding a copy of `data` (libzmq allocates it; fails only
+    /// when that allocation does).
+    pub fn from_slice(data: &[u8]) -> Result<Msg, zmq::Error> {
+        // SAFETY: init_size allocates `len` bytes that we fill completely;
+        // on failure the struct is re-initialised empty so Drop stays sound.
         unsafe {
             let mut raw: zmq_sys::zmq_msg_t = std::mem::zeroed();
             if zmq_sys::zmq_msg_init_size(&mut raw, data.len()) != 0 {
+                let err = last_error();
                 zmq_sys::zmq_msg_init(&mut raw);
-                return Msg { raw };
+                drop(Msg { raw });
+                return Err(err);
             }
             std::ptr::copy_nonoverlapping(
                 data.as_ptr(),
                 zmq_sys::zmq_msg_data(&mut raw).cast::<u8>(),
                 data.len(),
             );
-            Msg { raw }
+            Ok(Msg { raw })
         }
     }
 
@@ -171,9 +182,10 @@ impl Msg {
     #[inline]
     pub fn share(&mut self) -> Msg {
         let mut copy = Msg::new();
-        // SAFETY: both messages are initialised; copy only fails on an
-        // invalid source, which `self` is not.
-        unsafe { zmq_sys::zmq_msg_copy(&mut copy.raw, &mut self.raw) };
+        // SAFETY: both messages are initialised; zmq_msg_copy only fails
+        // (EFAULT) on an uninitialised source, which `self` never is.
+        let rc = unsafe { zmq_sys::zmq_msg_copy(&mut copy.raw, &mut self.raw) };
+        debug_assert_eq!(rc, 0, "zmq_msg_copy of a live message");
         copy
     }
 }
@@ -220,7 +232,10 @@ pub fn check_endpoint(flag: &'static str, endpoint: &str) -> Result<(), UsageErr
     if !TRANSPORTS.contains(&transport) {
         return Err(UsageError::new(
             flag,
-            format!("unknown transport '{transport}' in '{endpoint}'; use tcp, ipc, pgm or epgm"),
+            format!(
+                "unknown transport '{transport}' in '{endpoint}'; use one of {}",
+                TRANSPORTS.join(", ")
+            ),
         ));
     }
     if addr.trim().is_empty() {
@@ -238,6 +253,7 @@ mod tests {
 
     #[test]
     fn each_socket_gets_its_own_named_pinned_io_thread() {
+        let _g = crate::cpu::tests::threads_lock();
         let cpu = crate::cpu::available_cpus()[0];
         let s0 = socket_with_own_io_thread(zmq::SUB, "t0", Some(cpu)).unwrap();
         let s1 = socket_with_own_io_thread(zmq::SUB, "t1", None).unwrap();
@@ -261,12 +277,13 @@ mod tests {
 
     #[test]
     fn a_failed_send_keeps_the_message_and_share_copies_no_payload() {
+        let _g = crate::cpu::tests::threads_lock();
         let ctx = zmq::Context::new();
         let mut push = ctx.socket(zmq::PUSH).unwrap();
         push.set_sndhwm(1).unwrap();
         push.bind("inproc://sendkeep").unwrap();
         // No peer yet: a PUSH with no pipe cannot send.
-        let mut msg = Msg::from_slice(&[7u8; 40]);
+        let mut msg = Msg::from_slice(&[7u8; 40]).unwrap();
         let err = msg.send(&mut push, zmq::DONTWAIT).unwrap_err();
         assert_eq!(err, zmq::Error::EAGAIN);
         assert_eq!(msg.len(), 40, "message survives a failed send");
@@ -288,6 +305,7 @@ mod tests {
 
     #[test]
     fn verboser_can_be_set_and_bad_options_are_errors() {
+        let _g = crate::cpu::tests::threads_lock();
         let ctx = zmq::Context::new();
         let mut xpub = ctx.socket(zmq::XPUB).unwrap();
         set_int_option(&mut xpub, XPUB_VERBOSER, 1).unwrap();

@@ -314,6 +314,9 @@ pub enum DecodeError {
     UnknownKind(u8),
     /// A length field or batch count that does not match the frame.
     BadLength,
+    /// A data record with sequence 0 or `u64::MAX` (data sequences run from
+    /// 1, and the last value is reserved so "next expected" never overflows).
+    BadSequence,
 }
 
 impl DecodeError {
@@ -325,6 +328,7 @@ impl DecodeError {
             DecodeError::Version(_) => "version",
             DecodeError::UnknownKind(_) => "unknown_kind",
             DecodeError::BadLength => "bad_length",
+            DecodeError::BadSequence => "bad_sequence",
         }
     }
 
@@ -336,12 +340,19 @@ impl DecodeError {
             DecodeError::Version(_) => 2,
             DecodeError::UnknownKind(_) => 3,
             DecodeError::BadLength => 4,
+            DecodeError::BadSequence => 5,
         }
     }
 
     /// Every reason, in [`Self::index`] order.
-    pub const REASONS: [&'static str; 5] =
-        ["short", "foreign", "version", "unknown_kind", "bad_length"];
+    pub const REASONS: [&'static str; 6] = [
+        "short",
+        "foreign",
+        "version",
+        "unknown_kind",
+        "bad_length",
+        "bad_sequence",
+    ];
 }
 
 impl std::fmt::Display for DecodeError {
@@ -352,6 +363,7 @@ impl std::fmt::Display for DecodeError {
             DecodeError::Version(v) => write!(f, "unsupported protocol version {v}"),
             DecodeError::UnknownKind(k) => write!(f, "unknown message kind {k}"),
             DecodeError::BadLength => f.write_str("length or count field inconsistent"),
+            DecodeError::BadSequence => f.write_str("data sequence number 0 or u64::MAX"),
         }
     }
 }
@@ -493,6 +505,9 @@ pub fn decode_record(buf: &[u8]) -> Result<(Record<'_>, &[u8]), DecodeError> {
     }
     if buf.len() < len {
         return Err(DecodeError::Short);
+    }
+    if kind.is_data() && matches!(header.seq.get(), 0 | u64::MAX) {
+        return Err(DecodeError::BadSequence);
     }
     let (bytes, rest) = buf.split_at(len);
     Ok((
@@ -711,12 +726,6 @@ impl StreamChecksum {
     pub fn add(&mut self, digest: u64) {
         self.0 = self.0.wrapping_add(digest);
     }
-
-    /// Remove a digest (used when a record counted once must be uncounted).
-    #[inline]
-    pub fn sub(&mut self, digest: u64) {
-        self.0 = self.0.wrapping_sub(digest);
-    }
 }
 
 /// Digest of encoded record bytes (same as [`Record::digest`]).
@@ -736,8 +745,8 @@ mod tests {
             stream_id: 3,
             session: 0xfeed,
             seq,
-            send_ts_ns: 1_000 + seq,
-            intended_ts_ns: 900 + seq,
+            send_ts_ns: 1_000u64.wrapping_add(seq),
+            intended_ts_ns: 900u64.wrapping_add(seq),
         }
     }
 
@@ -852,6 +861,11 @@ mod tests {
             Frame::parse(&short_len[..n]).unwrap_err(),
             DecodeError::BadLength
         );
+        for bad in [0, u64::MAX] {
+            let mut b = [0u8; 100];
+            let n = encode(&mut b, &meta(bad), &QUOTE, 100).unwrap();
+            assert_eq!(Frame::parse(&b[..n]).unwrap_err(), DecodeError::BadSequence);
+        }
     }
 
     #[test]

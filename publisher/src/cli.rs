@@ -17,12 +17,13 @@ pub enum PaceArg {
 }
 
 /// shardcast-pub: streams a deterministic synthetic market-data feed over one
-/// PUB socket per --bind, symbols sharded across streams, paced against the
+/// XPUB socket per --bind, symbols sharded across streams, paced against the
 /// clock with the intended send time stamped on every message.
 #[derive(Debug, Parser)]
 #[command(name = "shardcast-pub", version, about, long_about = None)]
 pub struct Flags {
-    /// Endpoint of one stream (its own PUB socket); repeat for more streams.
+    /// Endpoint of one stream (its own XPUB socket, which publishes like a PUB
+    /// and shows subscriptions); repeat for more streams.
     #[arg(long, required = true, value_name = "ENDPOINT", value_parser = endpoint_arg,
           env = "SHARDCAST_PUB_BIND", value_delimiter = ',')]
     pub bind: Vec<String>,
@@ -80,8 +81,9 @@ pub struct Flags {
           env = "SHARDCAST_PUB_DURATION")]
     pub duration: Option<f64>,
 
-    /// PUB send high-water mark, messages (ZMQ_SNDHWM); past it the PUB drops
-    /// for that subscriber, which sees a gap.
+    /// Send high-water mark, messages (ZMQ_SNDHWM); past it the socket drops
+    /// for that subscriber, which sees a gap. 0 means no limit (unbounded
+    /// memory).
     #[arg(long, default_value_t = 100_000, value_name = "MSGS",
           value_parser = clap::value_parser!(i32).range(0..), env = "SHARDCAST_PUB_SNDHWM")]
     pub sndhwm: i32,

@@ -82,8 +82,12 @@ pub struct StreamReport {
     /// Every counted subscriber unsubscribed after end-of-stream, i.e. had
     /// it, within --eos-timeout-ms (true as well when none was connected).
     pub eos_acknowledged: bool,
-    /// Subscriptions to the control topic seen (shardcast subscribers).
+    /// Shardcast subscribers (control-topic subscriptions) still subscribed
+    /// when the stream finished: 0 once every one had end-of-stream.
     pub subscribers: i64,
+    /// Frames libzmq refused for a reason other than the HWM (which it
+    /// never reports): out of memory, a terminated context. 0 normally.
+    pub send_errors: u64,
 }
 
 /// The publisher's report (`--report-json`). Keys are a contract.
@@ -212,6 +216,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, RunError> {
                 endpoint,
                 signal: &signal,
                 announced: false,
+                send_errors: 0,
             };
             stream.run(feed, &stream_of, &start)
         })
@@ -307,6 +312,7 @@ struct Stream<'a> {
     endpoint: String,
     signal: &'a StopSignal,
     announced: bool,
+    send_errors: u64,
 }
 
 /// A frame being filled.
@@ -357,10 +363,14 @@ impl Stream<'_> {
             // count <= MAX_BATCH fits the u16 count field.
             let _ = wire::encode_batch_header(&mut out.buf, out.count as u16);
         }
-        let mut msg = Msg::from_slice(&out.buf[..out.len]);
         // A PUB never blocks: at the HWM it drops for that subscriber, who
-        // sees the gap in the sequence numbers.
-        let _ = msg.send(&mut self.sock, zmq::DONTWAIT);
+        // sees the gap in the sequence numbers; libzmq says nothing of it.
+        // An error here is something else (out of memory, a closed context).
+        let sent = Msg::from_slice(&out.buf[..out.len])
+            .and_then(|mut msg| msg.send(&mut self.sock, zmq::DONTWAIT));
+        if sent.is_err() {
+            self.send_errors += 1;
+        }
         if !self.announced {
             // Once per run; tests and operators use this line as the "data is
             // flowing" handshake.
@@ -387,7 +397,7 @@ impl Stream<'_> {
             return false;
         };
         Msg::from_slice(&buf[..n])
-            .send(&mut self.sock, flags)
+            .and_then(|mut m| m.send(&mut self.sock, flags))
             .is_ok()
     }
 
@@ -446,6 +456,7 @@ impl Stream<'_> {
                 eos_sent: 0,
                 eos_acknowledged: false,
                 subscribers: 0,
+                send_errors: 0,
             },
             behind: stats::new_histogram(),
             first_due_ns: 0,
@@ -463,6 +474,10 @@ impl Stream<'_> {
                 .is_some_and(|t| wait_started.elapsed() >= t)
             {
                 res.waited_out = Some((subs.max(0) as u32, cfg.wait_subscribers));
+                start.abort.store(true, Ordering::Release);
+                break;
+            }
+            if start.abort.load(Ordering::Acquire) {
                 break;
             }
             self.poll_subscriptions(&mut subs, 0);
@@ -508,27 +523,32 @@ impl Stream<'_> {
                 res.end_reason = "count";
                 break;
             }
-            let offset = cfg.due_offset_ns(i);
             if i % HOUSEKEEPING_EVERY == 0 {
                 if self.signal.raised() {
                     res.end_reason = "signal";
                     break;
                 }
-                if cfg.rate == 0 && deadline.is_some_and(|d| now_ns() >= d) {
+                let past = match cfg.rate {
+                    0 => now_ns(),
+                    _ => t0 + cfg.due_offset_ns(i),
+                };
+                if deadline.is_some_and(|d| past >= d) {
                     res.end_reason = "duration";
                     break;
                 }
                 self.poll_subscriptions(&mut subs, zmq::DONTWAIT);
             }
-            let due = t0 + offset;
-            if cfg.rate > 0 && deadline.is_some_and(|d| due >= d) {
-                res.end_reason = "duration";
-                break;
-            }
             let ev = feed.next_event();
             i += 1;
             if stream_of[ev.symbol as usize] != me {
+                // Another stream's event: it only advances the shared feed.
                 continue;
+            }
+            // The schedule is only computed for this stream's own events.
+            let due = t0 + cfg.due_offset_ns(i - 1);
+            if cfg.rate > 0 && deadline.is_some_and(|d| due >= d) {
+                res.end_reason = "duration";
+                break;
             }
             if cfg.rate > 0 {
                 let now = now_ns();
@@ -545,17 +565,17 @@ impl Stream<'_> {
                     }
                 }
             }
-            seq += 1;
             let send = now_ns();
             let intended = if cfg.rate > 0 { due } else { send };
-            let meta = self.meta(feed.symbols()[ev.symbol as usize], seq, send, intended);
+            let meta = self.meta(feed.symbols()[ev.symbol as usize], seq + 1, send, intended);
             let at = out.len;
+            // Cannot fail: the buffer holds batch x size bytes and size is at
+            // least every record's minimum (checked by --size's range).
             let Ok(n) = wire::encode(&mut out.buf[at..], &meta, &ev.payload, cfg.size) else {
-                // Unreachable: the buffer holds batch x size and size >= every
-                // record's minimum. Do not send a half-written record.
-                seq -= 1;
+                debug_assert!(false, "record does not fit the outbox");
                 continue;
             };
+            seq += 1;
             checksum.add(wire::digest(&out.buf[at..at + n]));
             out.len += n;
             out.count += 1;
@@ -587,12 +607,20 @@ impl Stream<'_> {
             checksum: checksum.0,
         };
         let ended_at = Instant::now();
-        let poll_ms = cfg.heartbeat.as_millis().clamp(1, i32::MAX as u128) as i32;
+        let poll_ms = cfg
+            .heartbeat
+            .min(cfg.eos_timeout)
+            .as_millis()
+            .clamp(1, i32::MAX as u128) as i32;
         let _ = self.sock.set_rcvtimeo(poll_ms);
+        let deadline = ended_at + cfg.eos_timeout;
         loop {
             if self.send_control(eos, seq, zmq::DONTWAIT) {
                 res.report.eos_sent += 1;
             }
+            // Count from what the XPUB has to say now, not from the last
+            // housekeeping round: a subscriber that joined since must get it.
+            self.poll_subscriptions(&mut subs, zmq::DONTWAIT);
             if subs <= 0 {
                 res.report.eos_acknowledged = true;
                 break;
@@ -600,7 +628,7 @@ impl Stream<'_> {
             if ended_at.elapsed() >= cfg.eos_timeout {
                 break;
             }
-            let until = Instant::now() + cfg.heartbeat;
+            let until = (Instant::now() + cfg.heartbeat).min(deadline);
             while subs > 0 && Instant::now() < until {
                 self.poll_subscriptions(&mut subs, 0);
             }
@@ -621,6 +649,7 @@ impl Stream<'_> {
         res.report.last_seq = seq;
         res.report.checksum = checksum.0;
         res.report.subscribers = subs;
+        res.report.send_errors = self.send_errors;
         res
     }
 }

@@ -104,6 +104,7 @@ pub struct Flags {
 
     /// SUB receive high-water mark, in messages (ZMQ_RCVHWM). The default is
     /// one second of the Guide's 100K msg/s feed: the snail's lag budget.
+    /// 0 means no limit (libzmq's meaning): memory is then unbounded.
     #[arg(
         long,
         default_value_t = 100_000,
@@ -175,7 +176,12 @@ pub struct Flags {
     pub print_config: bool,
 
     /// Fault injection (testing): stall worker 0 once for this long.
-    #[arg(long, value_name = "MS", help_heading = "Fault injection")]
+    #[arg(
+        long,
+        value_name = "MS",
+        help_heading = "Fault injection",
+        env = "SHARDCAST_SUB_STALL_WORKER_MS"
+    )]
     pub stall_worker_ms: Option<u64>,
 
     /// Fault injection: the stall starts after worker 0 processed this many records.

@@ -94,10 +94,20 @@ pub fn with_source(endpoint: &str, iface: &str) -> Result<String, String> {
             "a source interface only applies to tcp:// endpoints, not '{endpoint}'"
         ));
     };
-    let src = if iface.contains(':') {
-        iface.to_string()
+    // A source needs a port: `10.0.0.2` and `eth1` get `:0`; `10.0.0.2:0`
+    // and `[fe80::1]:0` are taken as given; a bare IPv6 address is bracketed.
+    let src = if iface.starts_with('[') {
+        if iface.contains("]:") {
+            iface.to_string()
+        } else {
+            format!("{iface}:0")
+        }
     } else {
-        format!("{iface}:0")
+        match iface.matches(':').count() {
+            0 => format!("{iface}:0"),
+            1 => iface.to_string(),
+            _ => format!("[{iface}]:0"),
+        }
     };
     Ok(format!("tcp://{src};{rest}"))
 }
@@ -248,6 +258,18 @@ mod tests {
         .unwrap();
         assert_eq!(c.shards[0].connect, "tcp://10.0.0.2:0;10.0.0.1:5556");
         assert_eq!(c.shards[1].connect, "tcp://eth1:0;10.0.1.1:5556");
+        assert_eq!(
+            with_source("tcp://[::1]:5", "::1").unwrap(),
+            "tcp://[::1]:0;[::1]:5"
+        );
+        assert_eq!(
+            with_source("tcp://[::1]:5", "[::1]").unwrap(),
+            "tcp://[::1]:0;[::1]:5"
+        );
+        assert_eq!(
+            with_source("tcp://[::1]:5", "[::1]:7").unwrap(),
+            "tcp://[::1]:7;[::1]:5"
+        );
         let e = resolve(&[
             "--connect",
             "tcp://a:1",

@@ -265,14 +265,21 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
     // Stop the shards, then let the workers drain what was forwarded.
     shared.stop_shards.store(true, Ordering::Relaxed);
     let shard_results = join_all(shard_handles);
-    if end_reason == "end-of-stream"
-        && shard_results
-            .iter()
-            .any(|r| !r.as_ref().is_some_and(|r| r.ended))
-    {
-        // A shard stopped without end-of-stream on its own: it failed.
-        eprintln!("shardcast-sub: error: a shard stopped before end-of-stream (a libzmq receive error or a crash); see the report's shards");
-        end_reason = "error";
+    for (i, r) in shard_results.iter().enumerate() {
+        match r {
+            None => eprintln!("shardcast-sub: error: shard-{i} crashed or did not stop"),
+            Some(ShardResult { error: Some(e), .. }) => {
+                eprintln!("shardcast-sub: error: shard-{i} failed: {e}")
+            }
+            // Stopped by the monitor while blocked on a full worker queue.
+            Some(r) if end_reason == "end-of-stream" && !r.ended => {
+                eprintln!("shardcast-sub: error: shard-{i} stopped before end-of-stream")
+            }
+            Some(_) => continue,
+        }
+        if end_reason != "snail" {
+            end_reason = "error";
+        }
     }
     let forwarded: u64 = shard_results.iter().flatten().map(|r| r.forwarded).sum();
     let mut drained = true;
@@ -305,9 +312,17 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
     }
     shared.stop_workers.store(true, Ordering::Relaxed);
     let worker_results = join_all(worker_handles);
-    if worker_results.iter().any(Option::is_none) && end_reason != "snail" {
-        eprintln!("shardcast-sub: error: a worker did not stop cleanly");
-        end_reason = "error";
+    for (i, r) in worker_results.iter().enumerate() {
+        match r {
+            None => eprintln!("shardcast-sub: error: worker-{i} crashed or did not stop"),
+            Some(WorkerResult { error: Some(e), .. }) => {
+                eprintln!("shardcast-sub: error: worker-{i} failed: {e}")
+            }
+            Some(_) => continue,
+        }
+        if end_reason != "snail" {
+            end_reason = "error";
+        }
     }
     // Every socket was owned by an agent; any agent that did not stop in
     // time still holds its socket, and terminating the context would wait on
@@ -556,11 +571,13 @@ fn build_report(
             max_lag_ns: r.max_lag_ns,
             checksum: None,
             endpoint: Some(plan.endpoint.clone()),
+            error: r.error.map(|e| e.to_string()),
         });
     }
     let mut e2e = stats::new_histogram();
     let mut books = Books::new();
     let mut processed = 0;
+    let mut clock_ahead = 0;
     let mut checksum = 0u64;
     let mut worker_reports = Vec::new();
     let mut slow = SlowReport {
@@ -580,6 +597,7 @@ fn build_report(
         let Some(w) = w else { continue };
         let _ = e2e.add(&w.end_to_end);
         processed += w.processed;
+        clock_ahead += w.clock_ahead;
         checksum = checksum.wrapping_add(w.checksum);
         let wslow = StageCounters::read(&sh.workers[i].slow);
         slow.count += wslow;
@@ -593,6 +611,7 @@ fn build_report(
             max_lag_ns: w.max_lag_ns,
             checksum: (cfg.work == WorkKind::Checksum).then_some(w.checksum),
             endpoint: None,
+            error: w.error.map(|e| e.to_string()),
         });
         books.merge(w.books);
     }
@@ -630,13 +649,19 @@ fn build_report(
         malformed_reasons,
         refused_sources: refused,
         processed,
+        clock_ahead,
         elapsed_s,
         msgs_per_sec: if elapsed_s > 0.0 {
             totals.received as f64 / elapsed_s
         } else {
             0.0
         },
-        streams_complete: !streams.is_empty() && streams.iter().all(|s| s.complete),
+        // Every shard must have seen at least one stream, whole: a shard
+        // that heard nothing has proven nothing.
+        streams_complete: shards.iter().all(|r| {
+            r.as_ref()
+                .is_some_and(|r| r.error.is_none() && !r.tracker.streams().is_empty())
+        }) && streams.iter().all(|s| s.complete),
         streams,
         shards: shard_reports,
         workers: worker_reports,

@@ -28,6 +28,9 @@ pub struct Report {
     pub refused_sources: u64,
     /// Records processed by workers.
     pub processed: u64,
+    /// Records whose intended send time lay after their completion (the
+    /// publisher's clock is ahead of ours); timed as 1 ns.
+    pub clock_ahead: u64,
     /// Seconds from the first to the last data record received.
     pub elapsed_s: f64,
     /// `received / elapsed_s`.
@@ -105,6 +108,8 @@ pub struct AgentReport {
     /// Shard endpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// The libzmq error that stopped this agent early, if one did.
+    pub error: Option<String>,
 }
 
 /// Lag over the limit, croak or not.

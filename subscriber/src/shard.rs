@@ -49,6 +49,8 @@ pub struct ShardResult {
     pub last_rx_ns: u64,
     /// Whether every source it saw sent end-of-stream.
     pub ended: bool,
+    /// Why the shard stopped early, if it did.
+    pub error: Option<zmq::Error>,
 }
 
 /// Run a shard until every source it saw ended, or `stop` is set.
@@ -70,6 +72,7 @@ pub fn run_shard(
         first_rx_ns: 0,
         last_rx_ns: 0,
         ended: false,
+        error: None,
     };
     // Scratch for the rare batch that mixes new records with duplicates:
     // reused, so it allocates once.
@@ -80,7 +83,10 @@ pub fn run_shard(
         match setup.idle.recv(&mut msg, &mut sub) {
             Received::Frame => {}
             Received::Nothing => continue,
-            Received::Closed => break,
+            Received::Failed(e) => {
+                res.error = Some(e);
+                break;
+            }
         }
         let now = now_ns();
         res.frames += 1;
@@ -89,6 +95,7 @@ pub fn run_shard(
         let mut dups = 0usize;
         let mut saw_eos = false;
         let mut workers_mask = 0u64;
+        let mut last_seq = 0u64;
         match Frame::parse(msg.bytes()) {
             Err(e) => res.malformed[e.index()] += 1,
             Ok(frame) => {
@@ -105,7 +112,7 @@ pub fn run_shard(
                     match rec.kind() {
                         Kind::Quote | Kind::Trade => {
                             lag.observe(now, &rec, counters, croak);
-                            match st.on_data(rec.session(), rec.seq(), rec.digest()) {
+                            match st.on_data(rec.session(), rec.seq(), || rec.digest()) {
                                 Verdict::New => {
                                     new += 1;
                                     accepted[i / 64] |= 1 << (i % 64);
@@ -115,7 +122,7 @@ pub fn run_shard(
                                 }
                                 Verdict::Duplicate => dups += 1,
                             }
-                            StageCounters::publish(&counters.last_seq, rec.seq());
+                            last_seq = rec.seq();
                         }
                         Kind::Heartbeat => st.on_heartbeat(rec.session(), rec.seq()),
                         Kind::EndOfStream => {
@@ -139,13 +146,24 @@ pub fn run_shard(
             if dups > 0 {
                 // Rare: a single duplicate record is simply not forwarded
                 // (new == 0); a mixed batch goes out as its rebuilt copy.
-                msg = Msg::from_slice(&scratch);
+                match Msg::from_slice(&scratch) {
+                    Ok(m) => msg = m,
+                    Err(e) => {
+                        res.error = Some(e);
+                        break;
+                    }
+                }
             }
-            if !forward(&mut msg, &mut outs, workers_mask, setup, stop) {
+            if let Err(e) = forward(&mut msg, &mut outs, workers_mask, setup, stop) {
+                // None: stopped while waiting for a full worker queue.
+                res.error = e;
                 break;
             }
             res.forwarded += new as u64;
             StageCounters::publish(&counters.done, res.forwarded);
+        }
+        if last_seq != 0 {
+            StageCounters::publish(&counters.last_seq, last_seq);
         }
         StageCounters::publish(&counters.frames, res.frames);
         StageCounters::publish(&counters.slow, lag.slow());
@@ -178,7 +196,8 @@ fn rebuild_without_duplicates(
     }
 }
 
-/// Hand a frame to the workers. Returns false when stopped while blocked.
+/// Hand a frame to the workers. `Err(None)`: stopped while blocked on a full
+/// queue; `Err(Some(e))`: libzmq failed.
 ///
 /// Keyed: the frame goes to each worker owning one of its symbols; batches
 /// shared by several workers are sent as reference-counted copies of one
@@ -191,7 +210,7 @@ fn forward(
     mask: u64,
     setup: ShardSetup,
     stop: &AtomicBool,
-) -> bool {
+) -> Result<(), Option<zmq::Error>> {
     if setup.keyed_workers.is_none() {
         return send_blocking(msg, &mut outs[0], setup.idle, stop);
     }
@@ -199,33 +218,35 @@ fn forward(
     while rest != 0 {
         let w = rest.trailing_zeros() as usize;
         rest &= rest - 1;
-        let ok = if rest == 0 {
-            send_blocking(msg, &mut outs[w], setup.idle, stop)
+        if rest == 0 {
+            send_blocking(msg, &mut outs[w], setup.idle, stop)?;
         } else {
             let mut copy = msg.share();
-            send_blocking(&mut copy, &mut outs[w], setup.idle, stop)
-        };
-        if !ok {
-            return false;
+            send_blocking(&mut copy, &mut outs[w], setup.idle, stop)?;
         }
     }
-    true
+    Ok(())
 }
 
 /// Send, waiting while the worker's queue is full (inproc PUSH blocks at its
 /// HWM: that back-pressure is what makes a slow worker visible upstream as
 /// lag and, past the PUB's HWM, as gaps). Gives up only when stopped.
 #[inline]
-fn send_blocking(msg: &mut Msg, out: &mut zmq::Socket, idle: Idle, stop: &AtomicBool) -> bool {
+fn send_blocking(
+    msg: &mut Msg,
+    out: &mut zmq::Socket,
+    idle: Idle,
+    stop: &AtomicBool,
+) -> Result<(), Option<zmq::Error>> {
     loop {
         match msg.send(out, idle.flags()) {
-            Ok(()) => return true,
+            Ok(()) => return Ok(()),
             Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => {
                 if stop.load(Ordering::Relaxed) {
-                    return false;
+                    return Err(None);
                 }
             }
-            Err(_) => return false,
+            Err(e) => return Err(Some(e)),
         }
     }
 }

@@ -67,11 +67,11 @@ pub enum Idle {
 pub enum Received {
     /// A frame is in the message.
     Frame,
-    /// Nothing yet (timeout, no message, or a signal): look at the stop
-    /// flag and try again.
+    /// Nothing yet (receive timeout, nothing to poll, or a signal
+    /// interrupted the call): look at the stop flag and try again.
     Nothing,
-    /// The socket failed (context terminated): stop.
-    Closed,
+    /// The socket failed with this error: stop.
+    Failed(zmq::Error),
 }
 
 impl Idle {
@@ -96,7 +96,7 @@ impl Idle {
                 }
                 Received::Nothing
             }
-            Err(_) => Received::Closed,
+            Err(e) => Received::Failed(e),
         }
     }
 }
@@ -141,6 +141,11 @@ pub struct WorkerResult {
     pub malformed: u64,
     /// Largest age of a record at work start, ns.
     pub max_lag_ns: u64,
+    /// Records whose intended send time was after their completion (the
+    /// publisher's clock is ahead of ours): recorded as 1 ns, counted here.
+    pub clock_ahead: u64,
+    /// Why the worker stopped early, if it did.
+    pub error: Option<zmq::Error>,
 }
 
 /// Run a worker until `stop` is set. `pull` must have a receive timeout when
@@ -160,6 +165,8 @@ pub fn run_worker(
         books: Books::new(),
         malformed: 0,
         max_lag_ns: 0,
+        clock_ahead: 0,
+        error: None,
     };
     let mut checksum = StreamChecksum::default();
     let mut lag = LagCheck::new(Stage::Worker, setup.index, setup.limit, setup.on_slow);
@@ -169,7 +176,10 @@ pub fn run_worker(
         match setup.idle.recv(&mut msg, &mut pull) {
             Received::Frame => {}
             Received::Nothing => continue,
-            Received::Closed => break,
+            Received::Failed(e) => {
+                res.error = Some(e);
+                break;
+            }
         }
         let Ok(frame) = Frame::parse(msg.bytes()) else {
             res.malformed += 1;
@@ -195,10 +205,11 @@ pub fn run_worker(
             }
             spin_for(setup.work_ns);
             let done = now_ns();
-            stats::record(
-                &mut res.end_to_end,
-                done.saturating_sub(rec.intended_ts_ns()),
-            );
+            let intended = rec.intended_ts_ns();
+            if done < intended {
+                res.clock_ahead += 1;
+            }
+            stats::record(&mut res.end_to_end, done.saturating_sub(intended));
             res.processed += 1;
         }
         StageCounters::publish(&counters.done, res.processed);

@@ -79,6 +79,8 @@ fn garbage_is_counted_by_reason_and_good_messages_still_flow() {
     kind[11] = 77;
     let mut trailing = good.clone();
     trailing.extend_from_slice(b"junk");
+    let mut seq0 = good.clone();
+    seq0[32..40].fill(0);
     let mut batch = vec![0u8; wire::BATCH_HEADER_LEN];
     wire::encode_batch_header(&mut batch, 3).unwrap();
     batch.extend_from_slice(&good); // says 3 records, holds 1
@@ -97,6 +99,7 @@ fn garbage_is_counted_by_reason_and_good_messages_still_flow() {
         (kind, "unknown_kind"),
         (trailing, "bad_length"),
         (batch, "short"),
+        (seq0, "bad_sequence"),
     ];
     for (g, _) in &garbage {
         raw.send(&g[..], 0).unwrap();
@@ -127,7 +130,7 @@ fn garbage_is_counted_by_reason_and_good_messages_still_flow() {
     assert!(publ.proc.wait().0.success());
     let s = read_json(&sub_json);
     assert_eq!(u(&s, "malformed"), garbage.len() as u64);
-    for reason in ["short", "foreign", "version", "unknown_kind", "bad_length"] {
+    for reason in wire::DecodeError::REASONS {
         let want = garbage.iter().filter(|(_, r)| *r == reason).count() as u64;
         assert_eq!(u(&s["malformed_reasons"], reason), want, "reason {reason}");
     }
