@@ -226,3 +226,64 @@ fn without_wait_the_slow_joiner_misses_the_start_and_says_so() {
         u(&p, "sent")
     );
 }
+
+/// `--wait-timeout` gives up on every stream: nothing is sent, exit 1, and
+/// the message names the flag.
+#[test]
+fn wait_timeout_gives_up_without_sending() {
+    let _g = serial();
+    let publ = start_pub(
+        2,
+        &[
+            "--wait-subscribers",
+            "1",
+            "--wait-timeout",
+            "0.3",
+            "--rate",
+            "1000",
+            "--duration",
+            "60",
+        ],
+    );
+    let (st, err, _) = publ.proc.wait();
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(err.contains("--wait-timeout"), "{err}");
+    assert!(
+        !err.contains("first data message sent"),
+        "no stream sent data:\n{err}"
+    );
+}
+
+/// A shard that never heard from its publisher proves nothing: the run is
+/// not complete even though every stream that was heard is.
+#[test]
+fn a_silent_shard_means_the_streams_are_not_complete() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let sub_json = dir.path().join("sub.json");
+    let publ = start_pub(
+        1,
+        &[
+            "--rate",
+            "1000",
+            "--count",
+            "100",
+            "--wait-subscribers",
+            "1",
+        ],
+    );
+    // Port 9 (discard) on loopback: nothing listens there.
+    let connect = [publ.endpoints[0].clone(), "tcp://127.0.0.1:9".to_string()];
+    let sub = start_sub(
+        &connect,
+        &["--duration", "2", "--report-json", &path_str(&sub_json)],
+    );
+    let (st, err, _) = sub.wait();
+    assert!(st.success(), "{err}");
+    assert!(publ.proc.wait().0.success());
+    let s = read_json(&sub_json);
+    assert_eq!(u(&s, "received"), 100);
+    assert_eq!(s["streams"][0]["complete"], true);
+    assert_eq!(s["streams_complete"], false);
+    assert_eq!(s["end_reason"], "duration");
+}
