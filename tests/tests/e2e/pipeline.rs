@@ -12,31 +12,23 @@ use shardcast_workers::Books;
 fn two_streams_keyed_books_equal_the_books_of_the_seed() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
-    let (pub_json, sub_json, books_json) = (
-        dir.path().join("pub.json"),
-        dir.path().join("sub.json"),
-        dir.path().join("books.json"),
-    );
+    let books_json = dir.path().join("books.json");
     let (count, seed, symbols) = (20_000u64, 42u64, 40u32);
-    let publ = start_pub(
+    let (count_s, seed_s, symbols_s) = (count.to_string(), seed.to_string(), symbols.to_string());
+    let run = run_pipeline(
         2,
         &[
             "--rate",
             "20000",
             "--count",
-            &count.to_string(),
+            &count_s,
             "--seed",
-            &seed.to_string(),
+            &seed_s,
             "--symbols",
-            &symbols.to_string(),
+            &symbols_s,
             "--wait-subscribers",
             "1",
-            "--report-json",
-            &path_str(&pub_json),
         ],
-    );
-    let sub = start_sub(
-        &publ.endpoints,
         &[
             "--fanout",
             "keyed",
@@ -46,20 +38,16 @@ fn two_streams_keyed_books_equal_the_books_of_the_seed() {
             "2",
             "--max-lag-ms",
             "30000",
-            "--report-json",
-            &path_str(&sub_json),
             "--books-out",
             &path_str(&books_json),
         ],
     );
-    let (st, err, out) = sub.wait();
-    assert!(st.success(), "subscriber failed: {st:?}\n{err}");
-    assert!(out.contains("end-to-end latency"), "summary printed: {out}");
-    let (pst, perr, _) = publ.proc.wait();
-    assert!(pst.success(), "publisher failed: {pst:?}\n{perr}");
-
-    let p = read_json(&pub_json);
-    let s = read_json(&sub_json);
+    assert!(
+        run.sub_stdout.contains("end-to-end latency"),
+        "summary printed: {}",
+        run.sub_stdout
+    );
+    let (p, s) = (run.publ, run.sub);
     assert_eq!(u(&p, "sent"), count);
     assert_eq!(u(&s, "received"), count);
     assert_eq!(u(&s, "processed"), count);
@@ -103,24 +91,18 @@ fn two_streams_keyed_books_equal_the_books_of_the_seed() {
 #[test]
 fn push_fanout_processes_every_message_exactly_once() {
     let _g = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let (pub_json, sub_json) = (dir.path().join("pub.json"), dir.path().join("sub.json"));
     let count = 30_000u64;
-    let publ = start_pub(
+    let count_s = count.to_string();
+    let run = run_pipeline(
         2,
         &[
             "--rate",
             "30000",
             "--count",
-            &count.to_string(),
+            &count_s,
             "--wait-subscribers",
             "1",
-            "--report-json",
-            &path_str(&pub_json),
         ],
-    );
-    let sub = start_sub(
-        &publ.endpoints,
         &[
             "--fanout",
             "push",
@@ -130,15 +112,9 @@ fn push_fanout_processes_every_message_exactly_once() {
             "3",
             "--max-lag-ms",
             "30000",
-            "--report-json",
-            &path_str(&sub_json),
         ],
     );
-    let (st, err, _) = sub.wait();
-    assert!(st.success(), "{err}");
-    assert!(publ.proc.wait().0.success());
-    let p = read_json(&pub_json);
-    let s = read_json(&sub_json);
+    let (p, s) = (run.publ, run.sub);
     assert_eq!(u(&s, "received"), count);
     assert_eq!(u(&s, "processed"), count);
     assert_eq!(u(&s, "duplicates"), 0);
@@ -162,9 +138,7 @@ fn push_fanout_processes_every_message_exactly_once() {
 #[test]
 fn wait_subscribers_delivers_the_very_first_message() {
     let _g = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let sub_json = dir.path().join("sub.json");
-    let publ = start_pub(
+    let run = run_pipeline(
         1,
         &[
             "--rate",
@@ -174,12 +148,9 @@ fn wait_subscribers_delivers_the_very_first_message() {
             "--wait-subscribers",
             "1",
         ],
+        &[],
     );
-    let sub = start_sub(&publ.endpoints, &["--report-json", &path_str(&sub_json)]);
-    let (st, err, _) = sub.wait();
-    assert!(st.success(), "{err}");
-    assert!(publ.proc.wait().0.success());
-    let s = read_json(&sub_json);
+    let s = run.sub;
     let stream = &s["streams"][0];
     assert_eq!(u(stream, "first_seq"), 1);
     assert_eq!(u(&s, "missed_before_join"), 0);

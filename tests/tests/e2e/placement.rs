@@ -9,9 +9,8 @@ fn shard_worker_and_io_threads_run_on_their_cpus() {
     let _g = serial();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (a, b) = (0usize, (cpus - 1).min(1));
-    let dir = tempfile::tempdir().unwrap();
-    let sub_json = dir.path().join("sub.json");
-    let publ = start_pub(
+    let (a_s, b_s) = (a.to_string(), b.to_string());
+    let run = run_pipeline(
         1,
         &[
             "--rate",
@@ -21,26 +20,20 @@ fn shard_worker_and_io_threads_run_on_their_cpus() {
             "--wait-subscribers",
             "1",
         ],
-    );
-    let sub = start_sub(
-        &publ.endpoints,
         &[
             "--iface",
             "127.0.0.1",
             "--shard-cpus",
-            &b.to_string(),
+            &b_s,
             "--io-cpus",
-            &a.to_string(),
+            &a_s,
             "--workers",
             "1",
             "--worker-cpus",
-            &a.to_string(),
-            "--report-json",
-            &path_str(&sub_json),
+            &a_s,
         ],
     );
-    let (st, err, _) = sub.wait();
-    assert!(st.success(), "{err}");
+    let err = &run.sub_stderr;
     assert!(
         err.contains(&format!("zmq-io-0 pinned to CPU {a}")),
         "{err}"
@@ -49,8 +42,7 @@ fn shard_worker_and_io_threads_run_on_their_cpus() {
         err.contains("connected to tcp://127.0.0.1:0;127.0.0.1:"),
         "{err}"
     );
-    assert!(publ.proc.wait().0.success());
-    let s = read_json(&sub_json);
+    let s = run.sub;
     assert_eq!(u(&s, "received"), 5000);
     let placed = |name: &str| -> u64 {
         let t = s["placement"]

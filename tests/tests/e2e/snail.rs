@@ -68,9 +68,7 @@ fn a_subscriber_that_cannot_keep_up_croaks() {
 #[test]
 fn on_slow_warn_survives_and_counts() {
     let _g = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let sub_json = dir.path().join("sub.json");
-    let publ = start_pub(
+    let run = run_pipeline(
         1,
         &[
             "--rate",
@@ -80,9 +78,6 @@ fn on_slow_warn_survives_and_counts() {
             "--wait-subscribers",
             "1",
         ],
-    );
-    let sub = start_sub(
-        &publ.endpoints,
         &[
             "--work-ns",
             "500000",
@@ -92,16 +87,12 @@ fn on_slow_warn_survives_and_counts() {
             "warn",
             "--workers",
             "1",
-            "--report-json",
-            &path_str(&sub_json),
         ],
     );
-    let (st, err, _) = sub.wait();
-    assert!(st.success(), "{err}");
-    assert!(publ.proc.wait().0.success());
+    let err = &run.sub_stderr;
     assert!(err.contains("warning: slow consumer"), "{err}");
     assert!(!err.contains("SNAIL ALARM"));
-    let s = read_json(&sub_json);
+    let s = run.sub;
     assert!(s["snail"].is_null());
     assert!(u(&s["slow"], "count") > 0);
     assert!(u(&s["slow"], "max_lag_ns") > 200_000_000);

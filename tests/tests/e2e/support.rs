@@ -231,3 +231,38 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 pub fn path_str(p: &Path) -> String {
     p.to_str().expect("utf-8 temp path").to_string()
 }
+
+/// What [`run_pipeline`] hands back.
+pub struct Outcome {
+    /// The publisher's `--report-json`.
+    pub publ: serde_json::Value,
+    /// The subscriber's `--report-json`.
+    pub sub: serde_json::Value,
+    /// The subscriber's stderr and stdout.
+    pub sub_stderr: String,
+    pub sub_stdout: String,
+}
+
+/// Run a publisher with `streams` streams and a subscriber connected to all
+/// of them, both to completion, each writing its report; both must exit 0.
+pub fn run_pipeline(streams: usize, pub_args: &[&str], sub_args: &[&str]) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let (pub_json, sub_json) = (dir.path().join("pub.json"), dir.path().join("sub.json"));
+    let (pj, sj) = (path_str(&pub_json), path_str(&sub_json));
+    let mut pa = pub_args.to_vec();
+    pa.extend(["--report-json", &pj]);
+    let publ = start_pub(streams, &pa);
+    let mut sa = sub_args.to_vec();
+    sa.extend(["--report-json", &sj]);
+    let sub = start_sub(&publ.endpoints, &sa);
+    let (st, sub_stderr, sub_stdout) = sub.wait();
+    assert!(st.success(), "subscriber failed: {st:?}\n{sub_stderr}");
+    let (pst, perr, _) = publ.proc.wait();
+    assert!(pst.success(), "publisher failed: {pst:?}\n{perr}");
+    Outcome {
+        publ: read_json(&pub_json),
+        sub: read_json(&sub_json),
+        sub_stderr,
+        sub_stdout,
+    }
+}
