@@ -30,6 +30,17 @@ impl UsageError {
     }
 }
 
+/// clap value parser for durations in seconds that may be zero.
+pub fn non_negative_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(_) => Err(format!(
+            "'{s}' must be zero or a positive number of seconds"
+        )),
+        Err(_) => Err(format!("'{s}' is not a number of seconds")),
+    }
+}
+
 /// clap value parser for durations in seconds: a finite number above zero.
 pub fn positive_seconds(s: &str) -> Result<f64, String> {
     let v: f64 = s

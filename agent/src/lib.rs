@@ -9,6 +9,7 @@
 //! * [`stats`]: latency summaries for reports.
 //! * [`exit`]: the exit codes every binary shares.
 //! * [`files`]: writing report files atomically.
+//! * [`hist`]: per-stage latency histograms, per thread, collected per second.
 //! * [`launch`]: the steps every binary's `main` shares.
 //! * [`watch`]: counters the hot threads publish and the monitor reads, and
 //!   the one-shot croak switch of the Suicidal Snail.
@@ -17,6 +18,7 @@ pub mod clock;
 pub mod cpu;
 pub mod exit;
 pub mod files;
+pub mod hist;
 pub mod launch;
 pub mod signals;
 pub mod stats;

@@ -80,6 +80,64 @@ impl LatencySummary {
     }
 }
 
+/// Write `h` as HdrHistogram's percentile distribution (the `.hgrm` text of
+/// `outputPercentileDistribution`, five ticks per half distance), values
+/// divided by `unit_ratio` (1000.0 turns ns into us). HdrHistogram's own
+/// plotter reads this format.
+pub fn write_hgrm(
+    w: &mut impl std::io::Write,
+    h: &Histogram<u64>,
+    unit_ratio: f64,
+) -> std::io::Result<()> {
+    let digits = usize::from(h.sigfig());
+    writeln!(
+        w,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    )?;
+    let mut total = 0u64;
+    if !h.is_empty() {
+        for v in h.iter_quantiles(5) {
+            total += v.count_since_last_iteration();
+            let value = v.value_iterated_to() as f64 / unit_ratio;
+            let q = v.quantile_iterated_to();
+            if q < 1.0 {
+                writeln!(
+                    w,
+                    "{value:>12.digits$} {q:>2.12} {total:>10} {:>14.2}",
+                    1.0 / (1.0 - q)
+                )?;
+            } else {
+                writeln!(w, "{value:>12.digits$} {q:>2.12} {total:>10}")?;
+            }
+        }
+    }
+    let (mean, stdev, max) = if h.is_empty() {
+        (0.0, 0.0, 0.0)
+    } else {
+        (
+            h.mean() / unit_ratio,
+            h.stdev() / unit_ratio,
+            h.max() as f64 / unit_ratio,
+        )
+    };
+    let sub_buckets = (2 * 10u64.pow(u32::from(h.sigfig()))).next_power_of_two();
+    writeln!(
+        w,
+        "#[Mean    = {mean:>12.digits$}, StdDeviation   = {stdev:>12.digits$}]"
+    )?;
+    writeln!(
+        w,
+        "#[Max     = {max:>12.digits$}, Total count    = {:>12}]",
+        h.len()
+    )?;
+    writeln!(
+        w,
+        "#[Buckets = {:>12}, SubBuckets     = {sub_buckets:>12}]",
+        h.buckets()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +156,35 @@ mod tests {
         assert!(s.p999 <= s.p9999 && s.p9999 <= s.max);
         assert!(s.max >= MAX_TRACKABLE_NS);
         assert_eq!(LatencySummary::of(&new_histogram()).count, 0);
+    }
+
+    #[test]
+    fn hgrm_has_hdrhistograms_layout_and_totals() {
+        let mut h = new_histogram();
+        for v in 1..=1000u64 {
+            record(&mut h, v * 1000);
+        }
+        let mut out = Vec::new();
+        write_hgrm(&mut out, &h, 1000.0).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let mut lines = text.lines();
+        assert!(lines.next().unwrap().trim_start().starts_with("Value"));
+        let rows: Vec<Vec<f64>> = text
+            .lines()
+            .skip(2)
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect())
+            .collect();
+        assert!(rows.len() > 20);
+        // Values, percentiles and counts never go down; the last row is 100%.
+        for pair in rows.windows(2) {
+            assert!(
+                pair[1][0] >= pair[0][0] && pair[1][1] >= pair[0][1] && pair[1][2] >= pair[0][2]
+            );
+        }
+        let last = rows.last().unwrap();
+        assert_eq!((last[1], last[2]), (1.0, 1000.0));
+        assert!(text.contains("Total count    =         1000]"));
+        assert!(text.contains("SubBuckets     =         2048]"));
     }
 }

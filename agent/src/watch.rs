@@ -28,6 +28,8 @@ pub struct StageCounters {
     pub max_lag_ns: CachePadded<AtomicU64>,
     /// Last data sequence seen.
     pub last_seq: CachePadded<AtomicU64>,
+    /// Sequence numbers lost so far (shards; published once a second).
+    pub lost: CachePadded<AtomicU64>,
 }
 
 impl StageCounters {

@@ -148,6 +148,13 @@ impl Msg {
         self.len() == 0
     }
 
+    /// Whether more parts of the same multipart message follow.
+    #[inline]
+    pub fn more(&self) -> bool {
+        // SAFETY: reads a flag of an initialised message.
+        unsafe { zmq_sys::zmq_msg_more(&self.raw) != 0 }
+    }
+
     /// Receive the next frame into this message (its old content is released).
     #[inline]
     pub fn recv(&mut self, socket: &mut zmq::Socket, flags: i32) -> Result<(), zmq::Error> {

@@ -4,7 +4,7 @@
 
 use clap::{Parser, ValueEnum};
 use shardcast_agent::cpu::{cpu_list_arg, CpuList};
-use shardcast_agent::exit::positive_seconds;
+use shardcast_agent::exit::{non_negative_seconds, positive_seconds};
 use shardcast_agent::zmqx::endpoint_arg;
 
 /// Fan-out from shards to workers.
@@ -157,6 +157,32 @@ pub struct Flags {
     /// Write the JSON report here.
     #[arg(long, value_name = "FILE", env = "SHARDCAST_SUB_REPORT_JSON")]
     pub report_json: Option<std::path::PathBuf>,
+
+    /// Write the percentile distribution of every stage here (HdrHistogram's
+    /// .hgrm text, microseconds), plus FILE-stem.STAGE.hgrm per stage.
+    #[arg(long, value_name = "FILE", env = "SHARDCAST_SUB_HGRM")]
+    pub hgrm: Option<std::path::PathBuf>,
+
+    /// Write an HdrHistogram interval log here: one histogram per stage per
+    /// second (tags wire, queue, work, end_to_end; values in ns).
+    #[arg(long, value_name = "FILE", env = "SHARDCAST_SUB_HDR_LOG")]
+    pub hdr_log: Option<std::path::PathBuf>,
+
+    /// Plot latency by percentile, one line per stage, to FILE.svg.
+    #[arg(long, value_name = "FILE.svg", env = "SHARDCAST_SUB_PLOT")]
+    pub plot: Option<std::path::PathBuf>,
+
+    /// Leave the first seconds out of the histograms (records are still
+    /// counted, and checked by the snail).
+    #[arg(long, default_value_t = 0.0, value_name = "SECONDS", value_parser = non_negative_seconds,
+          allow_negative_numbers = true, env = "SHARDCAST_SUB_WARMUP")]
+    pub warmup: f64,
+
+    /// Print a plain progress line every S seconds (for logs); without it, a
+    /// live line is shown only when stderr is a terminal.
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds,
+          allow_negative_numbers = true, env = "SHARDCAST_SUB_STATS_INTERVAL")]
+    pub stats_interval: Option<f64>,
 
     /// Write the final books (work=book) here, as JSON keyed by symbol.
     #[arg(long, value_name = "FILE", env = "SHARDCAST_SUB_BOOKS_OUT")]

@@ -62,6 +62,16 @@ pub struct Config {
     pub report_json: Option<PathBuf>,
     /// Books path.
     pub books_out: Option<PathBuf>,
+    /// `.hgrm` path.
+    pub hgrm: Option<PathBuf>,
+    /// Interval log path.
+    pub hdr_log: Option<PathBuf>,
+    /// Plot path (.svg).
+    pub plot: Option<PathBuf>,
+    /// Warm-up left out of the histograms.
+    pub warmup: Duration,
+    /// Plain progress lines every so often.
+    pub stats_interval: Option<Duration>,
     /// Worker drain limit.
     pub drain_timeout: Duration,
     /// Fault injection: (after records, stall) for worker 0.
@@ -139,6 +149,17 @@ impl Config {
                 ),
             ));
         }
+        if let Some(p) = &f.plot {
+            if p.extension().and_then(|e| e.to_str()) != Some("svg") {
+                return Err(UsageError::new(
+                    "--plot",
+                    format!(
+                        "'{}': name a .svg file (the plot is written as SVG)",
+                        p.display()
+                    ),
+                ));
+            }
+        }
         if f.rcvhwm < 0 {
             return Err(UsageError::new("--rcvhwm", "must be 0 (no limit) or more"));
         }
@@ -204,6 +225,11 @@ impl Config {
             duration: f.duration.map(Duration::from_secs_f64),
             report_json: f.report_json.clone(),
             books_out: f.books_out.clone(),
+            hgrm: f.hgrm.clone(),
+            hdr_log: f.hdr_log.clone(),
+            plot: f.plot.clone(),
+            warmup: Duration::from_secs_f64(f.warmup),
+            stats_interval: f.stats_interval.map(Duration::from_secs_f64),
             drain_timeout: Duration::from_millis(f.drain_timeout_ms),
             stall_worker: f
                 .stall_worker_ms

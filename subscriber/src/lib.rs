@@ -16,16 +16,19 @@
 
 pub mod cli;
 pub mod config;
+mod metrics;
 pub mod report;
 mod shard;
 
 use config::Config;
+use metrics::Metrics;
 use report::{AgentReport, Placement, QueueState, Report, SlowReport, SnailReport, StreamReport};
 use shard::{run_shard, ShardResult, ShardSetup};
 use shardcast_agent::cpu::{self, spawn_agent};
 use shardcast_agent::exit::{ioerr, zerr, SetupError};
+use shardcast_agent::hist::{StageHists, STAGE_NAMES};
 use shardcast_agent::signals::StopSignal;
-use shardcast_agent::stats::{self, LatencySummary};
+use shardcast_agent::stats::LatencySummary;
 use shardcast_agent::watch::{Croak, StageCounters};
 use shardcast_agent::zmqx::socket_with_own_io_thread;
 use shardcast_proto::snail::LagLimit;
@@ -180,6 +183,8 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
         stream_ctxs.push(sctx);
     }
 
+    let t0 = shardcast_agent::clock::now_ns();
+    let mut metrics = Metrics::new(t0, cfg.warmup, cfg.hdr_log.as_deref(), cfg.stats_interval)?;
     let limit = LagLimit::absolute_ms(cfg.max_lag_ms);
     let keyed_workers = cfg.keyed.then_some(n_workers);
     let mut worker_handles: Vec<JoinHandle<WorkerResult>> = Vec::with_capacity(n_workers);
@@ -195,8 +200,16 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
             stall: if w == 0 { cfg.stall_worker } else { None },
         };
         let sh = Arc::clone(&shared);
+        let rec = metrics.recorder();
         let h = spawn_agent(format!("worker-{w}"), cfg.worker_cpus[w], move || {
-            run_worker(setup, pull, &sh.workers[w], &sh.croak, &sh.stop_workers)
+            run_worker(
+                setup,
+                pull,
+                &sh.workers[w],
+                &sh.croak,
+                &sh.stop_workers,
+                rec,
+            )
         })
         .map_err(ioerr("starting a worker thread"))?;
         worker_handles.push(h);
@@ -212,8 +225,17 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
         };
         let sh = Arc::clone(&shared);
         let i = plan.index;
+        let rec = metrics.recorder();
         let h = spawn_agent(format!("shard-{i}"), plan.cpu, move || {
-            run_shard(setup, sub, outs, &sh.shards[i], &sh.croak, &sh.stop_shards)
+            run_shard(
+                setup,
+                sub,
+                outs,
+                &sh.shards[i],
+                &sh.croak,
+                &sh.stop_shards,
+                rec,
+            )
         })
         .map_err(ioerr("starting a shard thread"))?;
         shard_handles.push(h);
@@ -236,6 +258,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
     loop {
         std::thread::sleep(MONITOR_TICK);
         warn.tick(&shared);
+        metrics.tick(shardcast_agent::clock::now_ns(), total_lost(&shared));
         if shared.croak.raised() {
             end_reason = "snail";
             break;
@@ -303,6 +326,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
                 break;
             }
             warn.tick(&shared);
+            metrics.tick(shardcast_agent::clock::now_ns(), total_lost(&shared));
             std::thread::sleep(MONITOR_TICK);
         }
         if shared.croak.raised() {
@@ -330,6 +354,13 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
     std::mem::forget(ctx);
     std::mem::forget(stream_ctxs);
 
+    // Every agent has stopped (or is missing): what they recorded is in.
+    let lost_now = shard_results
+        .iter()
+        .flatten()
+        .map(|r| r.tracker.totals().lost)
+        .sum();
+    let (latency, log_ok) = metrics.finish(lost_now);
     let (mut report, books) = build_report(
         cfg,
         &shared,
@@ -338,11 +369,22 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
         worker_results,
         placement,
         started.elapsed(),
+        &latency,
     );
+    report.files_ok = log_ok;
+    if let Some(path) = &cfg.hgrm {
+        if let Err(e) = metrics::write_hgrm(path, &latency) {
+            eprintln!(
+                "shardcast-sub: error: writing --hgrm {}: {e}",
+                path.display()
+            );
+            report.files_ok = false;
+        }
+    }
     report.drained = drained;
     let exit_code = if end_reason == "snail" {
         shardcast_agent::exit::SNAIL
-    } else if end_reason == "error" || !drained {
+    } else if end_reason == "error" || !drained || !report.files_ok {
         shardcast_agent::exit::FAILURE
     } else {
         shardcast_agent::exit::OK
@@ -406,6 +448,10 @@ fn total_slow(sh: &Shared) -> u64 {
         .chain(&sh.workers)
         .map(|c| StageCounters::read(&c.slow))
         .sum()
+}
+
+fn total_lost(sh: &Shared) -> u64 {
+    sh.shards.iter().map(|c| StageCounters::read(&c.lost)).sum()
 }
 
 fn max_lag(sh: &Shared) -> u64 {
@@ -522,6 +568,7 @@ fn build_report(
     workers: Vec<Option<WorkerResult>>,
     placement: Vec<Placement>,
     wall: Duration,
+    latency: &StageHists,
 ) -> (Report, Books) {
     let mut streams = Vec::new();
     let mut malformed_reasons: BTreeMap<&'static str, u64> =
@@ -574,7 +621,6 @@ fn build_report(
             error: r.error.map(|e| e.to_string()),
         });
     }
-    let mut e2e = stats::new_histogram();
     let mut books = Books::new();
     let mut processed = 0;
     let mut clock_ahead = 0;
@@ -595,7 +641,6 @@ fn build_report(
     }
     for (i, w) in workers.into_iter().enumerate() {
         let Some(w) = w else { continue };
-        let _ = e2e.add(&w.end_to_end);
         processed += w.processed;
         clock_ahead += w.clock_ahead;
         checksum = checksum.wrapping_add(w.checksum);
@@ -638,8 +683,12 @@ fn build_report(
         None
     };
     let malformed = malformed_reasons.values().sum();
-    let mut latency_ns = BTreeMap::new();
-    latency_ns.insert("end_to_end", LatencySummary::of(&e2e));
+    let latency_ns: BTreeMap<&'static str, LatencySummary> = STAGE_NAMES
+        .iter()
+        .zip(latency.iter())
+        .map(|(name, h)| (*name, LatencySummary::of(h)))
+        .collect();
+    let warmup_records = shards.iter().flatten().map(|r| r.warmup_records).sum();
     let report = Report {
         role: "shardcast-sub",
         version: env!("CARGO_PKG_VERSION"),
@@ -670,6 +719,8 @@ fn build_report(
         snail,
         processed_checksum: (cfg.work == WorkKind::Checksum).then_some(checksum),
         drained: true,
+        warmup_records,
+        files_ok: true,
         placement,
     };
     (report, books)

@@ -55,6 +55,11 @@ pub struct Report {
     /// Workers processed everything the shards forwarded before stopping
     /// (false after a --drain-timeout-ms expiry).
     pub drained: bool,
+    /// Data records received during `--warmup` (counted, not timed).
+    pub warmup_records: u64,
+    /// Every output file asked for (`--hgrm`, `--hdr-log`, `--plot`) was
+    /// written.
+    pub files_ok: bool,
     /// Where every thread was last seen running.
     pub placement: Vec<Placement>,
 }

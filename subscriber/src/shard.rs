@@ -3,6 +3,7 @@
 //! copying them.
 
 use shardcast_agent::clock::now_ns;
+use shardcast_agent::hist::{Stage as LatencyStage, StageRecorder};
 use shardcast_agent::watch::{Croak, Stage, StageCounters};
 use shardcast_agent::zmqx::Msg;
 use shardcast_proto::seq::{SourceKey, Tracker, Verdict};
@@ -51,6 +52,8 @@ pub struct ShardResult {
     pub ended: bool,
     /// Why the shard stopped early, if it did.
     pub error: Option<zmq::Error>,
+    /// Records received during the warm-up (counted, not timed).
+    pub warmup_records: u64,
 }
 
 /// Run a shard until every source it saw ended, or `stop` is set.
@@ -61,6 +64,7 @@ pub fn run_shard(
     counters: &StageCounters,
     croak: &Croak,
     stop: &AtomicBool,
+    mut latency: StageRecorder,
 ) -> ShardResult {
     let mut res = ShardResult {
         tracker: Tracker::new(),
@@ -73,6 +77,7 @@ pub fn run_shard(
         last_rx_ns: 0,
         ended: false,
         error: None,
+        warmup_records: 0,
     };
     // Scratch for the rare batch that mixes new records with duplicates:
     // reused, so it allocates once.
@@ -82,13 +87,22 @@ pub fn run_shard(
     while !stop.load(Ordering::Relaxed) {
         match setup.idle.recv(&mut msg, &mut sub) {
             Received::Frame => {}
-            Received::Nothing => continue,
+            Received::Nothing => {
+                if latency.tick(now_ns()) {
+                    StageCounters::publish(&counters.lost, res.tracker.totals().lost);
+                }
+                continue;
+            }
             Received::Failed(e) => {
                 res.error = Some(e);
                 break;
             }
         }
         let now = now_ns();
+        if latency.tick(now) {
+            StageCounters::publish(&counters.lost, res.tracker.totals().lost);
+        }
+        let warmup = latency.in_warmup(now);
         res.frames += 1;
         let mut accepted = [0u64; MAX_BATCH / 64];
         let mut new = 0usize;
@@ -115,6 +129,14 @@ pub fn run_shard(
                             match st.on_data(rec.session(), rec.seq(), || rec.digest()) {
                                 Verdict::New => {
                                     new += 1;
+                                    if warmup {
+                                        latency.warmup_records += 1;
+                                    } else {
+                                        latency.record(
+                                            LatencyStage::Wire,
+                                            now.saturating_sub(rec.send_ts_ns()),
+                                        );
+                                    }
                                     accepted[i / 64] |= 1 << (i % 64);
                                     if let Some(n) = setup.keyed_workers {
                                         workers_mask |= 1 << worker_for(&rec.symbol(), n);
@@ -154,7 +176,7 @@ pub fn run_shard(
                     }
                 }
             }
-            if let Err(e) = forward(&mut msg, &mut outs, workers_mask, setup, stop) {
+            if let Err(e) = forward(&mut msg, now, &mut outs, workers_mask, setup, stop) {
                 // None: stopped while waiting for a full worker queue.
                 res.error = e;
                 break;
@@ -172,6 +194,8 @@ pub fn run_shard(
             break;
         }
     }
+    res.warmup_records = latency.warmup_records;
+    latency.flush();
     res.slow = lag.slow();
     res.max_lag_ns = lag.max_age_ns();
     res
@@ -196,8 +220,9 @@ fn rebuild_without_duplicates(
     }
 }
 
-/// Hand a frame to the workers. `Err(None)`: stopped while blocked on a full
-/// queue; `Err(Some(e))`: libzmq failed.
+/// Hand a frame to the workers, each copy preceded by the receive time
+/// `rx_ns` as an 8-byte part (inline in libzmq: no allocation). `Err(None)`:
+/// stopped while blocked on a full queue; `Err(Some(e))`: libzmq failed.
 ///
 /// Keyed: the frame goes to each worker owning one of its symbols; batches
 /// shared by several workers are sent as reference-counted copies of one
@@ -206,26 +231,43 @@ fn rebuild_without_duplicates(
 #[inline]
 fn forward(
     msg: &mut Msg,
+    rx_ns: u64,
     outs: &mut [zmq::Socket],
     mask: u64,
     setup: ShardSetup,
     stop: &AtomicBool,
 ) -> Result<(), Option<zmq::Error>> {
+    let stamp = rx_ns.to_le_bytes();
     if setup.keyed_workers.is_none() {
-        return send_blocking(msg, &mut outs[0], setup.idle, stop);
+        return send_stamped(&stamp, msg, &mut outs[0], setup.idle, stop);
     }
     let mut rest = mask;
     while rest != 0 {
         let w = rest.trailing_zeros() as usize;
         rest &= rest - 1;
         if rest == 0 {
-            send_blocking(msg, &mut outs[w], setup.idle, stop)?;
+            send_stamped(&stamp, msg, &mut outs[w], setup.idle, stop)?;
         } else {
             let mut copy = msg.share();
-            send_blocking(&mut copy, &mut outs[w], setup.idle, stop)?;
+            send_stamped(&stamp, &mut copy, &mut outs[w], setup.idle, stop)?;
         }
     }
     Ok(())
+}
+
+/// Send the stamp and the frame as one two-part message. libzmq accepts a
+/// multipart message whole or not at all, so only the first part can wait.
+#[inline]
+fn send_stamped(
+    stamp: &[u8; 8],
+    msg: &mut Msg,
+    out: &mut zmq::Socket,
+    idle: Idle,
+    stop: &AtomicBool,
+) -> Result<(), Option<zmq::Error>> {
+    let mut head = Msg::from_slice(stamp).map_err(Some)?;
+    send_blocking(&mut head, out, zmq::SNDMORE, idle, stop)?;
+    send_blocking(msg, out, 0, idle, stop)
 }
 
 /// Send, waiting while the worker's queue is full (inproc PUSH blocks at its
@@ -235,11 +277,12 @@ fn forward(
 fn send_blocking(
     msg: &mut Msg,
     out: &mut zmq::Socket,
+    flags: i32,
     idle: Idle,
     stop: &AtomicBool,
 ) -> Result<(), Option<zmq::Error>> {
     loop {
-        match msg.send(out, idle.flags()) {
+        match msg.send(out, flags | idle.flags()) {
             Ok(()) => return Ok(()),
             Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => {
                 if stop.load(Ordering::Relaxed) {

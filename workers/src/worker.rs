@@ -3,9 +3,8 @@
 
 use crate::book::Books;
 use crate::LagCheck;
-use hdrhistogram::Histogram;
 use shardcast_agent::clock::{now_ns, spin_for};
-use shardcast_agent::stats;
+use shardcast_agent::hist::{Stage as LatencyStage, StageRecorder};
 use shardcast_agent::watch::{Croak, Stage, StageCounters};
 use shardcast_agent::zmqx::Msg;
 use shardcast_proto::shard::worker_for;
@@ -132,8 +131,6 @@ pub struct WorkerResult {
     pub frames: u64,
     /// Checksum of processed records (only for [`WorkKind::Checksum`]).
     pub checksum: u64,
-    /// Intended send time to work done, ns.
-    pub end_to_end: Histogram<u64>,
     /// Books (only for [`WorkKind::Book`]).
     pub books: Books,
     /// Frames that failed to parse (the shard validates, so this stays 0
@@ -146,40 +143,65 @@ pub struct WorkerResult {
     pub clock_ahead: u64,
     /// Why the worker stopped early, if it did.
     pub error: Option<zmq::Error>,
+    /// Records processed during the warm-up (counted, not timed).
+    pub warmup_records: u64,
 }
 
 /// Run a worker until `stop` is set. `pull` must have a receive timeout when
 /// `idle` is [`Idle::Block`], so the loop notices `stop`.
+///
+/// Each message from a shard has two parts: the shard's receive time (8
+/// bytes, little-endian ns; small enough to travel inline, no allocation)
+/// and the frame. Per record the worker records `queue` (shard receive to
+/// the record's start), `work` (the record's handling) and `end_to_end`
+/// (intended send time to done) into `latency`.
 pub fn run_worker(
     setup: WorkerSetup,
     mut pull: zmq::Socket,
     counters: &StageCounters,
     croak: &Croak,
     stop: &AtomicBool,
+    mut latency: StageRecorder,
 ) -> WorkerResult {
     let mut res = WorkerResult {
         processed: 0,
         frames: 0,
         checksum: 0,
-        end_to_end: stats::new_histogram(),
         books: Books::new(),
         malformed: 0,
         max_lag_ns: 0,
         clock_ahead: 0,
         error: None,
+        warmup_records: 0,
     };
     let mut checksum = StreamChecksum::default();
     let mut lag = LagCheck::new(Stage::Worker, setup.index, setup.limit, setup.on_slow);
     let mut stall = setup.stall;
     let mut msg = Msg::new();
+    let mut stamp = Msg::new();
     while !stop.load(Ordering::Relaxed) {
-        match setup.idle.recv(&mut msg, &mut pull) {
+        match setup.idle.recv(&mut stamp, &mut pull) {
             Received::Frame => {}
-            Received::Nothing => continue,
+            Received::Nothing => {
+                let _ = latency.tick(now_ns());
+                continue;
+            }
             Received::Failed(e) => {
                 res.error = Some(e);
                 break;
             }
+        }
+        // The rest of a multipart message is already here: no waiting.
+        let rx_ns = match (stamp.more(), <[u8; 8]>::try_from(stamp.bytes())) {
+            (true, Ok(b)) => u64::from_le_bytes(b),
+            _ => {
+                res.malformed += 1;
+                continue;
+            }
+        };
+        if let Err(e) = msg.recv(&mut pull, 0) {
+            res.error = Some(e);
+            break;
         }
         let Ok(frame) = Frame::parse(msg.bytes()) else {
             res.malformed += 1;
@@ -187,6 +209,8 @@ pub fn run_worker(
         };
         res.frames += 1;
         let start = now_ns();
+        let _ = latency.tick(start);
+        let mut prev = start;
         for rec in frame.records() {
             if let Some(n) = setup.keyed_workers {
                 if n > 1 && worker_for(&rec.symbol(), n) != setup.index {
@@ -209,7 +233,16 @@ pub fn run_worker(
             if done < intended {
                 res.clock_ahead += 1;
             }
-            stats::record(&mut res.end_to_end, done.saturating_sub(intended));
+            if latency.in_warmup(done) {
+                latency.warmup_records += 1;
+            } else {
+                // This record started when the previous one finished: the
+                // wait behind earlier records of its batch is queueing too.
+                latency.record(LatencyStage::Queue, prev.saturating_sub(rx_ns));
+                latency.record(LatencyStage::Work, done - prev);
+                latency.record(LatencyStage::EndToEnd, done.saturating_sub(intended));
+            }
+            prev = done;
             res.processed += 1;
         }
         StageCounters::publish(&counters.done, res.processed);
@@ -222,6 +255,8 @@ pub fn run_worker(
             }
         }
     }
+    res.warmup_records = latency.warmup_records;
+    latency.flush();
     res.checksum = checksum.0;
     res.max_lag_ns = lag.max_age_ns();
     res
