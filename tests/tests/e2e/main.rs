@@ -4,6 +4,7 @@
 mod backpressure;
 mod flags;
 mod hostile;
+mod latency;
 mod pipeline;
 mod placement;
 mod signals;
