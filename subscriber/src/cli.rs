@@ -168,8 +168,8 @@ pub struct Flags {
     #[arg(long, value_name = "FILE", env = "SHARDCAST_SUB_HDR_LOG")]
     pub hdr_log: Option<std::path::PathBuf>,
 
-    /// Plot latency by percentile, one line per stage, to FILE.svg.
-    #[arg(long, value_name = "FILE.svg", env = "SHARDCAST_SUB_PLOT")]
+    /// Plot latency by percentile, one line per stage, to FILE.svg or FILE.png.
+    #[arg(long, value_name = "FILE.svg|png", env = "SHARDCAST_SUB_PLOT")]
     pub plot: Option<std::path::PathBuf>,
 
     /// Leave the first seconds out of the histograms (records are still

@@ -150,13 +150,10 @@ impl Config {
             ));
         }
         if let Some(p) = &f.plot {
-            if p.extension().and_then(|e| e.to_str()) != Some("svg") {
+            if !matches!(p.extension().and_then(|e| e.to_str()), Some("svg" | "png")) {
                 return Err(UsageError::new(
                     "--plot",
-                    format!(
-                        "'{}': name a .svg file (the plot is written as SVG)",
-                        p.display()
-                    ),
+                    format!("'{}': name a .svg or .png file", p.display()),
                 ));
             }
         }

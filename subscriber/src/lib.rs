@@ -372,6 +372,20 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
     );
     report.placement = placement;
     report.files_ok = log_ok;
+    if let Some(path) = &cfg.plot {
+        let title = format!(
+            "shardcast-sub: latency by percentile ({} records, {} stream(s))",
+            report.counters.received,
+            report.streams.len()
+        );
+        if let Err(e) = metrics::write_plot(path, &latency, &title) {
+            eprintln!(
+                "shardcast-sub: error: writing --plot {}: {e}",
+                path.display()
+            );
+            report.files_ok = false;
+        }
+    }
     if let Some(path) = &cfg.hgrm {
         if let Err(e) = metrics::write_hgrm(path, &latency) {
             eprintln!(

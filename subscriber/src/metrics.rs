@@ -221,3 +221,134 @@ pub fn write_hgrm(path: &Path, hists: &StageHists) -> std::io::Result<Vec<PathBu
     all.flush()?;
     Ok(written)
 }
+
+/// Plot size, pixels.
+const PLOT_SIZE: (u32, u32) = (1000, 600);
+
+/// `--plot`: latency by percentile, one line per stage, as SVG, or as PNG
+/// (the same SVG rendered with resvg, text in the system's fonts) when the
+/// file name ends in `.png`. The x axis is HdrHistogram's "1 in N" (log
+/// scale: 90% is 1 in 10, 99.9% 1 in 1000), the y axis latency in
+/// microseconds (log scale: stages differ by orders of magnitude).
+pub fn write_plot(path: &Path, hists: &StageHists, title: &str) -> Result<(), String> {
+    let svg = plot_svg(hists, title)?;
+    if path.extension().and_then(|e| e.to_str()) == Some("png") {
+        let mut opt = resvg::usvg::Options::default();
+        let db = opt.fontdb_mut();
+        db.load_system_fonts();
+        // fontdb maps "sans-serif" to Arial, which Linux hosts rarely have:
+        // use a sans face that is installed.
+        let sans = ["DejaVu Sans", "Liberation Sans", "Noto Sans", "FreeSans"]
+            .into_iter()
+            .find(|want| {
+                db.faces()
+                    .any(|f| f.families.iter().any(|(n, _)| n == want))
+            })
+            .map(str::to_string)
+            .or_else(|| {
+                db.faces()
+                    .next()
+                    .and_then(|f| f.families.first())
+                    .map(|(n, _)| n.clone())
+            });
+        match sans {
+            Some(family) => db.set_sans_serif_family(family),
+            None => eprintln!(
+                "shardcast-sub: warning: no fonts found; the PNG plot has no text (use .svg)"
+            ),
+        }
+        let tree = resvg::usvg::Tree::from_str(&svg, &opt).map_err(|e| e.to_string())?;
+        let mut pixmap = resvg::tiny_skia::Pixmap::new(PLOT_SIZE.0, PLOT_SIZE.1)
+            .ok_or("cannot allocate the image")?;
+        pixmap.fill(resvg::tiny_skia::Color::WHITE);
+        resvg::render(
+            &tree,
+            resvg::tiny_skia::Transform::default(),
+            &mut pixmap.as_mut(),
+        );
+        pixmap.save_png(path).map_err(|e| e.to_string())
+    } else {
+        std::fs::write(path, svg).map_err(|e| e.to_string())
+    }
+}
+
+fn plot_svg(hists: &StageHists, title: &str) -> Result<String, String> {
+    use plotters::prelude::*;
+    let series: Vec<(&str, Vec<(f64, f64)>)> = hists
+        .iter()
+        .zip(STAGE_NAMES)
+        .filter(|(h, _)| !h.is_empty())
+        .map(|(h, name)| {
+            let pts = h
+                .iter_quantiles(5)
+                .map(|v| {
+                    let q = v.quantile_iterated_to();
+                    // The 100% point has no "1 in N": place it at 1 in count.
+                    let n = if q < 1.0 {
+                        1.0 / (1.0 - q)
+                    } else {
+                        h.len() as f64
+                    };
+                    (n.max(1.0), (v.value_iterated_to() as f64 / 1e3).max(0.001))
+                })
+                .collect();
+            (name, pts)
+        })
+        .collect();
+    let all = series.iter().flat_map(|(_, p)| p.iter());
+    let (mut x_max, mut y_min, mut y_max) = (10.0f64, f64::MAX, 0.001f64);
+    for &(x, y) in all {
+        x_max = x_max.max(x);
+        y_min = y_min.min(y);
+        y_max = y_max.max(y);
+    }
+    if y_min == f64::MAX {
+        y_min = 0.001;
+    }
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, PLOT_SIZE).into_drawing_area();
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(20)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d(
+                (1.0..x_max * 1.5).log_scale(),
+                (y_min / 1.5..y_max * 1.5).log_scale(),
+            )
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("percentile")
+            .y_desc("latency (us)")
+            .x_label_formatter(&|n| {
+                let p = 100.0 * (1.0 - 1.0 / n);
+                let digits = (n.log10().round() as usize).saturating_sub(2);
+                format!("{p:.digits$}%")
+            })
+            .draw()
+            .map_err(|e| err(&e))?;
+        let colours = [BLUE, GREEN, MAGENTA, RED];
+        for ((name, pts), colour) in series.into_iter().zip(colours) {
+            chart
+                .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
+                .map_err(|e| err(&e))?
+                .label(name)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    Ok(svg)
+}
