@@ -24,6 +24,7 @@ fn hgrm_interval_log_and_json_agree() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     let (hgrm, hlog) = (dir.path().join("lat.hgrm"), dir.path().join("lat.hlog"));
+    let svg = dir.path().join("lat.svg");
     let run = run_pipeline(
         2,
         &[
@@ -43,10 +44,17 @@ fn hgrm_interval_log_and_json_agree() {
             &path_str(&hgrm),
             "--hdr-log",
             &path_str(&hlog),
+            "--plot",
+            &path_str(&svg),
         ],
     );
     let s = run.sub;
     assert_eq!(s["files_ok"], true);
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.starts_with("<svg"), "an SVG document");
+    for st in STAGES {
+        assert!(plot.contains(st), "the legend names {st}");
+    }
     let lat = &s["latency_ns"];
     let json_counts: Vec<u64> = STAGES.iter().map(|st| u(&lat[*st], "count")).collect();
     // Stages present, percentiles monotone.
@@ -128,6 +136,8 @@ fn hgrm_interval_log_and_json_agree() {
 fn a_stalled_worker_shows_in_queue_and_end_to_end_not_in_wire() {
     let _g = serial();
     let stall_ns = 400_000_000u64;
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("stall.png");
     let run = run_pipeline(
         1,
         &[
@@ -149,8 +159,12 @@ fn a_stalled_worker_shows_in_queue_and_end_to_end_not_in_wire() {
             "30000",
             "--on-slow",
             "warn",
+            "--plot",
+            &path_str(&png),
         ],
     );
+    let image = std::fs::read(&png).unwrap();
+    assert!(image.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG image");
     let lat = &run.sub["latency_ns"];
     assert_eq!(u(&run.sub, "lost"), 0);
     assert!(
