@@ -128,6 +128,14 @@ pub struct Flags {
           value_parser = clap::value_parser!(i32).range(1..), env = "SHARDCAST_SUB_INPROC_HWM")]
     pub inproc_hwm: i32,
 
+    /// Most frames a shard takes from its SUB (only ones already queued,
+    /// never waiting) before handing what it packed to the workers: one
+    /// inproc message per worker instead of one per frame. 1 turns packing
+    /// off.
+    #[arg(long, default_value_t = 64, value_name = "FRAMES",
+          value_parser = clap::value_parser!(u32).range(1..=1024), env = "SHARDCAST_SUB_COALESCE")]
+    pub coalesce: u32,
+
     /// Largest frame accepted (ZMQ_MAXMSGSZ); a peer sending more is
     /// disconnected by libzmq.
     #[arg(long, default_value_t = shardcast_proto::wire::MAX_FRAME_LEN as i64, value_name = "BYTES",

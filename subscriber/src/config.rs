@@ -46,6 +46,8 @@ pub struct Config {
     pub rcvbuf: i32,
     /// inproc HWM at each end.
     pub inproc_hwm: i32,
+    /// Frames a shard may pack into one inproc hop.
+    pub coalesce: usize,
     /// ZMQ_MAXMSGSZ.
     pub max_msg_size: i64,
     /// Snail limit, ms.
@@ -209,6 +211,7 @@ impl Config {
             rcvhwm: f.rcvhwm,
             rcvbuf: f.rcvbuf,
             inproc_hwm: f.inproc_hwm,
+            coalesce: f.coalesce as usize,
             max_msg_size: f.max_msg_size,
             max_lag_ms: f.max_lag_ms,
             on_slow: match f.on_slow {

@@ -187,6 +187,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
     let mut metrics = Metrics::new(t0, cfg.warmup, cfg.hdr_log.as_deref(), cfg.stats_interval)?;
     let limit = LagLimit::absolute_ms(cfg.max_lag_ms);
     let keyed_workers = cfg.keyed.then_some(n_workers);
+    let coalesce = cfg.coalesce;
     let mut worker_handles: Vec<JoinHandle<WorkerResult>> = Vec::with_capacity(n_workers);
     for (w, pull) in pulls.into_iter().enumerate() {
         let setup = WorkerSetup {
@@ -235,6 +236,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
                 &sh.croak,
                 &sh.stop_shards,
                 rec,
+                coalesce,
             )
         })
         .map_err(ioerr("starting a shard thread"))?;
