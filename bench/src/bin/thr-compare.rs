@@ -11,10 +11,8 @@
 //! (the sibling binaries must be built: see scripts/thr-compare).
 
 use clap::Parser;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use shardcast_bench::{finish, median, read_json, sibling, spawn, word_after};
+use std::path::PathBuf;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -45,62 +43,6 @@ struct Sample {
     lost: u64,
 }
 
-fn sibling(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let p = exe.parent().expect("exe dir").join(name);
-    if !p.exists() {
-        eprintln!(
-            "thr-compare: {} not found; build everything first: cargo build --release --bins",
-            p.display()
-        );
-        std::process::exit(2);
-    }
-    p
-}
-
-fn spawn(bin: &Path, args: &[String]) -> Child {
-    Command::new(bin)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()))
-}
-
-/// Read stderr until a line containing `marker`; return the word after it.
-/// The rest of stderr is drained in the background so the child never blocks.
-fn endpoint_after(child: &mut Child, marker: &str) -> String {
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for line in lines.by_ref() {
-        let line = line.expect("stderr line");
-        if let Some(rest) = line.split(marker).nth(1) {
-            let ep = rest
-                .split_whitespace()
-                .next()
-                .expect("endpoint")
-                .to_string();
-            std::thread::spawn(move || lines.for_each(drop));
-            return ep;
-        }
-        assert!(Instant::now() < deadline, "no '{marker}' line");
-    }
-    panic!("child exited before printing '{marker}'");
-}
-
-fn finish(mut child: Child, what: &str) -> String {
-    let mut out = String::new();
-    if let Some(mut s) = child.stdout.take() {
-        use std::io::Read;
-        let _ = s.read_to_string(&mut out);
-    }
-    let st = child.wait().expect("wait");
-    assert!(st.success(), "{what} failed: {st:?}");
-    out
-}
-
 fn raw(f: &Flags) -> Sample {
     let bin = sibling("raw-zmq");
     let mut p = spawn(
@@ -115,10 +57,11 @@ fn raw(f: &Flags) -> Sample {
             f.size.to_string(),
         ],
     );
-    let ep = endpoint_after(&mut p, "bound ");
+    let ep = word_after(&mut p, "bound ");
     let s = spawn(&bin, &["sub".into(), "--connect".into(), ep]);
-    let out = finish(s, "raw-zmq sub");
-    finish(p, "raw-zmq pub");
+    let (out, code) = finish(s);
+    assert_eq!(code, Some(0), "raw-zmq sub failed");
+    assert_eq!(finish(p).1, Some(0), "raw-zmq pub failed");
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("raw-zmq JSON");
     Sample {
         rate: v["msgs_per_sec"].as_f64().unwrap_or(0.0),
@@ -149,7 +92,7 @@ fn shardcast(f: &Flags, batch: u32) -> Sample {
         ]
         .map(String::from),
     );
-    let ep = endpoint_after(&mut p, "stream 0 bound ");
+    let ep = word_after(&mut p, "stream 0 bound ");
     let s = spawn(
         &sibling("shardcast-sub"),
         &[
@@ -170,20 +113,14 @@ fn shardcast(f: &Flags, batch: u32) -> Sample {
         ]
         .map(String::from),
     );
-    finish(s, "shardcast-sub");
-    finish(p, "shardcast-pub");
-    let text = std::fs::read_to_string(&report).expect("subscriber report");
-    let v: serde_json::Value = serde_json::from_str(&text).expect("report JSON");
+    assert_eq!(finish(s).1, Some(0), "shardcast-sub failed");
+    assert_eq!(finish(p).1, Some(0), "shardcast-pub failed");
+    let v = read_json(&report);
     Sample {
         rate: v["msgs_per_sec"].as_f64().unwrap_or(0.0),
         received: v["received"].as_u64().unwrap_or(0),
         lost: v["lost"].as_u64().unwrap_or(0),
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {
