@@ -77,6 +77,19 @@ struct Outcome {
     why: String,
 }
 
+impl Outcome {
+    /// A run whose process failed: nothing measured.
+    fn failed(why: String) -> Outcome {
+        Outcome {
+            achieved: 0.0,
+            lost: 0,
+            latency: Value::Null,
+            pass: false,
+            why,
+        }
+    }
+}
+
 fn ns(v: &Value, k: &str) -> f64 {
     v[k].as_f64().unwrap_or(0.0)
 }
@@ -171,13 +184,7 @@ fn run_shardcast(f: &Flags, p: Point, dir: &Path) -> Outcome {
     let (_, code) = finish(sub);
     let _ = finish(publ);
     if code != Some(0) {
-        return Outcome {
-            achieved: 0.0,
-            lost: 0,
-            latency: Value::Null,
-            pass: false,
-            why: format!("subscriber exited {code:?}"),
-        };
+        return Outcome::failed(format!("subscriber exited {code:?}"));
     }
     let s = read_json(Path::new(&file("json")));
     let lat = s["latency_ns"]["end_to_end"].clone();
@@ -233,13 +240,7 @@ fn run_raw(f: &Flags, rate: u64, size: u64, dir: &Path) -> Outcome {
     let v: Value = serde_json::from_str(out.trim()).unwrap_or(Value::Null);
     let _ = std::fs::write(dir.join(format!("{name}.json")), &out);
     if code != Some(0) {
-        return Outcome {
-            achieved: 0.0,
-            lost: 0,
-            latency: Value::Null,
-            pass: false,
-            why: format!("raw-zmq sub exited {code:?}"),
-        };
+        return Outcome::failed(format!("raw-zmq sub exited {code:?}"));
     }
     let lat = v["latency_ns"]["end_to_end"].clone();
     let achieved = v["msgs_per_sec"].as_f64().unwrap_or(0.0);
