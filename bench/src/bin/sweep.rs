@@ -78,6 +78,22 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// Judge a subscriber report (shardcast's or raw-zmq's: both carry
+    /// `msgs_per_sec`, `lost` and `latency_ns.end_to_end`) against `target`.
+    fn judged(f: &Flags, target: u64, report: &Value, complete: bool) -> Outcome {
+        let latency = report["latency_ns"]["end_to_end"].clone();
+        let achieved = report["msgs_per_sec"].as_f64().unwrap_or(0.0);
+        let lost = report["lost"].as_u64().unwrap_or(u64::MAX);
+        let (pass, why) = judge(f, target, achieved, lost, complete, &latency);
+        Outcome {
+            achieved,
+            lost,
+            latency,
+            pass,
+            why,
+        }
+    }
+
     /// A run whose process failed: nothing measured.
     fn failed(why: String) -> Outcome {
         Outcome {
@@ -187,18 +203,8 @@ fn run_shardcast(f: &Flags, p: Point, dir: &Path) -> Outcome {
         return Outcome::failed(format!("subscriber exited {code:?}"));
     }
     let s = read_json(Path::new(&file("json")));
-    let lat = s["latency_ns"]["end_to_end"].clone();
-    let achieved = s["msgs_per_sec"].as_f64().unwrap_or(0.0);
-    let lost = s["lost"].as_u64().unwrap_or(u64::MAX);
     let complete = s["streams_complete"] == true;
-    let (pass, why) = judge(f, p.rate, achieved, lost, complete, &lat);
-    Outcome {
-        achieved,
-        lost,
-        latency: lat,
-        pass,
-        why,
-    }
+    Outcome::judged(f, p.rate, &s, complete)
 }
 
 fn run_raw(f: &Flags, rate: u64, size: u64, dir: &Path) -> Outcome {
@@ -242,17 +248,8 @@ fn run_raw(f: &Flags, rate: u64, size: u64, dir: &Path) -> Outcome {
     if code != Some(0) {
         return Outcome::failed(format!("raw-zmq sub exited {code:?}"));
     }
-    let lat = v["latency_ns"]["end_to_end"].clone();
-    let achieved = v["msgs_per_sec"].as_f64().unwrap_or(0.0);
-    let lost = v["lost"].as_u64().unwrap_or(u64::MAX);
-    let (pass, why) = judge(f, rate, achieved, lost, true, &lat);
-    Outcome {
-        achieved,
-        lost,
-        latency: lat,
-        pass,
-        why,
-    }
+    // A raw PUB/SUB pair has no end-of-stream to prove completeness with.
+    Outcome::judged(f, rate, &v, true)
 }
 
 /// Highest passing rate: double until a failure, then bisect.
