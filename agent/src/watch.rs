@@ -30,6 +30,10 @@ pub struct StageCounters {
     pub last_seq: CachePadded<AtomicU64>,
     /// Sequence numbers lost so far (shards; published once a second).
     pub lost: CachePadded<AtomicU64>,
+    /// Records handed to this worker so far under keyed fan-out (added to
+    /// by every shard, once per inproc message): with `done`, the depth of
+    /// the worker's queue.
+    pub enqueued: CachePadded<AtomicU64>,
 }
 
 impl StageCounters {
@@ -37,6 +41,13 @@ impl StageCounters {
     #[inline]
     pub fn publish(cell: &AtomicU64, value: u64) {
         cell.store(value, Ordering::Relaxed);
+    }
+
+    /// Add to a counter several threads write (once per message, not per
+    /// record).
+    #[inline]
+    pub fn add(cell: &AtomicU64, n: u64) {
+        cell.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Read a counter.

@@ -20,6 +20,12 @@ pub const WINDOW: u64 = 1024;
 /// Most distinct (publisher, stream) sources one tracker follows; more are
 /// refused so a hostile peer cannot grow memory without bound.
 pub const MAX_SOURCES: usize = 4096;
+/// A forward jump of more than this many sequence numbers within a session
+/// is implausible (2^32 is 12 minutes of a 6 M msg/s stream): the record is
+/// dropped and counted as a `seq_jump` instead of declaring billions lost and
+/// poisoning the duplicate window. A real jump (a long partition) is
+/// accepted when the next record confirms it (see [`StreamState::on_data`]).
+pub const MAX_SEQ_JUMP: u64 = 1 << 32;
 
 /// Identity of a sequence space (sessions come and go within it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -37,6 +43,8 @@ pub enum Verdict {
     New,
     /// Seen before (or too old to tell): drop it.
     Duplicate,
+    /// An unconfirmed jump of more than [`MAX_SEQ_JUMP`]: drop it.
+    Implausible,
 }
 
 /// End-of-stream as received.
@@ -63,6 +71,9 @@ pub struct Counters {
     pub missed_before_join: u64,
     /// Sessions after the first (publisher restarts).
     pub restarts: u64,
+    /// Records (data, heartbeat or end-of-stream) dropped for an
+    /// unconfirmed sequence jump of more than [`MAX_SEQ_JUMP`].
+    pub seq_jumps: u64,
 }
 
 impl std::ops::AddAssign for Counters {
@@ -74,6 +85,7 @@ impl std::ops::AddAssign for Counters {
         self.out_of_order = self.out_of_order.saturating_add(o.out_of_order);
         self.missed_before_join = self.missed_before_join.saturating_add(o.missed_before_join);
         self.restarts = self.restarts.saturating_add(o.restarts);
+        self.seq_jumps = self.seq_jumps.saturating_add(o.seq_jumps);
     }
 }
 
@@ -92,6 +104,12 @@ pub struct StreamState {
     eos: Option<Eos>,
     window: [u64; (WINDOW / 64) as usize],
     totals: Counters,
+    /// The `expected` an implausible jump would have set: a next record
+    /// that agrees with it confirms the jump.
+    jump_to: u64,
+    /// The relative snail's delay floor for this source (each publisher
+    /// host has its own clock offset).
+    pub floor: crate::snail::DelayFloor,
 }
 
 impl StreamState {
@@ -108,6 +126,8 @@ impl StreamState {
             eos: None,
             window: [0; (WINDOW / 64) as usize],
             totals: Counters::default(),
+            jump_to: 0,
+            floor: crate::snail::DelayFloor::default(),
         }
     }
 
@@ -183,7 +203,27 @@ impl StreamState {
             self.checksum = StreamChecksum::default();
             self.eos = None;
             self.window = [0; (WINDOW / 64) as usize];
+            self.jump_to = 0;
         }
+    }
+
+    /// Whether moving `expected` to `next` is an implausible jump, to be
+    /// dropped: the first time, remember where it leads and count it; when
+    /// the following record leads to the same place, accept it (un-counting
+    /// the record that announced it, which is then inside the gap, lost).
+    fn implausible(&mut self, next: u64, confirms: bool) -> bool {
+        if self.expected == 0 || next <= self.expected || next - self.expected <= MAX_SEQ_JUMP {
+            self.jump_to = 0;
+            return false;
+        }
+        if confirms && self.jump_to != 0 {
+            self.jump_to = 0;
+            self.totals.seq_jumps -= 1;
+            return false;
+        }
+        self.jump_to = next;
+        self.totals.seq_jumps = self.totals.seq_jumps.saturating_add(1);
+        true
     }
 
     /// First contact with a session at `seq` (data) or `last_seq + 1`
@@ -250,11 +290,22 @@ impl StreamState {
 
     /// Account for a data record; returns whether to process it. `digest`
     /// is only computed for a record seen for the first time.
+    ///
+    /// A record more than [`MAX_SEQ_JUMP`] ahead is [`Verdict::Implausible`]
+    /// unless it follows one that announced the same jump (`seq` one past
+    /// it), so one hostile or corrupt record cannot make the stream's real
+    /// records look like duplicates.
     #[inline]
     pub fn on_data(&mut self, session: u64, seq: u64, digest: impl FnOnce() -> u64) -> Verdict {
         self.enter_session(session);
         if self.expected == 0 {
             self.join_at(seq.max(1));
+        }
+        if self.jump_to != 0 || seq > self.expected.saturating_add(MAX_SEQ_JUMP) {
+            let confirms = seq == self.jump_to;
+            if self.implausible(seq.saturating_add(1), confirms) {
+                return Verdict::Implausible;
+            }
         }
         if seq >= self.expected {
             self.advance_to(seq);
@@ -278,19 +329,30 @@ impl StreamState {
     }
 
     /// Account for a heartbeat carrying the last data sequence sent.
-    pub fn on_heartbeat(&mut self, session: u64, last_seq: u64) {
+    /// Returns false when it was dropped as an implausible jump.
+    pub fn on_heartbeat(&mut self, session: u64, last_seq: u64) -> bool {
         self.enter_session(session);
+        let next = last_seq.saturating_add(1);
         if self.expected == 0 {
-            self.join_at(last_seq.saturating_add(1));
-        } else if last_seq >= self.expected {
-            self.advance_to(last_seq.saturating_add(1));
+            self.join_at(next);
+        } else if next > self.expected {
+            // A repeated heartbeat confirms a jump (an idle publisher after
+            // a long partition says the same last_seq again).
+            let confirms = self.jump_to == next;
+            if self.implausible(next, confirms) {
+                return false;
+            }
+            self.advance_to(next);
         }
+        true
     }
 
-    /// Account for end-of-stream.
+    /// Account for end-of-stream (ignored, like a heartbeat, when its
+    /// `last_seq` is an unconfirmed implausible jump).
     pub fn on_eos(&mut self, session: u64, last_seq: u64, checksum: u64) {
-        self.on_heartbeat(session, last_seq);
-        self.eos = Some(Eos { last_seq, checksum });
+        if self.on_heartbeat(session, last_seq) {
+            self.eos = Some(Eos { last_seq, checksum });
+        }
     }
 }
 
@@ -454,19 +516,53 @@ mod tests {
 
     #[test]
     fn huge_sequence_jumps_do_not_loop_or_overflow() {
+        // Confirmed jumps (two records agreeing) are accepted as gaps.
         let mut st = StreamState::new(KEY);
-        feed(&mut st, 1, &[1, 1 << 63]);
-        assert_eq!(st.counters().lost, (1 << 63) - 2);
+        feed(&mut st, 1, &[1, 1 << 63, (1 << 63) + 1]);
+        assert_eq!(st.counters().lost, (1 << 63) - 1);
+        assert_eq!(st.counters().seq_jumps, 0);
         assert_eq!(feed(&mut st, 1, &[5]), vec![Verdict::Duplicate]);
         // (Data seq u64::MAX never gets here: the decoder refuses it.)
-        st.on_heartbeat(1, u64::MAX);
+        assert!(!st.on_heartbeat(1, u64::MAX));
+        assert!(st.on_heartbeat(1, u64::MAX));
         st.on_eos(1, u64::MAX, 0);
         assert!(!st.complete());
         let mut other = StreamState::new(KEY);
-        feed(&mut other, 2, &[1, u64::MAX - 1]);
+        feed(&mut other, 2, &[1, u64::MAX - 2, u64::MAX - 1]);
         let mut sum = st.counters();
         sum += other.counters();
         assert_eq!(sum.lost, u64::MAX, "totals saturate instead of wrapping");
+    }
+
+    #[test]
+    fn one_absurd_sequence_does_not_poison_the_stream() {
+        let mut st = StreamState::new(KEY);
+        let v = feed(&mut st, 1, &[1, 2, 1 << 63, 3, 4, u64::MAX - 1, 5]);
+        assert_eq!(
+            v,
+            vec![
+                Verdict::New,
+                Verdict::New,
+                Verdict::Implausible,
+                Verdict::New,
+                Verdict::New,
+                Verdict::Implausible,
+                Verdict::New
+            ]
+        );
+        let c = st.counters();
+        assert_eq!((c.received, c.lost, c.seq_jumps), (5, 0, 2));
+        // Heartbeats and end-of-stream claiming absurd positions are
+        // dropped too; a sane end-of-stream still completes the stream.
+        assert!(!st.on_heartbeat(1, 1 << 40));
+        st.on_eos(1, 1 << 50, 0);
+        assert!(!st.ended());
+        st.on_eos(1, 5, [1u64, 2, 3, 4, 5].iter().map(|s| s * 31).sum());
+        assert!(st.complete());
+        assert_eq!(st.counters().seq_jumps, 4);
+        // A jump just under the limit is an ordinary gap.
+        feed(&mut st, 1, &[5 + MAX_SEQ_JUMP]);
+        assert_eq!(st.counters().lost, MAX_SEQ_JUMP - 1);
     }
 
     #[test]

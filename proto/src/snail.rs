@@ -1,5 +1,15 @@
 //! The Suicidal Snail's arithmetic (ZeroMQ Guide ch.5): how old is a message,
 //! and is that too old. Time is passed in; this module reads no clock.
+//!
+//! Two ways to judge age:
+//! * **absolute**: age = receive time - send time. Exact on one host or with
+//!   PTP; wrong by the clock offset between hosts otherwise.
+//! * **relative**: lag = age - the smallest age seen from the same source in
+//!   a sliding window ([`DelayFloor`]). A constant offset between two clocks
+//!   shifts every age by the same amount, so it cancels; a growing backlog
+//!   raises ages above the floor and is caught. The price: a backlog that
+//!   builds more slowly than `max_lag / window` is absorbed into the floor,
+//!   and a subscriber that starts already behind never sees that first lag.
 
 /// Age of a message in ns: `now - sent`, negative when the sender's clock is
 /// ahead of ours.
@@ -14,13 +24,18 @@ pub enum LagMode {
     /// Lag is the raw age `receive time - send time`; needs synchronised clocks
     /// (same host, PTP or good NTP). The Guide's method B.
     Absolute,
+    /// Lag is the age above the smallest age seen from the same source in a
+    /// sliding window: robust to a constant (or slowly drifting) offset
+    /// between the publisher's clock and ours.
+    Relative,
 }
 
 impl LagMode {
-    /// Name used in reports.
+    /// Name used in reports and on the command line.
     pub fn name(&self) -> &'static str {
         match self {
             LagMode::Absolute => "absolute",
+            LagMode::Relative => "relative",
         }
     }
 }
@@ -28,39 +43,128 @@ impl LagMode {
 /// The lag limit of one stage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LagLimit {
-    /// Largest acceptable age, ns.
+    /// Largest acceptable lag, ns.
     pub max_lag_ns: u64,
-    /// How age is judged.
+    /// How lag is judged.
     pub mode: LagMode,
+    /// Relative mode: the floor's window, ns.
+    pub window_ns: u64,
+    /// A send time further than this ahead of our clock is implausible (a
+    /// broken or hostile clock): such a record is counted, and neither
+    /// judged nor allowed to move a relative floor.
+    pub max_skew_ns: u64,
 }
 
 impl LagLimit {
-    /// An absolute limit of `max_lag_ms` milliseconds.
+    /// An absolute limit of `max_lag_ms` milliseconds (window 60 s, skew
+    /// 10 s).
     pub fn absolute_ms(max_lag_ms: u64) -> LagLimit {
         LagLimit {
             max_lag_ns: max_lag_ms.saturating_mul(1_000_000),
             mode: LagMode::Absolute,
+            window_ns: 60_000_000_000,
+            max_skew_ns: 10_000_000_000,
         }
     }
 
     /// `Some(age)` when a message sent at `sent_ns` and seen at `now_ns` is
-    /// older than the limit.
+    /// older than the limit, judged absolutely.
     #[inline]
     pub fn exceeded(&self, now_ns: u64, sent_ns: u64) -> Option<u64> {
         let age = age_ns(now_ns, sent_ns);
         self.is_over(age).then_some(age as u64)
     }
 
-    /// Whether an age (from [`age_ns`]) is over the limit.
+    /// Whether a lag (an age, or an age above the floor) is over the limit.
     #[inline]
-    pub fn is_over(&self, age_ns: i64) -> bool {
-        age_ns > 0 && age_ns as u64 > self.max_lag_ns
+    pub fn is_over(&self, lag_ns: i64) -> bool {
+        lag_ns > 0 && lag_ns as u64 > self.max_lag_ns
+    }
+
+    /// Whether `age` says the sender's clock is implausibly far ahead.
+    #[inline]
+    pub fn is_future(&self, age_ns: i64) -> bool {
+        age_ns < 0 && age_ns.unsigned_abs() > self.max_skew_ns
+    }
+}
+
+/// Buckets of a [`DelayFloor`] window: the floor forgets in steps of
+/// `window / FLOOR_BUCKETS`.
+pub const FLOOR_BUCKETS: usize = 8;
+
+/// The smallest age seen in a sliding window, kept as per-bucket minima so
+/// an update is one compare and, once per bucket length, a roll over 8
+/// values. This is what relative mode subtracts: the floor is the transit
+/// time plus the clock offset, as well as either can be known.
+#[derive(Clone, Copy, Debug)]
+pub struct DelayFloor {
+    mins: [i64; FLOOR_BUCKETS],
+    /// Index of the current bucket.
+    cur: usize,
+    /// End of the current bucket, ns (0 before the first sample).
+    cur_end_ns: u64,
+    /// Minimum over every bucket.
+    floor: i64,
+}
+
+impl Default for DelayFloor {
+    fn default() -> DelayFloor {
+        DelayFloor {
+            mins: [i64::MAX; FLOOR_BUCKETS],
+            cur: 0,
+            cur_end_ns: 0,
+            floor: i64::MAX,
+        }
+    }
+}
+
+impl DelayFloor {
+    /// Take in an age seen at `now_ns` and return the lag above the floor
+    /// (never negative: the age is part of its own window).
+    #[inline]
+    pub fn lag(&mut self, now_ns: u64, age_ns: i64, window_ns: u64) -> i64 {
+        if now_ns >= self.cur_end_ns {
+            self.roll(now_ns, window_ns);
+        }
+        let m = &mut self.mins[self.cur];
+        if age_ns < *m {
+            *m = age_ns;
+            if age_ns < self.floor {
+                self.floor = age_ns;
+            }
+        }
+        age_ns.saturating_sub(self.floor)
+    }
+
+    /// The current floor, if any age was seen.
+    pub fn floor(&self) -> Option<i64> {
+        (self.floor != i64::MAX).then_some(self.floor)
+    }
+
+    #[cold]
+    fn roll(&mut self, now_ns: u64, window_ns: u64) {
+        let bucket = (window_ns / FLOOR_BUCKETS as u64).max(1);
+        if self.cur_end_ns == 0 {
+            self.cur_end_ns = now_ns + bucket;
+            return;
+        }
+        // Expire every bucket that ended; all of them after a long silence.
+        let steps = ((now_ns - self.cur_end_ns) / bucket + 1).min(FLOOR_BUCKETS as u64);
+        for _ in 0..steps {
+            self.cur = (self.cur + 1) % FLOOR_BUCKETS;
+            self.mins[self.cur] = i64::MAX;
+        }
+        self.cur_end_ns = now_ns - (now_ns - self.cur_end_ns) % bucket + bucket;
+        self.floor = self.mins.iter().copied().min().unwrap_or(i64::MAX);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MS: u64 = 1_000_000;
+    const S: u64 = 1_000_000_000;
 
     #[test]
     fn exceeds_only_past_the_limit() {
@@ -80,5 +184,69 @@ mod tests {
         let l = LagLimit::absolute_ms(1);
         assert_eq!(age_ns(5, 10), -5);
         assert_eq!(l.exceeded(5, 10_000_000_000), None);
+        assert!(!l.is_future(-(10 * S as i64)));
+        assert!(l.is_future(-(10 * S as i64) - 1));
+        assert!(!l.is_future(5));
+    }
+
+    /// Feed ages `offset + backlog(t)` every ms for `secs`; return the
+    /// largest lag the floor reported.
+    fn run(floor: &mut DelayFloor, t0: u64, secs: u64, age: impl Fn(u64) -> i64) -> i64 {
+        let mut worst = 0;
+        for i in 0..secs * 1000 {
+            let now = t0 + i * MS;
+            worst = worst.max(floor.lag(now, age(now - t0), 60 * S));
+        }
+        worst
+    }
+
+    #[test]
+    fn a_constant_clock_offset_is_not_lag() {
+        // The publisher's clock is 5 s behind ours (ages look 5 s old) or
+        // 3 s ahead (ages look negative): with 0.1 to 0.3 ms of jitter, the
+        // relative lag stays at the jitter.
+        for offset in [5 * S as i64, -3 * S as i64] {
+            let mut f = DelayFloor::default();
+            let worst = run(&mut f, 1_000 * S, 120, |t| {
+                offset + 100_000 + (t % 3) as i64 * 100_000
+            });
+            assert!(worst <= 200_000, "offset {offset}: lag {worst}");
+            assert!(LagLimit::absolute_ms(1000).is_over(5 * S as i64));
+        }
+    }
+
+    #[test]
+    fn a_growing_backlog_is_lag_whatever_the_offset() {
+        // From 10 s on, the consumer falls behind by 0.5 s per second.
+        let mut f = DelayFloor::default();
+        let offset = 7 * S as i64;
+        let t0 = 50 * S;
+        let mut crossed = None;
+        for i in 0..20_000u64 {
+            let now = t0 + i * MS;
+            let t = i * MS;
+            let backlog = t.saturating_sub(10 * S) as i64 / 2;
+            if f.lag(now, offset + backlog, 60 * S) > S as i64 && crossed.is_none() {
+                crossed = Some(t);
+            }
+        }
+        // Lag passes 1 s when the backlog does: 2 s after it starts.
+        let t = crossed.expect("the backlog is caught");
+        assert!((12 * S..12 * S + 10 * MS).contains(&t), "caught at {t}");
+    }
+
+    #[test]
+    fn the_floor_forgets_after_the_window() {
+        // A low floor from long ago (an offset that was corrected by NTP)
+        // stops counting one window later.
+        let mut f = DelayFloor::default();
+        let t0 = 10 * S;
+        assert_eq!(f.lag(t0, 100, 60 * S), 0);
+        assert_eq!(f.floor(), Some(100));
+        assert_eq!(f.lag(t0 + 30 * S, 2 * S as i64, 60 * S), 2 * S as i64 - 100);
+        assert_eq!(f.lag(t0 + 70 * S, 2 * S as i64, 60 * S), 0);
+        // After a silence longer than the window, nothing old is left.
+        assert_eq!(f.lag(t0 + 500 * S, 3 * S as i64, 60 * S), 0);
+        assert_eq!(f.floor(), Some(3 * S as i64));
     }
 }

@@ -38,6 +38,19 @@ pub enum OnSlowArg {
     Warn,
 }
 
+/// How the snail judges lag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SnailModeArg {
+    /// Receive time minus send time: needs synchronised clocks (one host,
+    /// PTP, good NTP).
+    Absolute,
+    /// Age above the smallest age seen from the same source within
+    /// --snail-window (at the shard), and time in our own queue (at the
+    /// worker): a constant clock offset between hosts does not count, a
+    /// growing backlog does.
+    Relative,
+}
+
 /// How agents wait for their next frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum IdleArg {
@@ -54,7 +67,7 @@ pub enum IdleArg {
 #[command(name = "shardcast-sub", version, about, long_about = None)]
 pub struct Flags {
     /// Publisher stream to subscribe to; one shard per occurrence.
-    #[arg(long, required = true, value_name = "ENDPOINT", value_parser = endpoint_arg,
+    #[arg(long, required_unless_present = "explain_hwm", value_name = "ENDPOINT", value_parser = endpoint_arg,
           env = "SHARDCAST_SUB_CONNECT", value_delimiter = ',')]
     pub connect: Vec<String>,
 
@@ -124,7 +137,9 @@ pub struct Flags {
 
     /// High-water mark of each inproc hop (applied at both ends, so the
     /// queue holds up to twice this many frames).
-    #[arg(long, default_value_t = 10_000, value_name = "FRAMES",
+    /// The default holds about 2.5 s of the Guide's 100K msg/s stream at the
+    /// default --coalesce when the subscriber is behind (see --explain-hwm).
+    #[arg(long, default_value_t = 1_000, value_name = "FRAMES",
           value_parser = clap::value_parser!(i32).range(1..), env = "SHARDCAST_SUB_INPROC_HWM")]
     pub inproc_hwm: i32,
 
@@ -151,6 +166,64 @@ pub struct Flags {
     /// What to do past --max-lag-ms.
     #[arg(long, value_enum, default_value_t = OnSlowArg::Croak, env = "SHARDCAST_SUB_ON_SLOW")]
     pub on_slow: OnSlowArg,
+
+    /// How the snail judges lag: `absolute` for synchronised clocks,
+    /// `relative` when publisher and subscriber clocks may differ.
+    #[arg(long, value_enum, default_value_t = SnailModeArg::Absolute, env = "SHARDCAST_SUB_SNAIL_MODE")]
+    pub snail_mode: SnailModeArg,
+
+    /// Relative mode: how long the smallest delay is remembered. A backlog
+    /// growing slower than --max-lag-ms per window is absorbed; clock drift
+    /// faster than that is seen as lag.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS", value_parser = positive_seconds,
+          allow_negative_numbers = true, env = "SHARDCAST_SUB_SNAIL_WINDOW")]
+    pub snail_window: f64,
+
+    /// A send time further ahead of our clock than this is implausible:
+    /// counted as `ts_future`, delivered, but not timed or judged.
+    #[arg(
+        long,
+        default_value_t = 10_000,
+        value_name = "MS",
+        env = "SHARDCAST_SUB_MAX_CLOCK_SKEW_MS"
+    )]
+    pub max_clock_skew_ms: u64,
+
+    /// When the snail croaks, first write a forensic report here (JSON:
+    /// the event, queue depths, HWMs, last sequences, recent histograms,
+    /// thread placement).
+    #[arg(long, value_name = "FILE", env = "SHARDCAST_SUB_SNAIL_REPORT")]
+    pub snail_report: Option<std::path::PathBuf>,
+
+    /// When the snail croaks, send one alarm message (JSON, see
+    /// docs/PROTOCOL.md) over a PUSH socket connected to this endpoint
+    /// before exiting; the operator binds a PULL there.
+    #[arg(long, value_name = "ENDPOINT", value_parser = endpoint_arg, env = "SHARDCAST_SUB_ALARM")]
+    pub alarm: Option<String>,
+
+    /// Most symbols each worker keeps a book for (work = book); records of
+    /// further new symbols are counted as `unknown_symbol` and dropped, so a
+    /// peer inventing symbols cannot grow memory without bound.
+    #[arg(long, default_value_t = 500_000, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..), env = "SHARDCAST_SUB_MAX_SYMBOLS")]
+    pub max_symbols: u64,
+
+    /// Print the queue sizes and the memory ceiling that --rcvhwm,
+    /// --inproc-hwm, --coalesce, --rcvbuf and --max-symbols imply at
+    /// --expected-rate and --expected-msg-size, judged against --max-lag-ms;
+    /// warn where they contradict it; then exit (1 if there are warnings).
+    #[arg(long, help_heading = "Sizing")]
+    pub explain_hwm: bool,
+
+    /// --explain-hwm: messages per second per stream.
+    #[arg(long, default_value_t = 100_000, value_name = "MSGS_PER_S", help_heading = "Sizing",
+          value_parser = clap::value_parser!(u64).range(1..), env = "SHARDCAST_SUB_EXPECTED_RATE")]
+    pub expected_rate: u64,
+
+    /// --explain-hwm: bytes per message on the wire.
+    #[arg(long, default_value_t = 100, value_name = "BYTES", help_heading = "Sizing",
+          value_parser = clap::value_parser!(u64).range(1..), env = "SHARDCAST_SUB_EXPECTED_MSG_SIZE")]
+    pub expected_msg_size: u64,
 
     /// How shard and worker threads wait.
     #[arg(long, value_enum, default_value_t = IdleArg::Block, env = "SHARDCAST_SUB_IDLE")]

@@ -1,10 +1,11 @@
 //! Flags resolved into a checked configuration (stage two of parsing):
 //! cross-flag rules, CPU plans, the thread budget.
 
-use crate::cli::{Fanout, Flags, IdleArg, OnSlowArg, WorkArg};
+use crate::cli::{Fanout, Flags, IdleArg, OnSlowArg, SnailModeArg, WorkArg};
 use serde::Serialize;
 use shardcast_agent::cpu;
 use shardcast_agent::exit::UsageError;
+use shardcast_proto::snail::{LagLimit, LagMode};
 use shardcast_workers::{Idle, OnSlow, WorkKind};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -78,6 +79,23 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Fault injection: (after records, stall) for worker 0.
     pub stall_worker: Option<(u64, Duration)>,
+    /// How the snail judges lag.
+    #[serde(serialize_with = "ser_mode")]
+    pub snail_mode: LagMode,
+    /// Relative mode's window.
+    pub snail_window: Duration,
+    /// Largest believable lead of a sender's clock over ours, ms.
+    pub max_clock_skew_ms: u64,
+    /// Forensic report path.
+    pub snail_report: Option<PathBuf>,
+    /// Operator endpoint for the alarm message.
+    pub alarm: Option<String>,
+    /// Books per worker.
+    pub max_symbols: usize,
+}
+
+fn ser_mode<S: serde::Serializer>(m: &LagMode, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.name())
 }
 
 fn ser_work<S: serde::Serializer>(w: &WorkKind, s: S) -> Result<S::Ok, S::Error> {
@@ -168,6 +186,19 @@ impl Config {
                 "must be 0 (OS default) or more",
             ));
         }
+        let snail_window = Duration::from_secs_f64(f.snail_window);
+        if f.snail_mode == SnailModeArg::Relative
+            && snail_window.as_millis() <= f.max_lag_ms as u128
+        {
+            return Err(UsageError::new(
+                "--snail-window",
+                format!(
+                    "{} s is not longer than --max-lag-ms {}: the floor would forget before a backlog \
+                     could reach the limit; use a window several times the lag budget (default 60 s)",
+                    f.snail_window, f.max_lag_ms
+                ),
+            ));
+        }
         let shard_cpus = cpu::plan_cpus(
             "--shard-cpus",
             f.shard_cpus.as_ref().map(|c| &c.0[..]),
@@ -234,7 +265,26 @@ impl Config {
             stall_worker: f
                 .stall_worker_ms
                 .map(|ms| (f.stall_after, Duration::from_millis(ms))),
+            snail_mode: match f.snail_mode {
+                SnailModeArg::Absolute => LagMode::Absolute,
+                SnailModeArg::Relative => LagMode::Relative,
+            },
+            snail_window,
+            max_clock_skew_ms: f.max_clock_skew_ms,
+            snail_report: f.snail_report.clone(),
+            alarm: f.alarm.clone(),
+            max_symbols: usize::try_from(f.max_symbols).unwrap_or(usize::MAX),
         })
+    }
+
+    /// The snail's limit, for shards and workers alike.
+    pub fn lag_limit(&self) -> LagLimit {
+        LagLimit {
+            max_lag_ns: self.max_lag_ms.saturating_mul(1_000_000),
+            mode: self.snail_mode,
+            window_ns: self.snail_window.as_nanos() as u64,
+            max_skew_ns: self.max_clock_skew_ms.saturating_mul(1_000_000),
+        }
     }
 
     /// Busy threads: a shard and an I/O thread per stream, plus the workers.

@@ -16,13 +16,20 @@
 
 pub mod cli;
 pub mod config;
+mod forensic;
+pub mod links;
 mod metrics;
 pub mod report;
 mod shard;
+pub mod sizing;
 
 use config::Config;
+use links::Link;
 use metrics::Metrics;
-use report::{AgentReport, Placement, QueueState, Report, SlowReport, SnailReport, StreamReport};
+use report::{
+    AgentReport, Forensics, HwmReport, Placement, QueueState, Report, SlowReport, SnailReport,
+    StreamReport,
+};
 use shard::{run_shard, ShardResult, ShardSetup};
 use shardcast_agent::cpu::{self, spawn_agent};
 use shardcast_agent::exit::{ioerr, zerr, SetupError};
@@ -31,7 +38,7 @@ use shardcast_agent::signals::StopSignal;
 use shardcast_agent::stats::LatencySummary;
 use shardcast_agent::watch::{Croak, StageCounters};
 use shardcast_agent::zmqx::socket_with_own_io_thread;
-use shardcast_proto::snail::LagLimit;
+use shardcast_proto::snail::LagMode;
 use shardcast_proto::wire::{DecodeError, Symbol, CONTROL_TOPIC};
 use shardcast_workers::{run_worker, Books, OnSlow, WorkKind, WorkerResult, WorkerSetup};
 use std::collections::BTreeMap;
@@ -151,6 +158,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
     // The shard thread also owns PUSH sockets on the inproc context above.
     let mut subs = Vec::with_capacity(n_shards);
     let mut stream_ctxs = Vec::with_capacity(n_shards);
+    let mut links = Vec::with_capacity(n_shards);
     for plan in &cfg.shards {
         let own = socket_with_own_io_thread(zmq::SUB, &plan.index.to_string(), plan.io_cpu)?;
         let (sctx, sub, threads) = (own.ctx, own.socket, own.threads);
@@ -175,6 +183,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
         sub.set_subscribe(CONTROL_TOPIC)
             .map_err(zerr("subscribing to the control topic"))?;
         sub.set_subscribe(b"").map_err(zerr("subscribing"))?;
+        links.push(Link::watch(&sctx, &sub, plan.index, &plan.endpoint)?);
         sub.connect(&plan.connect).map_err(zerr(format!(
             "connecting shard {} to {} (check --connect/--iface)",
             plan.index, plan.connect
@@ -185,7 +194,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
 
     let t0 = shardcast_agent::clock::now_ns();
     let mut metrics = Metrics::new(t0, cfg.warmup, cfg.hdr_log.as_deref(), cfg.stats_interval)?;
-    let limit = LagLimit::absolute_ms(cfg.max_lag_ms);
+    let limit = cfg.lag_limit();
     let keyed_workers = cfg.keyed.then_some(n_workers);
     let coalesce = cfg.coalesce;
     let mut worker_handles: Vec<JoinHandle<WorkerResult>> = Vec::with_capacity(n_workers);
@@ -199,6 +208,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
             on_slow: cfg.on_slow,
             idle: cfg.idle,
             stall: if w == 0 { cfg.stall_worker } else { None },
+            max_symbols: cfg.max_symbols,
         };
         let sh = Arc::clone(&shared);
         let rec = metrics.recorder();
@@ -233,6 +243,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
                 sub,
                 outs,
                 &sh.shards[i],
+                &sh.workers,
                 &sh.croak,
                 &sh.stop_shards,
                 rec,
@@ -257,11 +268,18 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
     let mut end_reason = "end-of-stream";
     let mut warn = SlowWarner::new(cfg);
     let mut placement = Vec::new();
+    let mut oversized = 0u64;
+    let mut croak_queues = Vec::new();
     loop {
         std::thread::sleep(MONITOR_TICK);
         warn.tick(&shared);
         metrics.tick(shardcast_agent::clock::now_ns(), total_lost(&shared));
+        for (i, l) in links.iter_mut().enumerate() {
+            oversized += l.poll(i, cfg.max_msg_size);
+        }
         if shared.croak.raised() {
+            // The queues as they were when it happened: the forensic part.
+            croak_queues = queues(&shared, cfg.keyed);
             end_reason = "snail";
             break;
         }
@@ -273,7 +291,13 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
             end_reason = "duration";
             break;
         }
-        if shard_handles.iter().all(|h| h.is_finished()) {
+        // A shard whose only connection libzmq cut off can never end: it
+        // counts as done (and is reported as stopped before end-of-stream).
+        if shard_handles
+            .iter()
+            .zip(&links)
+            .all(|(h, l)| h.is_finished() || l.is_dead())
+        {
             break;
         }
         if placement.is_empty() && started.elapsed() > Duration::from_millis(200) {
@@ -333,6 +357,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
         }
         if shared.croak.raised() {
             end_reason = "snail";
+            croak_queues = queues(&shared, cfg.keyed);
             croak_alarm(cfg, &shared);
         }
     }
@@ -363,6 +388,10 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
         .map(|r| r.tracker.totals().lost)
         .sum();
     let (latency, log_ok) = metrics.finish(lost_now);
+    for (i, l) in links.iter_mut().enumerate() {
+        oversized += l.poll(i, cfg.max_msg_size);
+    }
+    let link_reports: Vec<_> = links.iter().map(Link::report).collect();
     let (mut report, books) = build_report(
         cfg,
         &shared,
@@ -374,6 +403,62 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
     );
     report.placement = placement;
     report.files_ok = log_ok;
+    report.links = link_reports;
+    *report.malformed_reasons.entry("oversized").or_default() += oversized;
+    report.malformed += oversized;
+    if let Some(snail) = &mut report.snail {
+        snail.queues = croak_queues;
+        // The forensic report and the alarm come before anything else is
+        // written: if a later step fails or hangs, they are already out.
+        let forensics = Forensics {
+            kind: "shardcast.snail_report",
+            version: 1,
+            host: forensic::host_name(),
+            pid: std::process::id(),
+            snail: snail.clone(),
+            hwm: HwmReport {
+                rcvhwm: cfg.rcvhwm,
+                rcvbuf: cfg.rcvbuf,
+                inproc_hwm: cfg.inproc_hwm,
+                coalesce: cfg.coalesce,
+                max_msg_size: cfg.max_msg_size,
+            },
+            streams: report.streams.clone(),
+            shards: report.shards.clone(),
+            workers: report.workers.clone(),
+            links: report.links.clone(),
+            recent_latency: metrics.recent(),
+            latency_ns: report.latency_ns.clone(),
+            placement: report.placement.clone(),
+        };
+        let written = cfg
+            .snail_report
+            .as_deref()
+            .map(|p| forensic::write_report(p, &forensics));
+        if written == Some(false) {
+            report.files_ok = false;
+        }
+        if let Some(ep) = &cfg.alarm {
+            forensic::send_alarm(
+                ep,
+                &forensic::Alarm {
+                    kind: "shardcast.alarm",
+                    version: 1,
+                    role: "shardcast-sub",
+                    host: forensics.host.clone(),
+                    pid: forensics.pid,
+                    reason: "snail",
+                    snail,
+                    exit_code: shardcast_agent::exit::SNAIL,
+                    snail_report: cfg
+                        .snail_report
+                        .as_ref()
+                        .filter(|_| written == Some(true))
+                        .map(|p| p.display().to_string()),
+                },
+            );
+        }
+    }
     if let Some(path) = &cfg.plot {
         let title = format!(
             "shardcast-sub: latency by percentile ({} records, {} stream(s))",
@@ -416,6 +501,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
 /// messages went over the limit since the last one.
 struct SlowWarner {
     enabled: bool,
+    keyed: bool,
     max_lag_ms: u64,
     last: Option<Instant>,
     warned: u64,
@@ -425,6 +511,7 @@ impl SlowWarner {
     fn new(cfg: &Config) -> SlowWarner {
         SlowWarner {
             enabled: cfg.on_slow == OnSlow::Warn,
+            keyed: cfg.keyed,
             max_lag_ms: cfg.max_lag_ms,
             last: None,
             warned: 0,
@@ -446,7 +533,7 @@ impl SlowWarner {
                 slow,
                 self.max_lag_ms,
                 max_lag(sh) as f64 / 1e6,
-                queue_line(sh)
+                queue_line(sh, self.keyed)
             );
             self.warned = slow;
             self.last = Some(Instant::now());
@@ -479,7 +566,7 @@ fn max_lag(sh: &Shared) -> u64 {
         .unwrap_or(0)
 }
 
-fn queues(sh: &Shared) -> Vec<QueueState> {
+fn queues(sh: &Shared, keyed: bool) -> Vec<QueueState> {
     let forwarded: u64 = sh.shards.iter().map(|c| StageCounters::read(&c.done)).sum();
     let processed: u64 = sh
         .workers
@@ -497,11 +584,16 @@ fn queues(sh: &Shared) -> Vec<QueueState> {
             backlog: None,
         })
         .collect();
-    q.extend(sh.workers.iter().enumerate().map(|(i, c)| QueueState {
-        agent: format!("worker-{i}"),
-        records: StageCounters::read(&c.done),
-        last_seq: None,
-        backlog: None,
+    q.extend(sh.workers.iter().enumerate().map(|(i, c)| {
+        let done = StageCounters::read(&c.done);
+        QueueState {
+            agent: format!("worker-{i}"),
+            records: done,
+            last_seq: None,
+            // Under push fan-out libzmq picks the worker: only the total is
+            // known.
+            backlog: keyed.then(|| StageCounters::read(&c.enqueued).saturating_sub(done)),
+        }
     }));
     q.push(QueueState {
         agent: "workers".into(),
@@ -512,12 +604,12 @@ fn queues(sh: &Shared) -> Vec<QueueState> {
     q
 }
 
-fn queue_line(sh: &Shared) -> String {
-    queues(sh)
+fn queue_line(sh: &Shared, keyed: bool) -> String {
+    queues(sh, keyed)
         .iter()
         .map(|q| match (q.last_seq, q.backlog) {
             (Some(s), _) => format!("{} forwarded {} last seq {}", q.agent, q.records, s),
-            (None, Some(b)) => format!("{} backlog {}", q.agent, b),
+            (None, Some(b)) => format!("{} processed {} backlog {}", q.agent, q.records, b),
             _ => format!("{} processed {}", q.agent, q.records),
         })
         .collect::<Vec<_>>()
@@ -528,19 +620,33 @@ fn queue_line(sh: &Shared) -> String {
 fn croak_alarm(cfg: &Config, sh: &Shared) {
     if let Some(ev) = sh.croak.event() {
         eprintln!(
-            "shardcast-sub: SNAIL ALARM: {}-{} saw a message {:.1} ms old (limit {} ms, absolute): \
+            "shardcast-sub: SNAIL ALARM: {}-{} saw a message {:.1} ms late (limit {} ms, {}): \
              publisher {} stream {} seq {} symbol {}; queues: {}; exiting with code {}",
             ev.stage.name(),
             ev.index,
             ev.lag_ns as f64 / 1e6,
             cfg.max_lag_ms,
+            lag_basis(cfg, ev.stage),
             ev.publisher_id,
             ev.stream_id,
             ev.seq,
             Symbol(ev.symbol),
-            queue_line(sh),
+            queue_line(sh, cfg.keyed),
             shardcast_agent::exit::SNAIL
         );
+    }
+}
+
+/// What a lag was measured against, for the alarm line.
+fn lag_basis(cfg: &Config, stage: shardcast_agent::watch::Stage) -> &'static str {
+    match (cfg.snail_mode, stage) {
+        (LagMode::Absolute, _) => "absolute: receive time minus send time",
+        (LagMode::Relative, shardcast_agent::watch::Stage::Shard) => {
+            "relative: age above the stream's smallest age in the window"
+        }
+        (LagMode::Relative, shardcast_agent::watch::Stage::Worker) => {
+            "relative: time in this subscriber's worker queue"
+        }
     }
 }
 
@@ -590,6 +696,7 @@ fn build_report(
         DecodeError::REASONS.iter().map(|r| (*r, 0)).collect();
     let mut totals = shardcast_proto::seq::Counters::default();
     let mut refused = 0;
+    let mut ts_future = 0;
     let mut first_rx = u64::MAX;
     let mut last_rx = 0;
     let mut shard_reports = Vec::new();
@@ -604,6 +711,7 @@ fn build_report(
                 .or_default() += n;
         }
         refused += r.tracker.refused();
+        ts_future += r.ts_future;
         if r.first_rx_ns != 0 {
             first_rx = first_rx.min(r.first_rx_ns);
             last_rx = last_rx.max(r.last_rx_ns);
@@ -639,6 +747,7 @@ fn build_report(
     let mut books = Books::new();
     let mut processed = 0;
     let mut clock_ahead = 0;
+    let mut unknown_symbol = 0;
     let mut checksum = 0u64;
     let mut worker_reports = Vec::new();
     let mut slow = SlowReport {
@@ -647,7 +756,8 @@ fn build_report(
             OnSlow::Croak => "croak",
             OnSlow::Warn => "warn",
         },
-        mode: LagLimit::absolute_ms(cfg.max_lag_ms).mode.name(),
+        mode: cfg.snail_mode.name(),
+        window_s: (cfg.snail_mode == LagMode::Relative).then_some(cfg.snail_window.as_secs_f64()),
         ..SlowReport::default()
     };
     for s in shard_reports.iter() {
@@ -658,6 +768,7 @@ fn build_report(
         let Some(w) = w else { continue };
         processed += w.processed;
         clock_ahead += w.clock_ahead;
+        unknown_symbol += w.unknown_symbol;
         checksum = checksum.wrapping_add(w.checksum);
         let wslow = StageCounters::read(&sh.workers[i].slow);
         slow.count += wslow;
@@ -692,7 +803,7 @@ fn build_report(
             seq: ev.seq,
             symbol: Symbol(ev.symbol).to_string(),
             at_ns: ev.at_ns,
-            queues: queues(sh),
+            queues: queues(sh, cfg.keyed),
         })
     } else {
         None
@@ -712,6 +823,12 @@ fn build_report(
         malformed,
         malformed_reasons,
         refused_sources: refused,
+        suspect_reasons: BTreeMap::from([
+            ("seq_jump", totals.seq_jumps),
+            ("ts_future", ts_future),
+            ("unknown_symbol", unknown_symbol),
+            ("refused_source", refused),
+        ]),
         processed,
         clock_ahead,
         elapsed_s,
@@ -728,6 +845,7 @@ fn build_report(
         }) && streams.iter().all(|s| s.complete),
         streams,
         shards: shard_reports,
+        links: Vec::new(),
         workers: worker_reports,
         latency_ns,
         slow,

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use shardcast_agent::{exit, launch};
-use shardcast_subscriber::{cli::Flags, config::Config, run};
+use shardcast_subscriber::{cli::Flags, config::Config, run, sizing};
 use std::process::ExitCode;
 
 // mimalloc serves every Rust allocation (per-symbol maps, report building,
@@ -17,6 +17,9 @@ const ROLE: &str = "shardcast-sub";
 
 fn main() -> ExitCode {
     let flags = Flags::parse(); // clap exits 2 on a bad flag, naming it.
+    if flags.explain_hwm {
+        return explain(&flags);
+    }
     let (cfg, signal) = match launch::start(ROLE, Config::resolve(&flags), flags.print_config) {
         Ok(v) => v,
         Err(code) => return ExitCode::from(code),
@@ -46,5 +49,32 @@ fn main() -> ExitCode {
         &mut code,
     );
     println!("{}", report.summary());
+    ExitCode::from(code)
+}
+
+/// `--explain-hwm`: print the sizing (and write it as JSON to
+/// --report-json); exit 1 when a setting contradicts the lag budget.
+fn explain(flags: &Flags) -> ExitCode {
+    let cfg = match Config::resolve(flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{ROLE}: error: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let s = sizing::explain(&cfg, flags.expected_rate, flags.expected_msg_size);
+    print!("{}", s.text());
+    let mut code = if s.warnings.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILURE
+    };
+    launch::write_output(
+        ROLE,
+        "--report-json",
+        cfg.report_json.as_deref(),
+        &s,
+        &mut code,
+    );
     ExitCode::from(code)
 }

@@ -80,7 +80,11 @@ pub struct Metrics {
     log_path: Option<PathBuf>,
     ticker: Ticker,
     t0_ns: u64,
+    recent: std::collections::VecDeque<crate::report::RecentLatency>,
 }
+
+/// Seconds of latency kept for `--snail-report`.
+const RECENT_SECONDS: usize = 10;
 
 impl Metrics {
     /// Start collecting for a run beginning at `t0_ns`; agents record from
@@ -113,7 +117,14 @@ impl Metrics {
                 printed_live: false,
             },
             t0_ns,
+            recent: std::collections::VecDeque::with_capacity(RECENT_SECONDS),
         })
+    }
+
+    /// The last seconds' latency by stage, oldest first (once a second, at
+    /// most [`RECENT_SECONDS`]; for the snail's forensic report).
+    pub fn recent(&self) -> Vec<crate::report::RecentLatency> {
+        self.recent.iter().cloned().collect()
     }
 
     /// A recorder for one agent.
@@ -130,6 +141,19 @@ impl Metrics {
 
     fn absorb(&mut self, done: Vec<DoneInterval>, now_ns: u64, lost: u64) {
         for iv in done {
+            if iv.on_time {
+                if self.recent.len() == RECENT_SECONDS {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(crate::report::RecentLatency {
+                    start_ns: iv.start_ns,
+                    stages: shardcast_agent::hist::STAGE_NAMES
+                        .iter()
+                        .zip(iv.hists.iter())
+                        .map(|(n, h)| (*n, LatencySummary::of(h)))
+                        .collect(),
+                });
+            }
             if let Some(log) = &mut self.log {
                 if let Err(e) = log.write(&iv) {
                     eprintln!(
@@ -185,7 +209,7 @@ impl Metrics {
     /// Take in everything still pending (call after every agent stopped)
     /// and return the cumulative histograms, per stage, and whether the
     /// interval log (if asked for) was written whole.
-    pub fn finish(mut self, lost: u64) -> (Box<StageHists>, bool) {
+    pub fn finish(&mut self, lost: u64) -> (Box<StageHists>, bool) {
         let done = self.collector.collect(u64::MAX, 0);
         self.absorb(done, shardcast_agent::clock::now_ns(), lost);
         if self.ticker.printed_live {
@@ -196,6 +220,8 @@ impl Metrics {
             let _ = a.add(b);
         }
         let log_ok = self.log_path.is_none() || self.log.is_some();
+        // Closed here: the log is whole once the run's files are written.
+        self.log = None;
         (out, log_ok)
     }
 }

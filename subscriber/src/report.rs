@@ -26,6 +26,13 @@ pub struct Report {
     pub malformed_reasons: BTreeMap<&'static str, u64>,
     /// Records refused because too many sources were tracked.
     pub refused_sources: u64,
+    /// Valid records with implausible fields, by reason, each counted where
+    /// it was caught: `seq_jump` (an unconfirmed sequence jump of more than
+    /// 2^32, dropped), `ts_future` (a send time further ahead of our clock
+    /// than --max-clock-skew-ms: delivered, not timed or judged),
+    /// `unknown_symbol` (a new symbol past --max-symbols: not booked),
+    /// `refused_source` (past the 4096 sources a shard tracks: dropped).
+    pub suspect_reasons: BTreeMap<&'static str, u64>,
     /// Records processed by workers.
     pub processed: u64,
     /// Records whose intended send time lay after their completion (the
@@ -41,6 +48,8 @@ pub struct Report {
     pub streams: Vec<StreamReport>,
     /// Per shard.
     pub shards: Vec<AgentReport>,
+    /// Per shard, its connection's history (libzmq's socket monitor).
+    pub links: Vec<crate::links::LinkReport>,
     /// Per worker.
     pub workers: Vec<AgentReport>,
     /// Latency by stage, ns.
@@ -128,8 +137,10 @@ pub struct SlowReport {
     pub max_lag_ms: u64,
     /// croak or warn.
     pub on_slow: &'static str,
-    /// Lag mode (absolute).
+    /// Lag mode: `absolute` or `relative` (--snail-mode).
     pub mode: &'static str,
+    /// Relative mode: the floor's window, seconds (null in absolute mode).
+    pub window_s: Option<f64>,
 }
 
 /// The croak.
@@ -169,9 +180,69 @@ pub struct QueueState {
     /// Last sequence seen (shards).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_seq: Option<u64>,
-    /// Records forwarded to workers but not processed yet (workers' total).
+    /// Records forwarded to workers but not processed yet: per worker under
+    /// keyed fan-out (records handed to it minus records it processed), and
+    /// the workers' total.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backlog: Option<u64>,
+}
+
+/// `--snail-report`: what a person needs to tell why the subscriber fell
+/// behind, written before the subscriber exits with code 3.
+#[derive(Clone, Debug, Serialize)]
+pub struct Forensics {
+    /// Always "shardcast.snail_report".
+    pub kind: &'static str,
+    /// Format version (1).
+    pub version: u32,
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+    /// The croak: stage, agent, lag, mode, the record, and the queues at
+    /// the moment the monitor saw it.
+    pub snail: SnailReport,
+    /// Queue bounds in force.
+    pub hwm: HwmReport,
+    /// Every stream's counters and last sequence, after the shards stopped.
+    pub streams: Vec<StreamReport>,
+    /// Per shard and worker: records, frames, slow count, largest lag.
+    pub shards: Vec<AgentReport>,
+    /// See `shards`.
+    pub workers: Vec<AgentReport>,
+    /// Per shard, the connection's history.
+    pub links: Vec<crate::links::LinkReport>,
+    /// The last seconds before the croak, one entry per second, oldest
+    /// first: latency by stage (ns).
+    pub recent_latency: Vec<RecentLatency>,
+    /// The whole run's latency by stage (ns).
+    pub latency_ns: BTreeMap<&'static str, LatencySummary>,
+    /// Where each named thread last ran.
+    pub placement: Vec<Placement>,
+}
+
+/// The queue bounds a run used.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct HwmReport {
+    /// ZMQ_RCVHWM of each shard's SUB, messages (0: none).
+    pub rcvhwm: i32,
+    /// ZMQ_RCVBUF of each shard's SUB, bytes (0: the OS default).
+    pub rcvbuf: i32,
+    /// HWM at each end of each inproc hop, messages.
+    pub inproc_hwm: i32,
+    /// Most frames packed into one inproc message.
+    pub coalesce: usize,
+    /// ZMQ_MAXMSGSZ, bytes.
+    pub max_msg_size: i64,
+}
+
+/// One second of latency.
+#[derive(Clone, Debug, Serialize)]
+pub struct RecentLatency {
+    /// Start of the second, ns since the epoch.
+    pub start_ns: u64,
+    /// By stage.
+    pub stages: BTreeMap<&'static str, LatencySummary>,
 }
 
 /// A thread and where it ran.

@@ -9,7 +9,7 @@ use shardcast_agent::watch::{Croak, Stage, StageCounters};
 use shardcast_agent::zmqx::Msg;
 use shardcast_proto::seq::{SourceKey, Tracker, Verdict};
 use shardcast_proto::shard::worker_for;
-use shardcast_proto::snail::LagLimit;
+use shardcast_proto::snail::{age_ns, LagLimit, LagMode};
 use shardcast_proto::wire::{self, DecodeError, Frame, Kind, Payload, MAX_BATCH};
 use shardcast_workers::{Idle, LagCheck, OnSlow, Received};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,6 +55,9 @@ pub struct ShardResult {
     pub error: Option<zmq::Error>,
     /// Records received during the warm-up (counted, not timed).
     pub warmup_records: u64,
+    /// Data records whose send time was further ahead of our clock than
+    /// the skew limit: delivered, but neither timed nor judged by the snail.
+    pub ts_future: u64,
 }
 
 /// Records of single-record frames waiting to go to one worker as a batch.
@@ -94,6 +97,7 @@ pub fn run_shard(
     mut sub: zmq::Socket,
     mut outs: Vec<zmq::Socket>,
     counters: &StageCounters,
+    workers: &[StageCounters],
     croak: &Croak,
     stop: &AtomicBool,
     mut latency: StageRecorder,
@@ -113,11 +117,20 @@ pub fn run_shard(
             ended: false,
             error: None,
             warmup_records: 0,
+            ts_future: 0,
         },
         lag: LagCheck::new(Stage::Shard, setup.index, setup.limit, setup.on_slow),
         boxes: (0..outs.len()).map(|_| Outbox::new()).collect(),
         scratch: Vec::new(),
         last_seq: 0,
+        enqueued: vec![
+            0;
+            if setup.keyed_workers.is_some() {
+                outs.len()
+            } else {
+                0
+            }
+        ],
     };
     let mut msg = Msg::new();
     'run: while !stop.load(Ordering::Relaxed) {
@@ -180,10 +193,12 @@ pub fn run_shard(
         if sh.last_seq != 0 {
             StageCounters::publish(&counters.last_seq, sh.last_seq);
         }
+        sh.publish_enqueued(workers);
         if sh.res.ended {
             break;
         }
     }
+    sh.publish_enqueued(workers);
     let mut res = sh.res;
     res.warmup_records = latency.warmup_records;
     latency.flush();
@@ -202,9 +217,22 @@ struct Shard {
     // it allocates once.
     scratch: Vec<u8>,
     last_seq: u64,
+    /// Keyed fan-out: records given to each worker since the last publish.
+    enqueued: Vec<u64>,
 }
 
 impl Shard {
+    /// Add what this shard gave each worker to the worker's `enqueued`
+    /// (shared by every shard, hence an add, once per receive round).
+    fn publish_enqueued(&mut self, workers: &[StageCounters]) {
+        for (n, c) in self.enqueued.iter_mut().zip(workers) {
+            if *n != 0 {
+                StageCounters::add(&c.enqueued, *n);
+                *n = 0;
+            }
+        }
+    }
+
     /// Account for one received frame and pack or forward its new data.
     #[allow(clippy::too_many_arguments)]
     #[inline]
@@ -245,31 +273,52 @@ impl Shard {
                 };
                 match rec.kind() {
                     Kind::Quote | Kind::Trade => {
-                        self.lag.observe(now, &rec, counters, croak);
+                        let age = age_ns(now, rec.send_ts_ns());
+                        let future = self.setup.limit.is_future(age);
+                        if future {
+                            // A broken or hostile clock: judging it would
+                            // hide real lag (and, relative, move the floor).
+                            self.res.ts_future += 1;
+                        } else {
+                            let lag = match self.setup.limit.mode {
+                                LagMode::Absolute => age,
+                                LagMode::Relative => {
+                                    st.floor.lag(now, age, self.setup.limit.window_ns)
+                                }
+                            };
+                            self.lag.observe(now, lag, &rec, counters, croak);
+                        }
                         match st.on_data(rec.session(), rec.seq(), || rec.digest()) {
                             Verdict::New => {
                                 new += 1;
                                 accepted[i / 64] |= 1 << (i % 64);
                                 if warmup {
                                     latency.warmup_records += 1;
-                                } else {
+                                } else if !future {
                                     latency.record(
                                         LatencyStage::Wire,
                                         now.saturating_sub(rec.send_ts_ns()),
                                     );
                                 }
                                 let w = match self.setup.keyed_workers {
-                                    Some(n) => worker_for(&rec.symbol(), n),
+                                    Some(n) => {
+                                        let w = worker_for(&rec.symbol(), n);
+                                        self.enqueued[w] += 1;
+                                        w
+                                    }
                                     None => 0,
                                 };
                                 workers_mask |= 1 << w;
                                 single_target = Some(w);
+                                self.last_seq = rec.seq();
                             }
-                            Verdict::Duplicate => dups += 1,
+                            // Dropped: left out of a batch that goes on.
+                            Verdict::Duplicate | Verdict::Implausible => dups += 1,
                         }
-                        self.last_seq = rec.seq();
                     }
-                    Kind::Heartbeat => st.on_heartbeat(rec.session(), rec.seq()),
+                    Kind::Heartbeat => {
+                        st.on_heartbeat(rec.session(), rec.seq());
+                    }
                     Kind::EndOfStream => {
                         if let Payload::EndOfStream { last_seq, checksum } = rec.payload() {
                             st.on_eos(rec.session(), last_seq, checksum);

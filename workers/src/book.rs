@@ -136,6 +136,28 @@ impl Books {
             .1
     }
 
+    /// The book of `symbol`, created on first sight unless `limit` books
+    /// exist already: `None` then, so a peer inventing symbols cannot grow
+    /// memory without bound (the caller counts an `unknown_symbol`).
+    #[inline]
+    pub fn book_within(&mut self, symbol: Symbol, limit: usize) -> Option<&mut Book> {
+        let full = self.map.len() >= limit;
+        match self.map.entry(symbol.as_u64()) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(&mut e.into_mut().1),
+            std::collections::hash_map::Entry::Vacant(_) if full => None,
+            std::collections::hash_map::Entry::Vacant(e) => {
+                Some(&mut e.insert((symbol, Book::default())).1)
+            }
+        }
+    }
+
+    /// Memory one symbol's book takes in the map at worst, bytes: the entry
+    /// plus hashbrown's control byte, at its lowest load (7/8 full, then
+    /// doubled: 7/16).
+    pub fn bytes_per_symbol() -> usize {
+        (std::mem::size_of::<(u64, (Symbol, Book))>() + 1) * 16 / 7
+    }
+
     /// Look a book up.
     pub fn get(&self, symbol: &Symbol) -> Option<&Book> {
         self.map.get(&symbol.as_u64()).map(|(_, b)| b)
@@ -168,6 +190,17 @@ impl Books {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn new_symbols_past_the_limit_are_refused_known_ones_served() {
+        let mut b = Books::new();
+        let s = |n: &str| Symbol::new(n).unwrap();
+        assert!(b.book_within(s("A"), 2).is_some());
+        assert!(b.book_within(s("B"), 2).is_some());
+        assert!(b.book_within(s("C"), 2).is_none());
+        assert!(b.book_within(s("A"), 2).is_some());
+        assert_eq!(b.len(), 2);
+    }
+
     use super::*;
     use shardcast_proto::wire::Side;
 

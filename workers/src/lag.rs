@@ -2,7 +2,7 @@
 //! a worker at work start).
 
 use shardcast_agent::watch::{Croak, SlowEvent, Stage, StageCounters};
-use shardcast_proto::snail::{age_ns, LagLimit};
+use shardcast_proto::snail::LagLimit;
 use shardcast_proto::wire::Record;
 
 use crate::OnSlow;
@@ -32,11 +32,23 @@ impl LagCheck {
         }
     }
 
-    /// Judge `rec` seen at `now`: publish a new largest age, count it if
+    /// The limit this check judges by.
+    pub fn limit(&self) -> &LagLimit {
+        &self.limit
+    }
+
+    /// Judge `rec`, seen at `now` with lag `age` (its age, or in relative
+    /// mode its age above the floor): publish a new largest lag, count it if
     /// over the limit, and croak (first time only) if so configured.
     #[inline]
-    pub fn observe(&mut self, now: u64, rec: &Record<'_>, counters: &StageCounters, croak: &Croak) {
-        let age = age_ns(now, rec.send_ts_ns());
+    pub fn observe(
+        &mut self,
+        now: u64,
+        age: i64,
+        rec: &Record<'_>,
+        counters: &StageCounters,
+        croak: &Croak,
+    ) {
         if age > self.max_age {
             self.max_age = age;
             StageCounters::publish(&counters.max_lag_ns, age as u64);

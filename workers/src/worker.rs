@@ -8,7 +8,7 @@ use shardcast_agent::hist::{Stage as LatencyStage, StageRecorder};
 use shardcast_agent::watch::{Croak, Stage, StageCounters};
 use shardcast_agent::zmqx::Msg;
 use shardcast_proto::shard::worker_for;
-use shardcast_proto::snail::LagLimit;
+use shardcast_proto::snail::{age_ns, LagLimit, LagMode};
 use shardcast_proto::wire::{Frame, Payload, StreamChecksum};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -120,6 +120,9 @@ pub struct WorkerSetup {
     pub idle: Idle,
     /// Fault injection for tests: stall once for `.1` after `.0` records.
     pub stall: Option<(u64, Duration)>,
+    /// Most symbols with a book (work = book); records of further new
+    /// symbols are counted as `unknown_symbol` and not booked.
+    pub max_symbols: usize,
 }
 
 /// What a worker hands back when it stops.
@@ -145,6 +148,8 @@ pub struct WorkerResult {
     pub error: Option<zmq::Error>,
     /// Records processed during the warm-up (counted, not timed).
     pub warmup_records: u64,
+    /// Records of a new symbol refused because `max_symbols` books exist.
+    pub unknown_symbol: u64,
 }
 
 /// Run a worker until `stop` is set. `pull` must have a receive timeout when
@@ -173,10 +178,12 @@ pub fn run_worker(
         clock_ahead: 0,
         error: None,
         warmup_records: 0,
+        unknown_symbol: 0,
     };
     let mut checksum = StreamChecksum::default();
     let mut lag = LagCheck::new(Stage::Worker, setup.index, setup.limit, setup.on_slow);
     let mut stall = setup.stall;
+    let max_symbols = setup.max_symbols;
     let mut msg = Msg::new();
     let mut stamp = Msg::new();
     while !stop.load(Ordering::Relaxed) {
@@ -217,11 +224,24 @@ pub fn run_worker(
                     continue;
                 }
             }
-            lag.observe(start, &rec, counters, croak);
+            // Relative mode judges this stage by its time in our queue:
+            // both ends of that are our clock, so no offset can fool it (the
+            // shard judges the network part against its floor).
+            let age = match setup.limit.mode {
+                LagMode::Absolute => age_ns(start, rec.send_ts_ns()),
+                LagMode::Relative => start.saturating_sub(rx_ns) as i64,
+            };
+            lag.observe(start, age, &rec, counters, croak);
             match setup.work {
                 WorkKind::Book => match rec.payload() {
-                    Payload::Quote(q) => res.books.book(rec.symbol()).quote(&q),
-                    Payload::Trade(t) => res.books.book(rec.symbol()).trade(&t),
+                    Payload::Quote(q) => match res.books.book_within(rec.symbol(), max_symbols) {
+                        Some(b) => b.quote(&q),
+                        None => res.unknown_symbol += 1,
+                    },
+                    Payload::Trade(t) => match res.books.book_within(rec.symbol(), max_symbols) {
+                        Some(b) => b.trade(&t),
+                        None => res.unknown_symbol += 1,
+                    },
                     Payload::Heartbeat | Payload::EndOfStream { .. } => {}
                 },
                 WorkKind::Checksum => checksum.add(rec.digest()),
