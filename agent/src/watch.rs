@@ -97,6 +97,10 @@ pub struct SlowEvent {
     pub symbol: [u8; 8],
     /// When it was seen (ns, CLOCK_REALTIME).
     pub at_ns: u64,
+    /// Raised by the monitor's watchdog (a worker that made no progress
+    /// with records queued for it), not by a record: `lag_ns` is how long
+    /// it was stuck, and the record fields are zero.
+    pub watchdog: bool,
 }
 
 /// The croak switch: latches the first over-limit event.
@@ -146,6 +150,7 @@ mod tests {
             seq: 9,
             symbol: *b"AAA\0\0\0\0\0",
             at_ns: 5,
+            watchdog: false,
         }
     }
 

@@ -141,4 +141,16 @@ pub struct Flags {
     /// Print the effective configuration as JSON and exit.
     #[arg(long)]
     pub print_config: bool,
+
+    /// Fault injection: add this to every timestamp sent, as if this
+    /// host's clock were off by it (negative: behind). Pacing is unchanged.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "MS",
+        allow_negative_numbers = true,
+        help_heading = "Fault injection",
+        env = "SHARDCAST_PUB_CLOCK_OFFSET_MS"
+    )]
+    pub clock_offset_ms: i64,
 }

@@ -68,6 +68,8 @@ pub struct Config {
     pub heartbeat: Duration,
     /// End-of-stream send limit.
     pub eos_timeout: Duration,
+    /// Fault injection: ns added to every timestamp sent.
+    pub clock_offset_ns: i64,
     /// Wait strategy.
     pub pace: Pace,
     /// Report path.
@@ -124,6 +126,7 @@ impl Config {
             wait_timeout: f.wait_timeout.map(Duration::from_secs_f64),
             heartbeat: Duration::from_millis(f.heartbeat_ms),
             eos_timeout: Duration::from_millis(f.eos_timeout_ms),
+            clock_offset_ns: f.clock_offset_ms.saturating_mul(1_000_000),
             pace: match f.pace {
                 PaceArg::Sleep => Pace::Sleep,
                 PaceArg::Spin => Pace::Spin,

@@ -331,8 +331,8 @@ impl Stream<'_> {
             stream_id: self.index as u16,
             session: self.session,
             seq,
-            send_ts_ns: send,
-            intended_ts_ns: intended,
+            send_ts_ns: send.wrapping_add_signed(self.cfg.clock_offset_ns),
+            intended_ts_ns: intended.wrapping_add_signed(self.cfg.clock_offset_ns),
         }
     }
 
@@ -606,6 +606,15 @@ impl Stream<'_> {
             last_seq: seq,
             checksum: checksum.0,
         };
+        // Once per stream, outside the send loop: operators see when data
+        // stopped and the end phase began, and tests use it as the handshake
+        // for "the publisher is in its end phase".
+        eprintln!(
+            "shardcast-pub: stream {}: end phase ({}): end-of-stream (last seq {seq}) repeats until every subscriber has left, at most {} ms",
+            self.index,
+            res.end_reason,
+            cfg.eos_timeout.as_millis()
+        );
         let ended_at = Instant::now();
         let poll_ms = cfg
             .heartbeat

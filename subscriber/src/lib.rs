@@ -267,6 +267,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
     let started = Instant::now();
     let mut end_reason = "end-of-stream";
     let mut warn = SlowWarner::new(cfg);
+    let mut watchdog = Watchdog::new(cfg);
     let mut placement = Vec::new();
     let mut oversized = 0u64;
     let mut croak_queues = Vec::new();
@@ -277,6 +278,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
         for (i, l) in links.iter_mut().enumerate() {
             oversized += l.poll(i, cfg.max_msg_size);
         }
+        watchdog.tick(&shared, cfg.on_slow);
         if shared.croak.raised() {
             // The queues as they were when it happened: the forensic part.
             croak_queues = queues(&shared, cfg.keyed);
@@ -351,6 +353,9 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
                 );
                 break;
             }
+            // No watchdog here: a shard stopped while blocked on a full
+            // worker queue counted records as handed over that never left
+            // it, and the drain limit already bounds this phase.
             warn.tick(&shared);
             metrics.tick(shardcast_agent::clock::now_ns(), total_lost(&shared));
             std::thread::sleep(MONITOR_TICK);
@@ -497,6 +502,86 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
     })
 }
 
+/// The snail's check on workers that are not taking records at all: a
+/// worker that sleeps, spins or blocks sees no record, so its own check
+/// cannot fire. The monitor sees its `done` counter stand still while
+/// records wait for it (keyed: handed to it and not processed; push: any
+/// backlog while no worker progresses). The time it has stood still is a
+/// lower bound of the age of the record at the head of its queue, measured
+/// on our own clock alone, so it holds in either lag mode.
+struct Watchdog {
+    keyed: bool,
+    limit: Duration,
+    /// Per worker: last `done` seen, and since when it has not moved while
+    /// records waited.
+    last: Vec<(u64, Option<Instant>)>,
+    warned: Vec<bool>,
+}
+
+impl Watchdog {
+    fn new(cfg: &Config) -> Watchdog {
+        Watchdog {
+            keyed: cfg.keyed,
+            limit: Duration::from_millis(cfg.max_lag_ms),
+            last: vec![(0, None); cfg.workers],
+            warned: vec![false; cfg.workers],
+        }
+    }
+
+    /// Look at the workers; croak (or warn) for one stuck past the limit.
+    fn tick(&mut self, sh: &Shared, on_slow: OnSlow) {
+        let forwarded: u64 = sh.shards.iter().map(|c| StageCounters::read(&c.done)).sum();
+        let done: Vec<u64> = sh
+            .workers
+            .iter()
+            .map(|c| StageCounters::read(&c.done))
+            .collect();
+        let total_backlog = forwarded.saturating_sub(done.iter().sum());
+        let anyone_moved = done.iter().zip(&self.last).any(|(d, (prev, _))| d != prev);
+        let now = Instant::now();
+        for (w, c) in sh.workers.iter().enumerate() {
+            let waiting = if self.keyed {
+                StageCounters::read(&c.enqueued) > done[w]
+            } else {
+                total_backlog > 0 && !anyone_moved
+            };
+            let (prev, since) = &mut self.last[w];
+            if done[w] != *prev || !waiting {
+                *prev = done[w];
+                *since = None;
+                self.warned[w] = false;
+                continue;
+            }
+            let since = *since.get_or_insert(now);
+            let stuck = now - since;
+            if stuck <= self.limit {
+                continue;
+            }
+            match on_slow {
+                OnSlow::Croak => sh.croak.raise(shardcast_agent::watch::SlowEvent {
+                    stage: shardcast_agent::watch::Stage::Worker,
+                    index: w,
+                    lag_ns: stuck.as_nanos() as u64,
+                    publisher_id: 0,
+                    stream_id: 0,
+                    seq: 0,
+                    symbol: [0; 8],
+                    at_ns: shardcast_agent::clock::now_ns(),
+                    watchdog: true,
+                }),
+                OnSlow::Warn if !self.warned[w] => {
+                    self.warned[w] = true;
+                    eprintln!(
+                        "shardcast-sub: warning: slow consumer: worker-{w} has taken no record for {:.0} ms with records queued for it",
+                        stuck.as_secs_f64() * 1e3
+                    );
+                }
+                OnSlow::Warn => {}
+            }
+        }
+    }
+}
+
 /// `--on-slow warn`: at most one warning line a second, only when more
 /// messages went over the limit since the last one.
 struct SlowWarner {
@@ -618,9 +703,20 @@ fn queue_line(sh: &Shared, keyed: bool) -> String {
 
 /// The Suicidal Snail's loud part: one alarm line on stderr.
 fn croak_alarm(cfg: &Config, sh: &Shared) {
-    if let Some(ev) = sh.croak.event() {
+    if let Some(ev) = sh.croak.event().filter(|e| e.watchdog) {
         eprintln!(
-            "shardcast-sub: SNAIL ALARM: {}-{} saw a message {:.1} ms late (limit {} ms, {}): \
+            "shardcast-sub: SNAIL ALARM: {}-{} has taken no record for {:.1} ms with records queued for it \
+             (limit {} ms, measured on this host's clock): queues: {}; exiting with code {}",
+            ev.stage.name(),
+            ev.index,
+            ev.lag_ns as f64 / 1e6,
+            cfg.max_lag_ms,
+            queue_line(sh, cfg.keyed),
+            shardcast_agent::exit::SNAIL
+        );
+    } else if let Some(ev) = sh.croak.event() {
+        eprintln!(
+            "shardcast-sub: SNAIL ALARM: {}-{} saw a message {:.1} ms old (limit {} ms, {}): \
              publisher {} stream {} seq {} symbol {}; queues: {}; exiting with code {}",
             ev.stage.name(),
             ev.index,
@@ -803,6 +899,7 @@ fn build_report(
             seq: ev.seq,
             symbol: Symbol(ev.symbol).to_string(),
             at_ns: ev.at_ns,
+            detected_by: if ev.watchdog { "watchdog" } else { "record" },
             queues: queues(sh, cfg.keyed),
         })
     } else {

@@ -166,6 +166,11 @@ pub struct SnailReport {
     pub symbol: String,
     /// When it was seen, ns since the epoch.
     pub at_ns: u64,
+    /// `record`: a record's age was over the limit (the fields above are
+    /// that record's); `watchdog`: the worker took no record for longer than
+    /// the limit while records waited for it (`lag_ns` is how long; the
+    /// record fields are zero).
+    pub detected_by: &'static str,
     /// Queue state when the alarm was raised.
     pub queues: Vec<QueueState>,
 }

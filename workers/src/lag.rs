@@ -65,6 +65,7 @@ impl LagCheck {
                     seq: rec.seq(),
                     symbol: rec.symbol().0,
                     at_ns: now,
+                    watchdog: false,
                 });
             }
         }

@@ -2,6 +2,7 @@
 //! real TCP on loopback. One test binary, modules by theme.
 
 mod backpressure;
+mod defence;
 mod flags;
 mod hostile;
 mod latency;
