@@ -3,6 +3,7 @@
 
 mod backpressure;
 mod defence;
+mod faults;
 mod flags;
 mod hostile;
 mod latency;

@@ -115,6 +115,24 @@ impl Proc {
         }
     }
 
+    /// Wait until a stderr line containing each of `needles` has come, in
+    /// any order (streams print their lines independently).
+    pub fn wait_lines(&self, needles: &[String]) {
+        let deadline = Instant::now() + LINE_TIMEOUT;
+        let mut missing: Vec<&String> = needles.iter().collect();
+        while !missing.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => missing.retain(|n| !l.contains(n.as_str())),
+                Err(_) => panic!(
+                    "{}: no lines containing {missing:?} within {LINE_TIMEOUT:?}; stderr so far:\n{}",
+                    self.name,
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
     /// Everything printed on stderr so far.
     pub fn stderr(&self) -> String {
         self.all.lock().unwrap().join("\n")
@@ -172,10 +190,18 @@ pub struct Publisher {
 }
 
 pub fn start_pub(streams: usize, args: &[&str]) -> Publisher {
+    let binds = vec!["tcp://127.0.0.1:*".to_string(); streams];
+    start_pub_on(&binds, args)
+}
+
+/// A publisher bound to the given endpoints, one stream each (for a restart
+/// on the endpoints an earlier publisher was given by the OS).
+pub fn start_pub_on(binds: &[String], args: &[&str]) -> Publisher {
+    let streams = binds.len();
     let mut v: Vec<String> = Vec::new();
-    for _ in 0..streams {
+    for b in binds {
         v.push("--bind".into());
-        v.push("tcp://127.0.0.1:*".into());
+        v.push(b.clone());
     }
     v.extend(args.iter().map(|s| s.to_string()));
     let proc = Proc::spawn("shardcast-pub", pub_bin(), &v);
@@ -265,4 +291,63 @@ pub fn run_pipeline(streams: usize, pub_args: &[&str], sub_args: &[&str]) -> Out
         sub_stderr,
         sub_stdout,
     }
+}
+
+/// Freezes a process with SIGSTOP; on drop (the test passing or failing)
+/// kills it and lets it run again, so a stopped process never outlives its
+/// test. `Proc`'s own drop then reaps it.
+pub struct Frozen<'a>(&'a Proc);
+
+pub fn freeze(p: &Proc) -> Frozen<'_> {
+    p.signal(libc::SIGSTOP);
+    Frozen(p)
+}
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        self.0.signal(libc::SIGKILL);
+        self.0.signal(libc::SIGCONT);
+    }
+}
+
+/// Poll `cond` until it holds, failing the test after [`LINE_TIMEOUT`].
+/// For states no process prints a line about (kernel socket queues); it
+/// checks every 5 ms and waits for nothing else.
+pub fn poll_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + LINE_TIMEOUT;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not reached within {LINE_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Bytes waiting in the kernel send queue of established IPv4 TCP
+/// connections whose local port is `port` (the largest, if several), from
+/// /proc/net/tcp. A peer that stopped reading shows as a send queue that
+/// fills up to the socket's send buffer.
+pub fn tcp_send_queue(port: u16) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // sl local_address rem_address st tx_queue:rx_queue ...
+            let local_port = u16::from_str_radix(f.get(1)?.split(':').nth(1)?, 16).ok()?;
+            let established = *f.get(3)? == "01";
+            let tx = u64::from_str_radix(f.get(4)?.split(':').next()?, 16).ok()?;
+            (local_port == port && established).then_some(tx)
+        })
+        .max()
+}
+
+/// The port of a `tcp://host:port` endpoint.
+pub fn port_of(endpoint: &str) -> u16 {
+    endpoint
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {endpoint}"))
 }
