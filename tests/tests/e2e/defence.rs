@@ -228,6 +228,14 @@ fn explain_hwm_sizes_the_queues_and_flags_contradictions() {
     assert!(stdout.contains("memory ceiling: none"), "{stdout}");
 }
 
+/// What a running subscriber touches whatever its load, on top of its
+/// start-up size: histogram sets for every agent (each a few hundred KiB,
+/// paged in as records arrive and at each hand-over), mimalloc's per-thread
+/// segments, the report. Measured: 2 MiB before the first record, 17 to 23
+/// MiB a second into a 1K msg/s run. Memory bounds add this to the queues'
+/// ceiling from --explain-hwm.
+pub const RUN_FOOTPRINT: u64 = 32 << 20;
+
 /// Largest resident size of each process while `until` is false, sampled
 /// every 20 ms (measures; delivery is awaited elsewhere by handshakes).
 pub fn peak_rss(pids: &[u32], mut done: impl FnMut() -> bool) -> Vec<(u64, u64)> {

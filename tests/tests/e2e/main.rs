@@ -2,7 +2,7 @@
 //! real TCP on loopback. One test binary, modules by theme.
 
 mod backpressure;
-mod defence;
+pub mod defence;
 mod faults;
 mod flags;
 mod hostile;
