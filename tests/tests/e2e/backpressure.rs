@@ -139,11 +139,10 @@ fn a_stalled_worker_makes_the_pub_drop_and_the_gaps_are_exact() {
 fn a_long_stall_of_one_subscriber_leaves_memory_bounded_and_others_whole() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
-    let (pub_json, a_json, b_json, sizing) = (
+    let (pub_json, a_json, b_json) = (
         dir.path().join("pub.json"),
         dir.path().join("a.json"),
         dir.path().join("b.json"),
-        dir.path().join("sizing.json"),
     );
     // 10K msg/s per stream; the publisher may queue 2 s per subscriber (so
     // a 2-core machine's scheduling hiccups do not cost B anything), and A
@@ -168,11 +167,8 @@ fn a_long_stall_of_one_subscriber_leaves_memory_bounded_and_others_whole() {
         "--max-lag-ms",
         "60000",
     ];
-    let mut explain = vec!["--explain-hwm", "--expected-rate", "10000"];
-    explain.extend_from_slice(&a_flags);
-    explain.extend_from_slice(&["--report-json", sizing.to_str().unwrap()]);
-    run(sub_bin(), &explain);
-    let ceiling = u(&read_json(&sizing), "ceiling_bytes");
+    let ceiling =
+        crate::defence::explain_ceiling(dir.path(), &["--expected-rate", "10000"], &a_flags);
 
     let publ = start_pub(
         2,

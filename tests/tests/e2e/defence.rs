@@ -236,6 +236,20 @@ fn explain_hwm_sizes_the_queues_and_flags_contradictions() {
 /// ceiling from --explain-hwm.
 pub const RUN_FOOTPRINT: u64 = 32 << 20;
 
+/// The process-memory ceiling `shardcast-sub --explain-hwm` gives for a
+/// subscriber run with `flags` (sizing flags such as --expected-rate go in
+/// `sizing`).
+pub fn explain_ceiling(dir: &std::path::Path, sizing: &[&str], flags: &[&str]) -> u64 {
+    let json = dir.join("sizing.json");
+    let mut args = vec!["--explain-hwm"];
+    args.extend_from_slice(sizing);
+    args.extend_from_slice(flags);
+    let path = path_str(&json);
+    args.extend_from_slice(&["--report-json", &path]);
+    run(sub_bin(), &args);
+    u(&read_json(&json), "ceiling_bytes")
+}
+
 /// Largest resident size of each process while `until` is false, sampled
 /// every 20 ms (measures; delivery is awaited elsewhere by handshakes).
 pub fn peak_rss(pids: &[u32], mut done: impl FnMut() -> bool) -> Vec<(u64, u64)> {

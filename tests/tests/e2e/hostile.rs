@@ -299,7 +299,7 @@ const JUNK: u64 = 400_000;
 fn a_garbage_and_source_flood_is_counted_and_memory_stays_bounded() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
-    let (sub_json, sizing) = (dir.path().join("sub.json"), dir.path().join("sizing.json"));
+    let sub_json = dir.path().join("sub.json");
     let flags = [
         "--rcvhwm",
         "1000",
@@ -312,11 +312,8 @@ fn a_garbage_and_source_flood_is_counted_and_memory_stays_bounded() {
         "--max-lag-ms",
         "30000",
     ];
-    let mut explain = vec!["--explain-hwm", "--expected-msg-size", "512"];
-    explain.extend_from_slice(&flags);
-    explain.extend_from_slice(&["--report-json", sizing.to_str().unwrap()]);
-    run(sub_bin(), &explain);
-    let ceiling = u(&read_json(&sizing), "ceiling_bytes");
+    let ceiling =
+        crate::defence::explain_ceiling(dir.path(), &["--expected-msg-size", "512"], &flags);
 
     let ctx = zmq::Context::new();
     let (raw, raw_ep) = raw_peer(&ctx);
