@@ -67,14 +67,6 @@ impl LagLimit {
         }
     }
 
-    /// `Some(age)` when a message sent at `sent_ns` and seen at `now_ns` is
-    /// older than the limit, judged absolutely.
-    #[inline]
-    pub fn exceeded(&self, now_ns: u64, sent_ns: u64) -> Option<u64> {
-        let age = age_ns(now_ns, sent_ns);
-        self.is_over(age).then_some(age as u64)
-    }
-
     /// Whether a lag (an age, or an age above the floor) is over the limit.
     #[inline]
     pub fn is_over(&self, lag_ns: i64) -> bool {
@@ -170,20 +162,17 @@ mod tests {
     fn exceeds_only_past_the_limit() {
         let l = LagLimit::absolute_ms(1000);
         assert_eq!(l.max_lag_ns, 1_000_000_000);
-        assert_eq!(l.exceeded(2_000_000_000, 1_000_000_000), None);
+        assert!(!l.is_over(age_ns(2_000_000_000, 1_000_000_000)));
         assert!(!l.is_over(1_000_000_000));
         assert!(l.is_over(1_000_000_001));
-        assert_eq!(
-            l.exceeded(2_000_000_001, 1_000_000_000),
-            Some(1_000_000_001)
-        );
+        assert!(l.is_over(age_ns(2_000_000_001, 1_000_000_000)));
     }
 
     #[test]
     fn a_clock_ahead_of_ours_is_not_lag() {
         let l = LagLimit::absolute_ms(1);
         assert_eq!(age_ns(5, 10), -5);
-        assert_eq!(l.exceeded(5, 10_000_000_000), None);
+        assert!(!l.is_over(age_ns(5, 10_000_000_000)));
         assert!(!l.is_future(-(10 * S as i64)));
         assert!(l.is_future(-(10 * S as i64) - 1));
         assert!(!l.is_future(5));
