@@ -2,6 +2,7 @@
 //! workers: everything that touches the OS but is not a role's own logic.
 //!
 //! * [`clock`]: the one clock every timestamp comes from.
+//! * [`curve`]: CURVE key files, the allowlist and the ZAP handler.
 //! * [`cpu`]: CPU lists, checking them against this machine, pinning agents
 //!   and libzmq's I/O threads.
 //! * [`signals`]: SIGINT/SIGTERM as a flag the agents poll.
@@ -16,6 +17,7 @@
 
 pub mod clock;
 pub mod cpu;
+pub mod curve;
 pub mod exit;
 pub mod files;
 pub mod hist;

@@ -138,6 +138,51 @@ pub struct Flags {
     #[arg(long, value_name = "FILE", env = "SHARDCAST_PUB_REPORT_JSON")]
     pub report_json: Option<std::path::PathBuf>,
 
+    /// CURVE: this publisher's secret key file (from shardcast-keygen).
+    /// Every stream is then encrypted, and only subscribers whose public key
+    /// is in --curve-allow can connect. Needs the system libzmq build.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "curve_allow",
+        help_heading = "Security",
+        env = "SHARDCAST_PUB_CURVE_SECRET_KEY"
+    )]
+    pub curve_secret_key: Option<std::path::PathBuf>,
+
+    /// CURVE: files of subscriber public keys allowed to connect (lines of
+    /// `KEY [NAME]`, or shardcast-keygen's NAME.pub files); repeatable.
+    /// Others are refused and logged with their address.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "curve_secret_key",
+        help_heading = "Security",
+        env = "SHARDCAST_PUB_CURVE_ALLOW",
+        value_delimiter = ','
+    )]
+    pub curve_allow: Vec<std::path::PathBuf>,
+
+    /// Multicast (pgm://, epgm:// streams): send rate limit in kbit/s
+    /// (ZMQ_RATE). PGM sends no faster than this, and it bounds what
+    /// receivers can repair; libzmq's default (100 kbit/s) is far below a
+    /// market-data feed.
+    #[arg(long, default_value_t = 1_000_000, value_name = "KBIT_S", help_heading = "Multicast",
+          value_parser = clap::value_parser!(i32).range(1..), env = "SHARDCAST_PUB_PGM_RATE")]
+    pub pgm_rate: i32,
+
+    /// Multicast: how long sent data is kept for repair on a receiver's NAK
+    /// (ZMQ_RECOVERY_IVL); a receiver losing data older than this sees a gap.
+    #[arg(long, default_value_t = 10_000, value_name = "MS", help_heading = "Multicast",
+          value_parser = clap::value_parser!(i32).range(1..), env = "SHARDCAST_PUB_PGM_RECOVERY_MS")]
+    pub pgm_recovery_ms: i32,
+
+    /// Multicast: IP TTL of multicast packets (ZMQ_MULTICAST_HOPS); 1 keeps
+    /// them on the local network.
+    #[arg(long, default_value_t = 1, value_name = "HOPS", help_heading = "Multicast",
+          value_parser = clap::value_parser!(i32).range(1..=255), env = "SHARDCAST_PUB_MULTICAST_HOPS")]
+    pub multicast_hops: i32,
+
     /// Print the effective configuration as JSON and exit.
     #[arg(long)]
     pub print_config: bool,

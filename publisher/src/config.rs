@@ -3,6 +3,7 @@
 use crate::cli::{Flags, PaceArg};
 use serde::Serialize;
 use shardcast_agent::cpu;
+use shardcast_agent::curve::{self, Allowlist, KeyPair};
 use shardcast_agent::exit::UsageError;
 use shardcast_proto::wire::{BATCH_HEADER_LEN, MAX_BATCH, MAX_FRAME_LEN};
 use std::path::PathBuf;
@@ -74,6 +75,29 @@ pub struct Config {
     pub pace: Pace,
     /// Report path.
     pub report_json: Option<PathBuf>,
+    /// CURVE server keys and allowlist; `None`: plain text.
+    pub curve: Option<CurveServer>,
+    /// ZMQ_RATE for pgm/epgm streams, kbit/s.
+    pub pgm_rate: i32,
+    /// ZMQ_RECOVERY_IVL for pgm/epgm streams, ms.
+    pub pgm_recovery_ms: i32,
+    /// ZMQ_MULTICAST_HOPS for pgm/epgm streams.
+    pub multicast_hops: i32,
+}
+
+/// CURVE settings of a publisher.
+#[derive(Clone, Debug, Serialize)]
+pub struct CurveServer {
+    /// Our key pair (the secret half is never printed).
+    pub keys: KeyPair,
+    /// Subscriber keys allowed in.
+    pub allow: Allowlist,
+}
+
+/// Whether `endpoint` is multicast (PGM): no connections, so no
+/// subscriptions upstream and no CURVE.
+pub fn is_multicast(endpoint: &str) -> bool {
+    endpoint.starts_with("pgm://") || endpoint.starts_with("epgm://")
 }
 
 impl Config {
@@ -101,6 +125,37 @@ impl Config {
                 ),
             ));
         }
+        let multicast = f.bind.iter().any(|b| is_multicast(b));
+        if multicast && !curve::pgm_available() {
+            return Err(UsageError::new(
+                "--bind",
+                curve::system_libzmq_remedy("PGM (pgm://, epgm://)"),
+            ));
+        }
+        if multicast && f.wait_subscribers > 0 {
+            return Err(UsageError::new(
+                "--wait-subscribers",
+                "PGM carries no subscriptions back to the publisher, so a pgm:// or epgm:// stream cannot \
+                 count subscribers; start the subscribers first and drop --wait-subscribers",
+            ));
+        }
+        let curve = match &f.curve_secret_key {
+            None => None,
+            Some(path) => {
+                curve::need_curve("--curve-secret-key")?;
+                if multicast {
+                    return Err(UsageError::new(
+                        "--curve-secret-key",
+                        "CURVE needs a connection per subscriber (tcp://, ipc://); libzmq cannot encrypt \
+                         pgm:// or epgm:// streams. Encrypt multicast below ZeroMQ (IPsec/MACsec) or use tcp://",
+                    ));
+                }
+                Some(CurveServer {
+                    keys: curve::read_key_pair("--curve-secret-key", path)?,
+                    allow: Allowlist::read("--curve-allow", &f.curve_allow)?,
+                })
+            }
+        };
         Ok(Config {
             streams: (0..n)
                 .map(|i| StreamPlan {
@@ -132,6 +187,10 @@ impl Config {
                 PaceArg::Spin => Pace::Spin,
             },
             report_json: f.report_json.clone(),
+            curve,
+            pgm_rate: f.pgm_rate,
+            pgm_recovery_ms: f.pgm_recovery_ms,
+            multicast_hops: f.multicast_hops,
         })
     }
 

@@ -15,11 +15,12 @@
 pub mod cli;
 pub mod config;
 
-use config::{Config, Pace};
+use config::{is_multicast, Config, Pace};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use shardcast_agent::clock::now_ns;
 use shardcast_agent::cpu::{self, spawn_agent};
+use shardcast_agent::curve::{self, PublicKey, Zap, ZapReport};
 use shardcast_agent::exit::{ioerr, zerr, SetupError};
 use shardcast_agent::signals::StopSignal;
 use shardcast_agent::stats::{self, LatencySummary};
@@ -80,7 +81,8 @@ pub struct StreamReport {
     /// End-of-stream frames sent (it is repeated until subscribers leave).
     pub eos_sent: u64,
     /// Every counted subscriber unsubscribed after end-of-stream, i.e. had
-    /// it, within --eos-timeout-ms (true as well when none was connected).
+    /// it, within --eos-timeout-ms (true as well when none was connected;
+    /// always false on pgm/epgm streams, whose receivers cannot answer).
     pub eos_acknowledged: bool,
     /// Shardcast subscribers (control-topic subscriptions) still subscribed
     /// when the stream finished: 0 once every one had end-of-stream.
@@ -118,6 +120,22 @@ pub struct Report {
     pub max_behind_ms: f64,
     /// Per stream.
     pub streams: Vec<StreamReport>,
+    /// How the streams were protected, and whom the ZAP handler let in.
+    pub security: Security,
+}
+
+/// The report's `security` section.
+#[derive(Clone, Debug, Serialize)]
+pub struct Security {
+    /// "curve" (encrypted, subscribers authenticated) or "plain".
+    pub mechanism: &'static str,
+    /// Our CURVE public key, for subscribers' --curve-server-key.
+    pub server_public_key: Option<PublicKey>,
+    /// Keys in --curve-allow.
+    pub allowed_keys: usize,
+    /// Handshakes allowed and refused, and the refused peers (CURVE only).
+    #[serde(flatten)]
+    pub zap: Option<ZapReport>,
 }
 
 struct Start {
@@ -153,16 +171,29 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, RunError> {
     let session = cfg.session.unwrap_or_else(now_ns);
 
     // Each stream: its own context with one I/O thread, pinned on its own.
-    let mut sockets = Vec::with_capacity(n);
-    let mut ctxs = Vec::with_capacity(n);
+    let mut owns = Vec::with_capacity(n);
     for plan in &cfg.streams {
         let own = socket_with_own_io_thread(zmq::XPUB, &plan.index.to_string(), plan.io_cpu)?;
-        let (ctx, s, threads) = (own.ctx, own.socket, own.threads);
         if let Some(c) = plan.io_cpu {
-            for (name, _) in &threads {
+            for (name, _) in &own.threads {
                 eprintln!("shardcast-pub: {name} pinned to CPU {c}");
             }
         }
+        owns.push(own);
+    }
+    // The ZAP handler is bound in every stream's context before any stream
+    // binds: libzmq lets every peer in while no handler is there.
+    let zap = match &cfg.curve {
+        Some(c) => {
+            let ctxs: Vec<&zmq::Context> = owns.iter().map(|o| &o.ctx).collect();
+            Some(Zap::start(&ctxs, c.allow.clone(), "shardcast-pub")?)
+        }
+        None => None,
+    };
+    let mut sockets = Vec::with_capacity(n);
+    let mut ctxs = Vec::with_capacity(n);
+    for (plan, own) in cfg.streams.iter().zip(owns) {
+        let (ctx, s) = (own.ctx, own.socket);
         ctxs.push(ctx);
         s.set_sndhwm(cfg.sndhwm)
             .map_err(zerr("setting ZMQ_SNDHWM (--sndhwm)"))?;
@@ -173,6 +204,20 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, RunError> {
         s.set_linger(0).map_err(zerr("setting ZMQ_LINGER"))?;
         s.set_rcvtimeo(SUB_POLL_MS)
             .map_err(zerr("setting ZMQ_RCVTIMEO"))?;
+        let multicast = is_multicast(&plan.bind);
+        if multicast {
+            s.set_rate(cfg.pgm_rate)
+                .map_err(zerr("setting ZMQ_RATE (--pgm-rate)"))?;
+            s.set_recovery_ivl(cfg.pgm_recovery_ms)
+                .map_err(zerr("setting ZMQ_RECOVERY_IVL (--pgm-recovery-ms)"))?;
+            s.set_multicast_hops(cfg.multicast_hops)
+                .map_err(zerr("setting ZMQ_MULTICAST_HOPS (--multicast-hops)"))?;
+        }
+        if let Some(c) = &cfg.curve {
+            curve::make_server(&s, &c.keys).map_err(zerr(
+                "making the stream a CURVE server (--curve-secret-key)",
+            ))?;
+        }
         let mut s = s;
         zmqx::set_int_option(&mut s, zmqx::XPUB_VERBOSER, 1)
             .map_err(zerr("setting ZMQ_XPUB_VERBOSER"))?;
@@ -192,6 +237,27 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, RunError> {
             plan.cpu.map_or("any".into(), |c| c.to_string()),
             plan.io_cpu.map_or("any".into(), |c| c.to_string())
         );
+        // Say how the stream is protected, every time: a plain-text stream
+        // on an untrusted network should never be a surprise.
+        match &cfg.curve {
+            Some(c) => eprintln!(
+                "shardcast-pub: stream {}: CURVE: encrypted; subscribers authenticated against {} key(s) \
+                 in --curve-allow; our public key {}",
+                plan.index,
+                c.allow.len(),
+                c.keys.public.z85()
+            ),
+            None if multicast => eprintln!(
+                "shardcast-pub: stream {}: PLAIN TEXT multicast (PGM): anyone on the network segment can \
+                 read it; ZMQ_RATE {} kbit/s, recovery {} ms",
+                plan.index, cfg.pgm_rate, cfg.pgm_recovery_ms
+            ),
+            None => eprintln!(
+                "shardcast-pub: stream {}: PLAIN TEXT: anyone who can reach {endpoint} can subscribe and \
+                 read it (encrypt with --curve-secret-key and --curve-allow)",
+                plan.index
+            ),
+        }
         sockets.push((s, endpoint));
     }
     let start = Arc::new(Start {
@@ -227,7 +293,9 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, RunError> {
     for (i, h) in handles.into_iter().enumerate() {
         results.push(h.join().map_err(|_| RunError::Panicked(i))?);
     }
-    // Every socket closed with its thread (after end-of-stream and linger).
+    // Every stream socket closed with its thread (after end-of-stream and
+    // linger); the ZAP handler closes its sockets before the contexts end.
+    let zap_report = zap.map(Zap::finish);
     drop(ctxs);
 
     if let Some((i, r)) = results
@@ -278,6 +346,16 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, RunError> {
         behind_schedule_ns: behind_summary,
         max_behind_ms: behind_summary.max as f64 / 1e6,
         streams: results.into_iter().map(|r| r.report).collect(),
+        security: Security {
+            mechanism: if cfg.curve.is_some() {
+                "curve"
+            } else {
+                "plain"
+            },
+            server_public_key: cfg.curve.as_ref().map(|c| c.keys.public),
+            allowed_keys: cfg.curve.as_ref().map_or(0, |c| c.allow.len()),
+            zap: zap_report,
+        },
     })
 }
 
@@ -615,6 +693,7 @@ impl Stream<'_> {
             res.end_reason,
             cfg.eos_timeout.as_millis()
         );
+        let multicast = is_multicast(&cfg.streams[self.index].bind);
         let ended_at = Instant::now();
         let poll_ms = cfg
             .heartbeat
@@ -630,7 +709,9 @@ impl Stream<'_> {
             // Count from what the XPUB has to say now, not from the last
             // housekeeping round: a subscriber that joined since must get it.
             self.poll_subscriptions(&mut subs, zmq::DONTWAIT);
-            if subs <= 0 {
+            // Multicast receivers send nothing back: repeat end-of-stream
+            // for the whole --eos-timeout-ms and claim no acknowledgement.
+            if subs <= 0 && !multicast {
                 res.report.eos_acknowledged = true;
                 break;
             }
@@ -638,11 +719,19 @@ impl Stream<'_> {
                 break;
             }
             let until = (Instant::now() + cfg.heartbeat).min(deadline);
-            while subs > 0 && Instant::now() < until {
+            while (subs > 0 || multicast) && Instant::now() < until {
                 self.poll_subscriptions(&mut subs, 0);
             }
         }
-        if !res.report.eos_acknowledged && res.waited_out.is_none() {
+        if multicast {
+            eprintln!(
+                "shardcast-pub: stream {}: multicast end-of-stream repeated {} times over {} ms; PGM receivers \
+                 do not acknowledge it",
+                self.index,
+                res.report.eos_sent,
+                cfg.eos_timeout.as_millis()
+            );
+        } else if !res.report.eos_acknowledged && res.waited_out.is_none() {
             eprintln!(
                 "shardcast-pub: stream {}: {} subscriber(s) still connected {} ms after end-of-stream; they may not have received it (see --eos-timeout-ms)",
                 self.index,

@@ -278,6 +278,41 @@ pub struct Flags {
     )]
     pub drain_timeout_ms: u64,
 
+    /// CURVE: this subscriber's secret key file (from shardcast-keygen; its
+    /// public half must be in the publisher's --curve-allow). Every shard
+    /// then connects encrypted. Needs the system libzmq build.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "curve_server_key",
+        help_heading = "Security",
+        env = "SHARDCAST_SUB_CURVE_KEY"
+    )]
+    pub curve_key: Option<std::path::PathBuf>,
+
+    /// CURVE: the publisher's public key (Z85 text, or its NAME.pub file).
+    #[arg(
+        long,
+        value_name = "KEY|FILE",
+        requires = "curve_key",
+        help_heading = "Security",
+        env = "SHARDCAST_SUB_CURVE_SERVER_KEY"
+    )]
+    pub curve_server_key: Option<String>,
+
+    /// Multicast (pgm://, epgm:// endpoints): the stream's rate in kbit/s
+    /// (ZMQ_RATE). With --pgm-recovery-ms it sizes the receive window that
+    /// repairs losses, so give the publisher's --pgm-rate.
+    #[arg(long, default_value_t = 1_000_000, value_name = "KBIT_S", help_heading = "Multicast",
+          value_parser = clap::value_parser!(i32).range(1..), env = "SHARDCAST_SUB_PGM_RATE")]
+    pub pgm_rate: i32,
+
+    /// Multicast: recovery interval in ms (ZMQ_RECOVERY_IVL); give the
+    /// publisher's --pgm-recovery-ms.
+    #[arg(long, default_value_t = 10_000, value_name = "MS", help_heading = "Multicast",
+          value_parser = clap::value_parser!(i32).range(1..), env = "SHARDCAST_SUB_PGM_RECOVERY_MS")]
+    pub pgm_recovery_ms: i32,
+
     /// Print the effective configuration as JSON and exit.
     #[arg(long)]
     pub print_config: bool,

@@ -4,6 +4,7 @@
 use crate::cli::{Fanout, Flags, IdleArg, OnSlowArg, SnailModeArg, WorkArg};
 use serde::Serialize;
 use shardcast_agent::cpu;
+use shardcast_agent::curve::{self, KeyPair, PublicKey};
 use shardcast_agent::exit::UsageError;
 use shardcast_proto::snail::{LagLimit, LagMode};
 use shardcast_workers::{Idle, OnSlow, WorkKind};
@@ -92,6 +93,26 @@ pub struct Config {
     pub alarm: Option<String>,
     /// Books per worker.
     pub max_symbols: usize,
+    /// CURVE client keys; `None`: plain text.
+    pub curve: Option<CurveClient>,
+    /// ZMQ_RATE for pgm/epgm shards, kbit/s.
+    pub pgm_rate: i32,
+    /// ZMQ_RECOVERY_IVL for pgm/epgm shards, ms.
+    pub pgm_recovery_ms: i32,
+}
+
+/// CURVE settings of a subscriber.
+#[derive(Clone, Debug, Serialize)]
+pub struct CurveClient {
+    /// Our key pair (the secret half is never printed).
+    pub keys: KeyPair,
+    /// The publisher's public key.
+    pub server: PublicKey,
+}
+
+/// Whether `endpoint` is multicast (PGM).
+pub fn is_multicast(endpoint: &str) -> bool {
+    endpoint.starts_with("pgm://") || endpoint.starts_with("epgm://")
 }
 
 fn ser_mode<S: serde::Serializer>(m: &LagMode, s: S) -> Result<S::Ok, S::Error> {
@@ -120,9 +141,14 @@ fn ser_idle<S: serde::Serializer>(w: &Idle, s: S) -> Result<S::Ok, S::Error> {
 /// `tcp://SRC:PORT;DST:PORT` (the source needs a port; 0 lets the OS pick).
 pub fn with_source(endpoint: &str, iface: &str) -> Result<String, String> {
     let Some(rest) = endpoint.strip_prefix("tcp://") else {
-        return Err(format!(
-            "a source interface only applies to tcp:// endpoints, not '{endpoint}'"
-        ));
+        return Err(if is_multicast(endpoint) {
+            format!(
+                "a pgm/epgm endpoint names its interface itself (epgm://IFACE;GROUP:PORT): leave --iface \
+                 out for '{endpoint}'"
+            )
+        } else {
+            format!("a source interface only applies to tcp:// endpoints, not '{endpoint}'")
+        });
     };
     // A source needs a port: `10.0.0.2` and `eth1` get `:0`; `10.0.0.2:0`
     // and `[fe80::1]:0` are taken as given; a bare IPv6 address is bracketed.
@@ -218,6 +244,29 @@ impl Config {
             workers,
             "worker",
         )?;
+        let multicast = f.connect.iter().any(|c| is_multicast(c));
+        if multicast && !curve::pgm_available() {
+            return Err(UsageError::new(
+                "--connect",
+                curve::system_libzmq_remedy("PGM (pgm://, epgm://)"),
+            ));
+        }
+        let curve = match (&f.curve_key, &f.curve_server_key) {
+            (Some(key), Some(server)) => {
+                curve::need_curve("--curve-key")?;
+                if multicast {
+                    return Err(UsageError::new(
+                        "--curve-key",
+                        "libzmq cannot encrypt pgm:// or epgm:// streams (CURVE needs a connection); use tcp://",
+                    ));
+                }
+                Some(CurveClient {
+                    keys: curve::read_key_pair("--curve-key", key)?,
+                    server: curve::read_public_key("--curve-server-key", server)?,
+                })
+            }
+            _ => None,
+        };
         let mut shards = Vec::with_capacity(n);
         for (i, ep) in f.connect.iter().enumerate() {
             let connect = match f.iface.get(if f.iface.len() == 1 { 0 } else { i }) {
@@ -274,6 +323,9 @@ impl Config {
             snail_report: f.snail_report.clone(),
             alarm: f.alarm.clone(),
             max_symbols: usize::try_from(f.max_symbols).unwrap_or(usize::MAX),
+            curve,
+            pgm_rate: f.pgm_rate,
+            pgm_recovery_ms: f.pgm_recovery_ms,
         })
     }
 

@@ -23,7 +23,7 @@ pub mod report;
 mod shard;
 pub mod sizing;
 
-use config::Config;
+use config::{is_multicast, Config};
 use links::Link;
 use metrics::Metrics;
 use report::{
@@ -32,6 +32,7 @@ use report::{
 };
 use shard::{run_shard, ShardResult, ShardSetup};
 use shardcast_agent::cpu::{self, spawn_agent};
+use shardcast_agent::curve;
 use shardcast_agent::exit::{ioerr, zerr, SetupError};
 use shardcast_agent::hist::{StageHists, STAGE_NAMES};
 use shardcast_agent::signals::StopSignal;
@@ -176,6 +177,30 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
         sub.set_maxmsgsize(cfg.max_msg_size)
             .map_err(zerr("setting ZMQ_MAXMSGSZ (--max-msg-size)"))?;
         sub.set_linger(0).map_err(zerr("setting ZMQ_LINGER"))?;
+        if is_multicast(&plan.connect) {
+            sub.set_rate(cfg.pgm_rate)
+                .map_err(zerr("setting ZMQ_RATE (--pgm-rate)"))?;
+            sub.set_recovery_ivl(cfg.pgm_recovery_ms)
+                .map_err(zerr("setting ZMQ_RECOVERY_IVL (--pgm-recovery-ms)"))?;
+        }
+        // Say how the stream is protected, every time (see the publisher).
+        match &cfg.curve {
+            Some(c) => {
+                curve::make_client(&sub, &c.keys, &c.server)
+                    .map_err(zerr("making the shard a CURVE client (--curve-key)"))?;
+                eprintln!(
+                    "shardcast-sub: shard-{}: CURVE: encrypted; publisher key {}, our key {}",
+                    plan.index,
+                    c.server.z85(),
+                    c.keys.public.z85()
+                );
+            }
+            None => eprintln!(
+                "shardcast-sub: shard-{}: PLAIN TEXT: {} is neither encrypted nor authenticated \
+                 (use --curve-key and --curve-server-key)",
+                plan.index, plan.endpoint
+            ),
+        }
         sub.set_rcvtimeo(POLL_MS)
             .map_err(zerr("setting ZMQ_RCVTIMEO"))?;
         // The control topic carries heartbeats, end-of-stream and batches,
@@ -490,7 +515,14 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
     report.drained = drained;
     let exit_code = if end_reason == "snail" {
         shardcast_agent::exit::SNAIL
-    } else if end_reason == "error" || !drained || !report.files_ok {
+    } else if end_reason == "error"
+        || !drained
+        || !report.files_ok
+        || report
+            .links
+            .iter()
+            .any(|l| l.auth_refused > 0 || l.handshake_failed > 0)
+    {
         shardcast_agent::exit::FAILURE
     } else {
         shardcast_agent::exit::OK

@@ -12,6 +12,12 @@
 //! [`CUT_OFF_AFTER`] is a cut-off, counted as an `oversized` malformed frame
 //! (the only protocol error a ZMTP peer can make after the handshake) and
 //! reported with its remedy.
+//!
+//! A CURVE handshake the publisher's ZAP handler refuses (our key is not in
+//! its allowlist), or one that fails for a protocol reason (one side uses
+//! CURVE and the other not), is also final: libzmq reports it as
+//! `HANDSHAKE_FAILED_AUTH` / `HANDSHAKE_FAILED_PROTOCOL` and never retries.
+//! Those are counted apart from cut-offs and logged with their remedy.
 
 use serde::Serialize;
 use shardcast_agent::exit::{zerr, SetupError};
@@ -26,7 +32,17 @@ pub const CUT_OFF_AFTER: Duration = Duration::from_millis(500);
 fn events() -> i32 {
     (zmq::SocketEvent::CONNECTED.to_raw()
         | zmq::SocketEvent::CONNECT_RETRIED.to_raw()
-        | zmq::SocketEvent::DISCONNECTED.to_raw()) as i32
+        | zmq::SocketEvent::DISCONNECTED.to_raw()
+        | zmq::SocketEvent::HANDSHAKE_SUCCEEDED.to_raw()
+        | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH.to_raw()
+        | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL.to_raw()) as i32
+}
+
+/// The 32-bit value of a monitor event (a ZAP status, a protocol error).
+fn event_value(head: &[u8]) -> u32 {
+    head.get(2..6)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_ne_bytes)
 }
 
 /// A shard connection's history, as reported.
@@ -41,6 +57,12 @@ pub struct LinkReport {
     /// Connections libzmq dropped for good after a protocol error (a frame
     /// over --max-msg-size).
     pub cut_off: u64,
+    /// CURVE handshakes the publisher refused (our key is not in its
+    /// --curve-allow); libzmq does not retry them.
+    pub auth_refused: u64,
+    /// Handshakes that failed for a protocol reason (e.g. CURVE on one side
+    /// only); libzmq does not retry them.
+    pub handshake_failed: u64,
 }
 
 /// The monitor side of one shard's SUB socket (owned by the main thread).
@@ -50,6 +72,8 @@ pub struct Link {
     report: LinkReport,
     /// When the last unexplained disconnect happened.
     pending_since: Option<Instant>,
+    /// The last handshake failed for good (refused or protocol error).
+    refused: bool,
 }
 
 impl Link {
@@ -74,6 +98,7 @@ impl Link {
             endpoint: endpoint.to_string(),
             report: LinkReport::default(),
             pending_since: None,
+            refused: false,
         })
     }
 
@@ -96,7 +121,36 @@ impl Link {
                 }
                 zmq::SocketEvent::DISCONNECTED => {
                     self.report.disconnects += 1;
-                    self.pending_since = Some(Instant::now());
+                    // After a failed handshake the disconnect is explained.
+                    if !self.refused {
+                        self.pending_since = Some(Instant::now());
+                    }
+                }
+                zmq::SocketEvent::HANDSHAKE_SUCCEEDED => self.refused = false,
+                zmq::SocketEvent::HANDSHAKE_FAILED_AUTH => {
+                    let status = event_value(head);
+                    self.report.auth_refused += 1;
+                    self.refused = true;
+                    self.pending_since = None;
+                    eprintln!(
+                        "shardcast-sub: error: shard-{shard}: the publisher at {} refused our CURVE key (ZAP \
+                         status {status}); we receive nothing from it and libzmq will not retry. Remedy: have \
+                         its operator add our NAME.pub (--curve-key) to its --curve-allow, then restart.",
+                        self.endpoint
+                    );
+                }
+                zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL => {
+                    let code = event_value(head);
+                    self.report.handshake_failed += 1;
+                    self.refused = true;
+                    self.pending_since = None;
+                    eprintln!(
+                        "shardcast-sub: error: shard-{shard}: the handshake with {} failed (ZMTP protocol error \
+                         {code:#x}) and libzmq will not retry. Remedy: both ends must agree on security: \
+                         CURVE needs --curve-key/--curve-server-key here and --curve-secret-key there, or \
+                         neither.",
+                        self.endpoint
+                    );
                 }
                 _ => {}
             }
@@ -119,9 +173,10 @@ impl Link {
         new_cuts
     }
 
-    /// Whether the connection was cut off and nothing reconnected since.
+    /// Whether the connection was cut off or refused and nothing
+    /// reconnected since.
     pub fn is_dead(&self) -> bool {
-        self.report.cut_off > 0 && self.report.connects <= self.report.disconnects
+        self.refused || (self.report.cut_off > 0 && self.report.connects <= self.report.disconnects)
     }
 
     /// The history so far.

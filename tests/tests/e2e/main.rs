@@ -9,6 +9,7 @@ mod hostile;
 mod latency;
 mod pipeline;
 mod placement;
+mod security;
 mod signals;
 mod snail;
 mod support;

@@ -49,6 +49,77 @@ pub fn sub_bin() -> &'static Path {
     P.get_or_init(|| build("shardcast-subscriber", "shardcast-sub"))
 }
 
+/// The binaries built against the system libzmq (CURVE, PGM), as the README
+/// says: `cargo build --config .cargo/system-libzmq.toml`, into their own
+/// target directory. `Err` says why they cannot be had (no libzmq3-dev):
+/// tests then skip, unless SHARDCAST_REQUIRE_SYSTEM_ZMQ=1 (CI) makes that a
+/// failure.
+pub struct SystemBins {
+    pub publ: PathBuf,
+    pub sub: PathBuf,
+    pub keygen: PathBuf,
+}
+
+pub fn system_bins() -> Result<&'static SystemBins, String> {
+    static B: OnceLock<Result<SystemBins, String>> = OnceLock::new();
+    B.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let target = root.join("target/system-libzmq");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let release = !cfg!(debug_assertions);
+        let mut cmd = Command::new(cargo);
+        cmd.arg("build")
+            .arg("--config")
+            .arg(root.join(".cargo/system-libzmq.toml"))
+            .arg("--manifest-path")
+            .arg(root.join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target)
+            .args([
+                "--locked",
+                "-p",
+                "shardcast-publisher",
+                "-p",
+                "shardcast-subscriber",
+            ]);
+        if release {
+            cmd.arg("--release");
+        }
+        let out = cmd.output().map_err(|e| format!("running cargo: {e}"))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = err.lines().rev().take(15).collect();
+            return Err(format!(
+                "the system-libzmq build failed (is libzmq3-dev installed?):\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+        let dir = target.join(if release { "release" } else { "debug" });
+        Ok(SystemBins {
+            publ: dir.join("shardcast-pub"),
+            sub: dir.join("shardcast-sub"),
+            keygen: dir.join("shardcast-keygen"),
+        })
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// The system-libzmq binaries, or `None` after printing why the calling
+/// test is skipped; panics instead when SHARDCAST_REQUIRE_SYSTEM_ZMQ=1.
+pub fn system_bins_or_skip(test: &str) -> Option<&'static SystemBins> {
+    match system_bins() {
+        Ok(b) => Some(b),
+        Err(why) if std::env::var_os("SHARDCAST_REQUIRE_SYSTEM_ZMQ").is_some_and(|v| v == "1") => {
+            panic!("{test}: needs the system libzmq build (SHARDCAST_REQUIRE_SYSTEM_ZMQ=1): {why}")
+        }
+        Err(why) => {
+            eprintln!("SKIPPED {test}: needs the system libzmq build: {why}");
+            None
+        }
+    }
+}
+
 /// A running process whose stderr lines are collected and can be awaited.
 pub struct Proc {
     pub name: &'static str,
@@ -197,6 +268,11 @@ pub fn start_pub(streams: usize, args: &[&str]) -> Publisher {
 /// A publisher bound to the given endpoints, one stream each (for a restart
 /// on the endpoints an earlier publisher was given by the OS).
 pub fn start_pub_on(binds: &[String], args: &[&str]) -> Publisher {
+    start_pub_bin(pub_bin(), binds, args)
+}
+
+/// A publisher from the binary `bin` (e.g. the system-libzmq build).
+pub fn start_pub_bin(bin: &Path, binds: &[String], args: &[&str]) -> Publisher {
     let streams = binds.len();
     let mut v: Vec<String> = Vec::new();
     for b in binds {
@@ -204,7 +280,7 @@ pub fn start_pub_on(binds: &[String], args: &[&str]) -> Publisher {
         v.push(b.clone());
     }
     v.extend(args.iter().map(|s| s.to_string()));
-    let proc = Proc::spawn("shardcast-pub", pub_bin(), &v);
+    let proc = Proc::spawn("shardcast-pub", bin, &v);
     let endpoints = (0..streams)
         .map(|i| {
             let line = proc.wait_line(&format!("stream {i} bound "));
@@ -219,13 +295,18 @@ pub fn start_pub_on(binds: &[String], args: &[&str]) -> Publisher {
 }
 
 pub fn start_sub(connect: &[String], args: &[&str]) -> Proc {
+    start_sub_bin(sub_bin(), connect, args)
+}
+
+/// A subscriber from the binary `bin` (e.g. the system-libzmq build).
+pub fn start_sub_bin(bin: &Path, connect: &[String], args: &[&str]) -> Proc {
     let mut v: Vec<String> = Vec::new();
     for ep in connect {
         v.push("--connect".into());
         v.push(ep.clone());
     }
     v.extend(args.iter().map(|s| s.to_string()));
-    Proc::spawn("shardcast-sub", sub_bin(), &v)
+    Proc::spawn("shardcast-sub", bin, &v)
 }
 
 /// Run a binary to completion with `args`.
