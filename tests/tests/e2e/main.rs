@@ -6,6 +6,7 @@ pub mod defence;
 mod faults;
 mod flags;
 mod hostile;
+mod hosts;
 mod latency;
 mod pipeline;
 mod placement;
