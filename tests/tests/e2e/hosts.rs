@@ -44,7 +44,7 @@ fn netns(args: &[&str]) -> String {
 
 /// Why namespaces cannot be used here, if they cannot: not root, no `ip`,
 /// or the kernel/container refuses a namespace (probed by making one).
-fn netns_unavailable(prefix: &str) -> Option<String> {
+pub(crate) fn netns_unavailable(prefix: &str) -> Option<String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Some("not root (network namespaces need CAP_NET_ADMIN and CAP_SYS_ADMIN)".into());
@@ -66,12 +66,12 @@ fn netns_unavailable(prefix: &str) -> Option<String> {
 /// Removes the topology when the test ends, passing or failing. Declared
 /// before the processes, so it drops after them: their namespaces would
 /// otherwise outlive `ip netns del` while they run.
-struct Topology {
+pub(crate) struct Topology {
     prefix: String,
 }
 
 impl Topology {
-    fn up(prefix: &str) -> Topology {
+    pub(crate) fn up(prefix: &str) -> Topology {
         let t = Topology {
             prefix: prefix.to_string(),
         };
@@ -79,12 +79,12 @@ impl Topology {
         t
     }
 
-    fn ns(&self, host: &str) -> String {
+    pub(crate) fn ns(&self, host: &str) -> String {
         format!("{}-{host}", self.prefix)
     }
 
     /// `(iface -> (rx bytes, tx bytes))` of every host, from the kernel.
-    fn counters(&self) -> BTreeMap<(String, String), (u64, u64)> {
+    pub(crate) fn counters(&self) -> BTreeMap<(String, String), (u64, u64)> {
         let mut all = BTreeMap::new();
         for host in HOSTS {
             let text = netns(&["counters", host, "--prefix", &self.prefix]);
@@ -112,7 +112,7 @@ impl Drop for Topology {
 /// run killed with SIGKILL also leaves its pipeline behind (subscribers then
 /// wait for an end-of-stream that never comes): those processes, found by
 /// `ip netns pids` in that run's namespaces, are killed first.
-fn remove_stale_topologies() {
+pub(crate) fn remove_stale_topologies() {
     let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
         return;
     };
@@ -288,13 +288,13 @@ fn exe(pid: u32) -> PathBuf {
 /// Spawn `bin args` inside namespace `ns`. `ip netns exec` enters the
 /// namespace and execs the command in place, so the child's pid is the
 /// binary's (checked below from /proc/PID/exe).
-fn spawn_in(name: &'static str, ns: &str, bin: &Path, args: &[String]) -> Proc {
+pub(crate) fn spawn_in(name: &'static str, ns: &str, bin: &Path, args: &[String]) -> Proc {
     let mut v = vec!["netns".to_string(), "exec".into(), ns.into(), path_str(bin)];
     v.extend(args.iter().cloned());
     Proc::spawn(name, Path::new("ip"), &v)
 }
 
-fn strings(a: &[&str]) -> Vec<String> {
+pub(crate) fn strings(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
 

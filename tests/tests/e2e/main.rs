@@ -8,6 +8,7 @@ mod flags;
 mod hostile;
 mod hosts;
 mod latency;
+mod multicast;
 mod pipeline;
 mod placement;
 mod security;
