@@ -3,6 +3,7 @@
 
 mod backpressure;
 pub mod defence;
+mod deploy;
 mod faults;
 mod flags;
 mod hostile;
