@@ -331,7 +331,8 @@ pub struct Flags {
         long,
         default_value_t = 1,
         value_name = "RECORDS",
-        help_heading = "Fault injection"
+        help_heading = "Fault injection",
+        env = "SHARDCAST_SUB_STALL_AFTER"
     )]
     pub stall_after: u64,
 }

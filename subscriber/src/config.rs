@@ -137,6 +137,40 @@ fn ser_idle<S: serde::Serializer>(w: &Idle, s: S) -> Result<S::Ok, S::Error> {
     })
 }
 
+fn is_ip(s: &str) -> bool {
+    s.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// The first IPv4 address of the interface `name` (getifaddrs(3)).
+pub fn interface_address(name: &str) -> Option<std::net::Ipv4Addr> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list we free below and
+    // only read in between; each ifa_addr is checked for null and family
+    // before it is read as a sockaddr_in.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return None;
+        }
+        let mut found = None;
+        let mut cur = list;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            let addr = ifa.ifa_addr;
+            if !addr.is_null()
+                && i32::from((*addr).sa_family) == libc::AF_INET
+                && std::ffi::CStr::from_ptr(ifa.ifa_name).to_bytes() == name.as_bytes()
+            {
+                let sin = &*(addr as *const libc::sockaddr_in);
+                found = Some(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+                break;
+            }
+            cur = ifa.ifa_next;
+        }
+        libc::freeifaddrs(list);
+        found
+    }
+}
+
 /// Join a source interface/address to a tcp endpoint the way libzmq wants:
 /// `tcp://SRC:PORT;DST:PORT` (the source needs a port; 0 lets the OS pick).
 pub fn with_source(endpoint: &str, iface: &str) -> Result<String, String> {
@@ -150,8 +184,31 @@ pub fn with_source(endpoint: &str, iface: &str) -> Result<String, String> {
             format!("a source interface only applies to tcp:// endpoints, not '{endpoint}'")
         });
     };
-    // A source needs a port: `10.0.0.2` and `eth1` get `:0`; `10.0.0.2:0`
-    // and `[fe80::1]:0` are taken as given; a bare IPv6 address is bracketed.
+    // libzmq takes a source *address* only: given an interface name it
+    // connects nowhere, silently. So a name is turned into its address here.
+    let resolved;
+    // IPv6 (bracketed or with several colons) and IPv4[:port] pass as is.
+    let iface = if iface.starts_with('[')
+        || iface.matches(':').count() > 1
+        || iface.split(':').next().is_some_and(is_ip)
+    {
+        iface
+    } else {
+        let (name, port) = match iface.split_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (iface, None),
+        };
+        let addr = interface_address(name).ok_or_else(|| {
+            format!("'{name}' is neither an IP address nor an interface with an IPv4 address on this host")
+        })?;
+        resolved = match port {
+            Some(p) => format!("{addr}:{p}"),
+            None => addr.to_string(),
+        };
+        &resolved
+    };
+    // A source needs a port: `10.0.0.2` gets `:0`; `10.0.0.2:0` and
+    // `[fe80::1]:0` are taken as given; a bare IPv6 address is bracketed.
     let src = if iface.starts_with('[') {
         if iface.contains("]:") {
             iface.to_string()
@@ -381,11 +438,13 @@ mod tests {
             "--iface",
             "10.0.0.2",
             "--iface",
-            "eth1:0",
+            "lo:0",
         ])
         .unwrap();
         assert_eq!(c.shards[0].connect, "tcp://10.0.0.2:0;10.0.0.1:5556");
-        assert_eq!(c.shards[1].connect, "tcp://eth1:0;10.0.1.1:5556");
+        // An interface name becomes its address: libzmq takes no names.
+        assert_eq!(c.shards[1].connect, "tcp://127.0.0.1:0;10.0.1.1:5556");
+        assert!(with_source("tcp://10.0.0.1:5", "nosuch0").is_err());
         assert_eq!(
             with_source("tcp://[::1]:5", "::1").unwrap(),
             "tcp://[::1]:0;[::1]:5"
