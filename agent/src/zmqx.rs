@@ -217,6 +217,12 @@ fn last_error() -> zmq::Error {
     zmq::Error::from_raw(unsafe { zmq_sys::zmq_errno() })
 }
 
+/// Whether `endpoint` is multicast (`pgm://`, `epgm://`): no connection per
+/// peer, so no subscriptions upstream and no CURVE.
+pub fn is_multicast(endpoint: &str) -> bool {
+    endpoint.starts_with("pgm://") || endpoint.starts_with("epgm://")
+}
+
 /// clap value parser for endpoint flags (the error names the flag).
 pub fn endpoint_arg(s: &str) -> Result<String, String> {
     check_endpoint("endpoint", s)

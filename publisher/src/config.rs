@@ -5,6 +5,7 @@ use serde::Serialize;
 use shardcast_agent::cpu;
 use shardcast_agent::curve::{self, Allowlist, KeyPair};
 use shardcast_agent::exit::UsageError;
+pub use shardcast_agent::zmqx::is_multicast;
 use shardcast_proto::wire::{BATCH_HEADER_LEN, MAX_BATCH, MAX_FRAME_LEN};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -92,12 +93,6 @@ pub struct CurveServer {
     pub keys: KeyPair,
     /// Subscriber keys allowed in.
     pub allow: Allowlist,
-}
-
-/// Whether `endpoint` is multicast (PGM): no connections, so no
-/// subscriptions upstream and no CURVE.
-pub fn is_multicast(endpoint: &str) -> bool {
-    endpoint.starts_with("pgm://") || endpoint.starts_with("epgm://")
 }
 
 impl Config {

@@ -6,6 +6,7 @@ use serde::Serialize;
 use shardcast_agent::cpu;
 use shardcast_agent::curve::{self, KeyPair, PublicKey};
 use shardcast_agent::exit::UsageError;
+pub use shardcast_agent::zmqx::is_multicast;
 use shardcast_proto::snail::{LagLimit, LagMode};
 use shardcast_workers::{Idle, OnSlow, WorkKind};
 use std::path::PathBuf;
@@ -108,11 +109,6 @@ pub struct CurveClient {
     pub keys: KeyPair,
     /// The publisher's public key.
     pub server: PublicKey,
-}
-
-/// Whether `endpoint` is multicast (PGM).
-pub fn is_multicast(endpoint: &str) -> bool {
-    endpoint.starts_with("pgm://") || endpoint.starts_with("epgm://")
 }
 
 fn ser_mode<S: serde::Serializer>(m: &LagMode, s: S) -> Result<S::Ok, S::Error> {
