@@ -265,8 +265,8 @@ pub fn placement() -> Vec<(String, Option<usize>)> {
         .collect()
 }
 
-/// The Guide's rule (BB-5): busy threads should not outnumber cores. Returns a
-/// warning when `busy_threads` exceeds the CPUs available.
+/// The Guide's Black Box rule (chapter 5): busy threads should not outnumber
+/// cores. Returns a warning when `busy_threads` exceeds the CPUs available.
 pub fn thread_budget_warning(busy_threads: usize, what: &str) -> Option<String> {
     let cores = available_cpus().len();
     (busy_threads > cores).then(|| {

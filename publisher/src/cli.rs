@@ -67,7 +67,7 @@ pub struct Flags {
 
     /// Pack up to N messages of a stream per ZeroMQ frame, flushing as soon
     /// as the next message is not yet due (batching never adds waiting).
-    /// 1 = one message per frame, with symbol prefix filtering at the PUB.
+    /// 1 = one message per frame, with symbol prefix filtering at the XPUB.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024),
           env = "SHARDCAST_PUB_BATCH")]
     pub batch: u32,
@@ -113,7 +113,15 @@ pub struct Flags {
           value_parser = clap::value_parser!(u64).range(1..), env = "SHARDCAST_PUB_HEARTBEAT_MS")]
     pub heartbeat_ms: u64,
 
-    /// How long end-of-stream may wait for room in a full queue.
+    /// End phase limit: how long end-of-stream repeats until every counted
+    /// subscriber has left.
+    ///
+    /// End-of-stream is sent at least once and repeated every --heartbeat-ms
+    /// until every counted subscriber (a peer subscribed to the 0x00 control
+    /// topic, as shardcast-sub is) has left (unsubscribed or disconnected),
+    /// for at most this long (epgm: always this long, nothing is
+    /// acknowledged); the socket then closes with a linger of this long,
+    /// capped at 1000 ms, for frames still queued.
     #[arg(
         long,
         default_value_t = 5000,

@@ -68,7 +68,8 @@ pub struct Config {
     pub wait_timeout: Option<Duration>,
     /// Heartbeat interval.
     pub heartbeat: Duration,
-    /// End-of-stream send limit.
+    /// End phase limit: how long end-of-stream repeats until every counted
+    /// subscriber has left; also the close linger, capped at 1 s.
     pub eos_timeout: Duration,
     /// Fault injection: ns added to every timestamp sent.
     pub clock_offset_ns: i64,

@@ -265,7 +265,19 @@ pub struct Flags {
           allow_negative_numbers = true, env = "SHARDCAST_SUB_STATS_INTERVAL")]
     pub stats_interval: Option<f64>,
 
-    /// Write the final books (work=book) here, as JSON keyed by symbol.
+    /// Write the final books (--work book; otherwise `{}`) here at the end of
+    /// the run, as JSON keyed by symbol.
+    ///
+    /// One object keyed by symbol (sorted), each value the book built from
+    /// every record the workers processed for that symbol (duplicates
+    /// dropped, lost records missing, warm-up included): bid_px, ask_px
+    /// (latest quote), last_px, high, low (trades), all integers in 1/10000
+    /// currency units; bid_sz, ask_sz (latest quote, shares); quotes,
+    /// trades (records applied); volume (sum of trade sizes, shares);
+    /// notional (sum of px x size in 1/10000 units, a decimal string); vwap
+    /// (currency units, a float; null when volume is 0). Quote fields are 0
+    /// until a quote was applied and trade fields until a trade was: tell
+    /// by `quotes` and `trades`. See README, "Books file".
     #[arg(long, value_name = "FILE", env = "SHARDCAST_SUB_BOOKS_OUT")]
     pub books_out: Option<std::path::PathBuf>,
 

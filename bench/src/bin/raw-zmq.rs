@@ -1,4 +1,4 @@
-//! The raw libzmq baseline: a plain PUB -> SUB pair written with the `zmq`
+//! The raw libzmq baseline: a plain XPUB -> SUB pair written with the `zmq`
 //! crate and nothing else, so shardcast's figures have a same-machine,
 //! same-run reference (like libzmq's local_thr/remote_thr, but PUB/SUB and
 //! with percentiles-ready counts instead of one mean).
@@ -115,7 +115,7 @@ fn main() -> Result<(), zmq::Error> {
                 xpub.send(&buf[..size as usize], 0)?;
             }
             // END until the subscriber unsubscribes (it leaves on END), at
-            // most 5 s: a lossy PUB can drop a single END for a full pipe.
+            // most 5 s: a lossy XPUB can drop a single END for a full pipe.
             xpub.set_rcvtimeo(100)?;
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {

@@ -1,6 +1,6 @@
 //! The rate sweep: drives the real `shardcast-pub` and `shardcast-sub`
 //! processes over rate x message size x streams x workers, and in the same
-//! run a raw libzmq PUB->SUB pair (`raw-zmq`) at the same rate and size, so
+//! run a raw libzmq XPUB->SUB pair (`raw-zmq`) at the same rate and size, so
 //! every shardcast figure has a ratio beside it. Each point runs a warm-up
 //! (left out of the histograms) then a measured phase. A point FAILS when
 //! the achieved rate is under the target, anything was lost, the stream was

@@ -4,7 +4,7 @@
 //! alternating, so the ratios compare like with like on a noisy machine.
 //!
 //! Throughput is measured where it matters, at the subscriber: messages
-//! received over the time from the first to the last. A PUB sending flat out
+//! received over the time from the first to the last. An XPUB sending flat out
 //! drops what a slower subscriber cannot take, so losses are shown too.
 //!
 //! Usage: `thr-compare [--runs 3] [--count 1000000] [--size 100] [--batch 64]`

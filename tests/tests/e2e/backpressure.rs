@@ -1,4 +1,4 @@
-//! Acceptance 3: a stalled worker backs the pipeline up to the PUB's HWM,
+//! A stalled worker backs the pipeline up to the publisher's XPUB HWM,
 //! which drops; the subscriber counts exactly what was dropped, and neither
 //! process grows without bound.
 

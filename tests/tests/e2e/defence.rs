@@ -1,4 +1,4 @@
-//! Issue 4, slow consumers: the clock-robust (relative) snail, the worker
+//! Slow consumers: the clock-robust (relative) snail, the worker
 //! stage check, the forensic report and operator alarm, and --explain-hwm.
 
 use crate::support::*;

@@ -1,4 +1,4 @@
-//! Acceptance 7: bad flags exit 2 with a message naming the flag.
+//! Bad flags exit 2 with a message naming the flag.
 
 use crate::support::*;
 

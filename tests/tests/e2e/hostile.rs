@@ -1,4 +1,4 @@
-//! Acceptance 6: bytes that are not shardcast messages, from a raw PUB, are
+//! Bytes that are not shardcast messages, from a raw XPUB peer, are
 //! counted as malformed under their reason; nothing crashes; good messages
 //! still flow, on the same socket and on other shards.
 

@@ -5,7 +5,7 @@ use shardcast_proto::feed::Feed;
 use shardcast_proto::wire::Payload;
 use shardcast_workers::Books;
 
-/// Acceptance 1: two streams, keyed fan-out, `--work book`, a fixed rate:
+/// Two streams, keyed fan-out, `--work book`, a fixed rate:
 /// every message arrives, both streams complete, and the final books equal
 /// the books computed from the same seed.
 #[test]
@@ -84,7 +84,7 @@ fn two_streams_keyed_books_equal_the_books_of_the_seed() {
     );
 }
 
-/// Acceptance 2: `--fanout push` with several workers processes every
+/// `--fanout push` with several workers processes every
 /// message exactly once: counts match, and the workers' checksums sum to
 /// the publisher's stream checksums (a record processed twice, or skipped,
 /// would change the sum).
@@ -134,7 +134,7 @@ fn push_fanout_processes_every_message_exactly_once() {
     assert_eq!(u(&s, "processed_checksum"), published);
 }
 
-/// Acceptance 5a: with `--wait-subscribers` the very first message arrives.
+/// With `--wait-subscribers` the very first message arrives.
 #[test]
 fn wait_subscribers_delivers_the_very_first_message() {
     let _g = serial();
@@ -158,7 +158,7 @@ fn wait_subscribers_delivers_the_very_first_message() {
     assert_eq!(s["streams_complete"], true);
 }
 
-/// Acceptance 5b, documenting the slow joiner: without `--wait-subscribers`,
+/// The slow joiner: without `--wait-subscribers`,
 /// a subscriber started after the first message was sent (the publisher's
 /// own line says so: a handshake, not a sleep) never sees it. shardcast
 /// reports what it missed as `missed_before_join`, not as `lost`, and does

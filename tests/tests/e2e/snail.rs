@@ -1,4 +1,4 @@
-//! Acceptance 4: the Suicidal Snail.
+//! The Suicidal Snail.
 
 use crate::support::*;
 
