@@ -106,6 +106,7 @@ pub fn exercise(buf: &[u8]) -> Result<Decoded, DecodeError> {
             }
             Payload::EndOfStream { last_seq, checksum } => {
                 assert!(!batch, "control records travel alone");
+                assert_eq!(rec.seq(), last_seq, "an end-of-stream agrees with itself");
                 st.on_eos(rec.session(), last_seq, checksum);
                 // The tracker may refuse it, but never record something else.
                 let eos = st.eos();

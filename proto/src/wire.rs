@@ -317,6 +317,12 @@ pub enum DecodeError {
     /// A data record with sequence 0 or `u64::MAX` (data sequences run from
     /// 1, and the last value is reserved so "next expected" never overflows).
     BadSequence,
+    /// An end-of-stream whose header `seq` differs from its body `last_seq`.
+    /// Both claim the stream's last data sequence; a sender that disagrees
+    /// with itself cannot be trusted for either, and a receiver that picked
+    /// one could declare a stream complete (or lossy) on a corrupt record.
+    /// Remedy: fix the sender; shardcast-pub always writes them equal.
+    EosSeqMismatch,
 }
 
 impl DecodeError {
@@ -329,6 +335,7 @@ impl DecodeError {
             DecodeError::UnknownKind(_) => "unknown_kind",
             DecodeError::BadLength => "bad_length",
             DecodeError::BadSequence => "bad_sequence",
+            DecodeError::EosSeqMismatch => "eos_seq_mismatch",
         }
     }
 
@@ -341,17 +348,20 @@ impl DecodeError {
             DecodeError::UnknownKind(_) => 3,
             DecodeError::BadLength => 4,
             DecodeError::BadSequence => 5,
+            DecodeError::EosSeqMismatch => 6,
         }
     }
 
-    /// Every reason, in [`Self::index`] order.
-    pub const REASONS: [&'static str; 6] = [
+    /// Every reason, in [`Self::index`] order. Report keys: names are only
+    /// ever appended, never renamed or reordered.
+    pub const REASONS: [&'static str; 7] = [
         "short",
         "foreign",
         "version",
         "unknown_kind",
         "bad_length",
         "bad_sequence",
+        "eos_seq_mismatch",
     ];
 }
 
@@ -364,6 +374,9 @@ impl std::fmt::Display for DecodeError {
             DecodeError::UnknownKind(k) => write!(f, "unknown message kind {k}"),
             DecodeError::BadLength => f.write_str("length or count field inconsistent"),
             DecodeError::BadSequence => f.write_str("data sequence number 0 or u64::MAX"),
+            DecodeError::EosSeqMismatch => {
+                f.write_str("end-of-stream header seq and body last_seq disagree")
+            }
         }
     }
 }
@@ -377,6 +390,10 @@ pub enum EncodeError {
     BufferTooSmall,
     /// The padded length is below the kind's minimum or above [`MAX_RECORD_LEN`].
     BadLength,
+    /// A [`BatchWriter`] holds as many records or bytes as its frame may.
+    /// Remedy: send its [`BatchWriter::frame`], [`BatchWriter::clear`] it,
+    /// and encode again.
+    Full,
 }
 
 impl std::fmt::Display for EncodeError {
@@ -384,6 +401,7 @@ impl std::fmt::Display for EncodeError {
         match self {
             EncodeError::BufferTooSmall => f.write_str("output buffer too small"),
             EncodeError::BadLength => f.write_str("record length out of range"),
+            EncodeError::Full => f.write_str("frame full: send it first"),
         }
     }
 }
@@ -510,6 +528,21 @@ pub fn decode_record(buf: &[u8]) -> Result<(Record<'_>, &[u8]), DecodeError> {
         return Err(DecodeError::BadSequence);
     }
     let (bytes, rest) = buf.split_at(len);
+    if kind == Kind::EndOfStream {
+        // End-of-stream states the last sequence twice (header `seq`, body
+        // `last_seq`). Receivers use the body; checking here, where every
+        // record of a frame is validated before any of it is used, means a
+        // self-contradicting end-of-stream is counted as malformed instead
+        // of half-believed. `len >= min_len` was checked, so the body is there.
+        let last_seq = EosBody::ref_from_prefix(&bytes[HEADER_LEN..])
+            .map_err(|_| DecodeError::Short)?
+            .0
+            .last_seq
+            .get();
+        if last_seq != header.seq.get() {
+            return Err(DecodeError::EosSeqMismatch);
+        }
+    }
     Ok((
         Record {
             header,
@@ -702,15 +735,172 @@ pub fn encode_batch_header(out: &mut [u8], count: u16) -> Result<(), EncodeError
     if out.len() < BATCH_HEADER_LEN {
         return Err(EncodeError::BufferTooSmall);
     }
-    let bh = BatchHeader {
+    out[..BATCH_HEADER_LEN].copy_from_slice(batch_header(count).as_bytes());
+    Ok(())
+}
+
+fn batch_header(count: u16) -> BatchHeader {
+    BatchHeader {
         zero: 0,
         magic: BATCH_MAGIC,
         version: VERSION,
         reserved: 0,
         count: U16::new(count),
-    };
-    out[..BATCH_HEADER_LEN].copy_from_slice(bh.as_bytes());
-    Ok(())
+    }
+}
+
+/// Builds one outgoing frame at a time in a buffer it keeps: the publisher's
+/// stream and the subscriber's shard both fill one, send [`Self::frame`],
+/// then [`Self::clear`] it for the next.
+///
+/// * `batched == false`: the frame is exactly one bare record (the
+///   publisher's `--batch 1`, whose symbol-first frames SUB prefix filters
+///   can route).
+/// * `batched == true`: the frame is a [`BatchHeader`] followed by 1 to
+///   [`MAX_BATCH`] records. The header is written by [`Self::frame`], once,
+///   when the count is known.
+///
+/// The buffer is allocated (zeroed) once, by [`Self::new`], at the frame
+/// limit the caller gives; records are written in place, so filling and
+/// clearing never allocate. The one exception keeps callers simple: an empty
+/// writer takes any one record, even one larger than the limit (growing the
+/// buffer), so "send, clear, retry" always makes progress.
+#[derive(Clone, Debug)]
+pub struct BatchWriter {
+    /// Frame bytes; `buf[..len]` is the frame so far. Kept at its full
+    /// length (not just capacity) so records are encoded into it in place
+    /// without zero-filling first.
+    buf: Vec<u8>,
+    len: usize,
+    count: usize,
+    batched: bool,
+    /// The frame limit in bytes, header included.
+    capacity: usize,
+}
+
+impl BatchWriter {
+    /// A writer of bare-record frames (`batched == false`) or batch frames,
+    /// none longer than `capacity_bytes` (header included) unless it holds a
+    /// single record that is longer by itself.
+    pub fn new(batched: bool, capacity_bytes: usize) -> BatchWriter {
+        let header = if batched { BATCH_HEADER_LEN } else { 0 };
+        let capacity = capacity_bytes.max(header);
+        BatchWriter {
+            buf: vec![0; capacity],
+            len: header,
+            count: 0,
+            batched,
+            capacity,
+        }
+    }
+
+    /// Whether frames are batches (a header, then records).
+    pub fn is_batched(&self) -> bool {
+        self.batched
+    }
+
+    /// The frame limit in bytes, header included (as given to [`Self::new`],
+    /// at least the header).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Records in the frame so far.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Whether the frame holds no record (then it must not be sent).
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Frame bytes so far, the batch header included.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Most records one frame may hold: 1 bare, [`MAX_BATCH`] batched.
+    pub fn max_records(&self) -> usize {
+        if self.batched {
+            MAX_BATCH
+        } else {
+            1
+        }
+    }
+
+    /// Where a record of `n` bytes would go, or `None` when the frame is
+    /// full. Grows the buffer only for a lone oversized record (see the type).
+    fn reserve(&mut self, n: usize) -> Option<usize> {
+        if self.count >= self.max_records() {
+            return None;
+        }
+        let end = self.len + n;
+        if end > self.capacity && self.count > 0 {
+            return None;
+        }
+        if end > self.buf.len() {
+            self.buf.resize(end, 0);
+        }
+        Some(self.len)
+    }
+
+    /// Append a whole encoded record (the shard copies the record of a
+    /// received single-record frame). Returns false, appending nothing,
+    /// when the frame already holds [`Self::max_records`] records or the
+    /// record would take it past [`Self::capacity`]; send and clear, then
+    /// push again. The bytes are not validated: pass records that parsed.
+    pub fn push(&mut self, record: &[u8]) -> bool {
+        let Some(at) = self.reserve(record.len()) else {
+            return false;
+        };
+        self.buf[at..at + record.len()].copy_from_slice(record);
+        self.len += record.len();
+        self.count += 1;
+        true
+    }
+
+    /// Encode a record in place at the end of the frame, padded as
+    /// [`encode`] pads it to `size`, and return its bytes (the publisher
+    /// digests them for its stream checksum). [`EncodeError::Full`] when the
+    /// frame has no room for it; [`EncodeError::BadLength`] as [`encode`].
+    pub fn encode(
+        &mut self,
+        meta: &RecordMeta,
+        payload: &Payload,
+        size: usize,
+    ) -> Result<&[u8], EncodeError> {
+        let need = size.max(payload.kind().min_len());
+        if need > MAX_RECORD_LEN {
+            return Err(EncodeError::BadLength);
+        }
+        let at = self.reserve(need).ok_or(EncodeError::Full)?;
+        let n = encode(&mut self.buf[at..], meta, payload, size)?;
+        self.len += n;
+        self.count += 1;
+        Ok(&self.buf[at..at + n])
+    }
+
+    /// The frame to send: writes the batch header (batched writers) and
+    /// returns every byte of the frame. An empty writer's frame is not a
+    /// valid frame (no bytes, or a batch of 0): check [`Self::is_empty`].
+    pub fn frame(&mut self) -> &[u8] {
+        debug_assert!(!self.is_empty(), "an empty frame is never sent");
+        if self.batched {
+            // Infallible: `reserve` refuses a record past MAX_BATCH (1024),
+            // so the count always fits the u16 field.
+            debug_assert!(self.count <= MAX_BATCH);
+            let bh = batch_header(self.count as u16);
+            self.buf[..BATCH_HEADER_LEN].copy_from_slice(bh.as_bytes());
+        }
+        &self.buf[..self.len]
+    }
+
+    /// Empty the frame for the next one, keeping the buffer (no allocation).
+    pub fn clear(&mut self) {
+        self.len = if self.batched { BATCH_HEADER_LEN } else { 0 };
+        self.count = 0;
+    }
 }
 
 /// The running checksum of a stream: the wrapping sum of the xxh3-64 digest of
@@ -777,8 +967,9 @@ mod tests {
                 side: Side::Sell,
             }),
             Payload::Heartbeat,
+            // Header seq (9, from meta) and last_seq must agree.
             Payload::EndOfStream {
-                last_seq: 42,
+                last_seq: 9,
                 checksum: u64::MAX,
             },
         ];
@@ -892,6 +1083,153 @@ mod tests {
             encode(&mut big, &meta(1), &QUOTE, 70_000),
             Err(EncodeError::BadLength)
         );
+    }
+
+    #[test]
+    fn end_of_stream_whose_two_last_seqs_disagree_is_malformed() {
+        // Issue 9, defect 3: end-of-stream states the last sequence twice;
+        // a record where they differ was accepted and the body believed.
+        let mut m = meta(5);
+        m.symbol = Symbol::CONTROL;
+        let eos = |last_seq| Payload::EndOfStream {
+            last_seq,
+            checksum: 7,
+        };
+        let mut buf = [0u8; 128];
+        for last_seq in [0, 4, 6, u64::MAX] {
+            let n = encode(&mut buf, &m, &eos(last_seq), 0).unwrap();
+            let err = Frame::parse(&buf[..n]).unwrap_err();
+            assert_eq!(err, DecodeError::EosSeqMismatch, "last_seq {last_seq}");
+            assert_eq!(err.reason(), "eos_seq_mismatch");
+            assert_eq!(DecodeError::REASONS[err.index()], "eos_seq_mismatch");
+        }
+        let n = encode(&mut buf, &m, &eos(5), 0).unwrap();
+        let frame = Frame::parse(&buf[..n]).unwrap();
+        assert_eq!(frame.records().next().unwrap().payload(), eos(5));
+        // A stream that sent no data: both 0, valid.
+        m.seq = 0;
+        let n = encode(&mut buf, &m, &eos(0), 0).unwrap();
+        assert!(Frame::parse(&buf[..n]).is_ok());
+    }
+
+    #[test]
+    fn every_decode_error_has_its_reason_at_its_index() {
+        let all = [
+            DecodeError::Short,
+            DecodeError::Foreign,
+            DecodeError::Version(2),
+            DecodeError::UnknownKind(9),
+            DecodeError::BadLength,
+            DecodeError::BadSequence,
+            DecodeError::EosSeqMismatch,
+        ];
+        assert_eq!(all.len(), DecodeError::REASONS.len());
+        for (i, e) in all.iter().enumerate() {
+            assert_eq!(e.index(), i);
+            assert_eq!(DecodeError::REASONS[i], e.reason());
+        }
+    }
+
+    /// Records 1..=n as a batch, through [`BatchWriter::encode`]; returns
+    /// the writer and each record's bytes as returned.
+    fn written(n: u64, size: usize) -> (BatchWriter, Vec<Vec<u8>>) {
+        let mut w = BatchWriter::new(true, BATCH_HEADER_LEN + n as usize * size);
+        let recs = (1..=n)
+            .map(|s| w.encode(&meta(s), &QUOTE, size).unwrap().to_vec())
+            .collect();
+        (w, recs)
+    }
+
+    #[test]
+    fn batch_writer_frames_parse_back_to_the_same_records() {
+        let (mut w, recs) = written(3, 100);
+        assert_eq!((w.count(), w.len()), (3, BATCH_HEADER_LEN + 300));
+        let bytes = w.frame().to_vec();
+        let frame = Frame::parse(&bytes).unwrap();
+        assert!(frame.is_batch());
+        let got: Vec<&[u8]> = frame.records().map(|r| r.bytes).collect();
+        assert_eq!(got, recs.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        assert_eq!(
+            frame.records().map(|r| r.seq()).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+
+        // The shard's path: the same records pushed make the same frame.
+        let mut p = BatchWriter::new(true, 1024);
+        for r in &recs {
+            assert!(p.push(r));
+        }
+        assert_eq!(p.frame(), &bytes[..]);
+    }
+
+    #[test]
+    fn unbatched_batch_writer_gives_a_bare_record_frame() {
+        let mut w = BatchWriter::new(false, 100);
+        assert_eq!(w.len(), 0);
+        let rec = w.encode(&meta(1), &QUOTE, 100).unwrap().to_vec();
+        assert_eq!(w.encode(&meta(2), &QUOTE, 100), Err(EncodeError::Full));
+        assert!(!w.push(&rec), "one record per bare frame");
+        let frame = w.frame();
+        assert_eq!(frame, &rec[..]);
+        assert!(frame.starts_with(b"AAPL"), "the symbol is the topic");
+        let parsed = Frame::parse(frame).unwrap();
+        assert!(!parsed.is_batch());
+        assert_eq!(parsed.records().next().unwrap().seq(), 1);
+    }
+
+    #[test]
+    fn batch_writer_refuses_a_record_past_max_batch() {
+        let mut heartbeat = [0u8; HEADER_LEN];
+        let n = encode(&mut heartbeat, &meta(1), &Payload::Heartbeat, 0).unwrap();
+        let mut w = BatchWriter::new(true, BATCH_HEADER_LEN + (MAX_BATCH + 1) * n);
+        for _ in 0..MAX_BATCH {
+            assert!(w.push(&heartbeat[..n]));
+        }
+        let len = w.len();
+        assert!(!w.push(&heartbeat[..n]));
+        assert_eq!(w.encode(&meta(2), &QUOTE, 0), Err(EncodeError::Full));
+        assert_eq!((w.count(), w.len()), (MAX_BATCH, len), "nothing appended");
+        let frame = w.frame();
+        assert_eq!(&frame[6..8], &(MAX_BATCH as u16).to_le_bytes());
+    }
+
+    #[test]
+    fn batch_writer_refuses_past_its_bytes_but_always_takes_one_record() {
+        let mut w = BatchWriter::new(true, BATCH_HEADER_LEN + 150);
+        w.encode(&meta(1), &QUOTE, 100).unwrap();
+        assert_eq!(w.encode(&meta(2), &QUOTE, 100), Err(EncodeError::Full));
+        let mut rec = [0u8; 100];
+        encode(&mut rec, &meta(2), &QUOTE, 100).unwrap();
+        assert!(!w.push(&rec));
+        assert_eq!(w.count(), 1);
+        assert_eq!(
+            w.encode(&meta(2), &QUOTE, MAX_RECORD_LEN + 1),
+            Err(EncodeError::BadLength)
+        );
+        // An empty writer takes one record larger than its limit, so
+        // "send, clear, retry" cannot loop.
+        let mut small = BatchWriter::new(true, 16);
+        assert!(small.push(&rec));
+        assert!(!small.push(&rec));
+        assert!(Frame::parse(small.frame()).is_ok());
+    }
+
+    #[test]
+    fn batch_writer_clear_reuses_the_buffer() {
+        let (mut w, _) = written(4, 100);
+        let (ptr, cap) = (w.frame().as_ptr(), w.capacity());
+        for round in 0..3u64 {
+            w.clear();
+            assert!(w.is_empty());
+            assert_eq!(w.len(), BATCH_HEADER_LEN);
+            for s in 1..=4 {
+                w.encode(&meta(round * 4 + s), &QUOTE, 100).unwrap();
+            }
+            let frame = w.frame();
+            assert_eq!(frame.as_ptr(), ptr, "same buffer: no allocation");
+            assert_eq!(Frame::parse(frame).unwrap().len(), 4);
+            assert_eq!(w.capacity(), cap);
+        }
     }
 
     #[test]

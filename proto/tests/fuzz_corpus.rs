@@ -255,6 +255,19 @@ fn seeds() -> Vec<(&'static str, Vec<u8>, Result<Decoded, DecodeError>)> {
             batch(2, &[q(1), heartbeat]),
             Err(DecodeError::BadLength),
         ),
+        (
+            // Header seq 5, body last_seq 4 (issue 9, defect 3).
+            "eos-seq-mismatch",
+            record(
+                meta("", 7, 5),
+                Payload::EndOfStream {
+                    last_seq: 4,
+                    checksum: 0x9db1_caf5_cacf_2fea,
+                },
+                0,
+            ),
+            Err(DecodeError::EosSeqMismatch),
+        ),
     ]
 }
 
