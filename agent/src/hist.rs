@@ -29,10 +29,26 @@ pub enum Stage {
     EndToEnd = 3,
 }
 
-/// Stage names, in [`Stage`] order: the report's `latency_ns` keys.
-pub const STAGE_NAMES: [&str; 4] = ["wire", "queue", "work", "end_to_end"];
-/// Every stage, in order.
-pub const STAGES: [Stage; 4] = [Stage::Wire, Stage::Queue, Stage::Work, Stage::EndToEnd];
+impl Stage {
+    /// Every stage, in order (the index of each is its discriminant).
+    pub const ALL: [Stage; 4] = [Stage::Wire, Stage::Queue, Stage::Work, Stage::EndToEnd];
+
+    /// The stage's name: the report's `latency_ns` keys and the `.hgrm`
+    /// file suffixes. The one table of these names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Wire => "wire",
+            Stage::Queue => "queue",
+            Stage::Work => "work",
+            Stage::EndToEnd => "end_to_end",
+        }
+    }
+
+    /// Stage names, in order.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        Stage::ALL.into_iter().map(Stage::name)
+    }
+}
 /// Interval length of the interval log and live line.
 pub const INTERVAL_NS: u64 = 1_000_000_000;
 

@@ -12,8 +12,10 @@
 //! * [`files`]: writing report files atomically.
 //! * [`hist`]: per-stage latency histograms, per thread, collected per second.
 //! * [`launch`]: the steps every binary's `main` shares.
-//! * [`watch`]: counters the hot threads publish and the monitor reads, and
-//!   the one-shot croak switch of the Suicidal Snail.
+//! * [`idle`]: how an agent waits (block or spin) to receive and to send.
+//! * [`lag`]: the Suicidal Snail's per-agent lag check and `--on-slow`.
+//! * [`watch`]: the board every agent and the monitor share: counters the
+//!   hot threads publish, the one-shot croak switch, the stop flags.
 
 pub mod clock;
 pub mod cpu;
@@ -21,6 +23,8 @@ pub mod curve;
 pub mod exit;
 pub mod files;
 pub mod hist;
+pub mod idle;
+pub mod lag;
 pub mod launch;
 pub mod signals;
 pub mod stats;

@@ -1,9 +1,12 @@
 //! What hot threads tell the monitor, without locks on the hot path.
 //!
-//! Each agent owns a [`StageCounters`] and is its only writer: it keeps plain
-//! local counters and publishes them with relaxed stores (a plain `mov` on
-//! x86), padded to their own cache lines so agents never false-share. The
-//! monitor thread reads them for live lines, alarms and reports.
+//! Each agent owns a [`AgentCounters`]: it keeps plain local counters and
+//! publishes them with relaxed stores (a plain `mov` on x86), padded to their
+//! own cache lines so agents never false-share. Every counter has one writer,
+//! the agent that owns it, except a worker's `enqueued`, which every shard
+//! adds to (once per receive round). The monitor thread reads them for live
+//! lines, alarms and reports. The [`Board`] bundles what the agents and the
+//! monitor share: every agent's counters, the croak switch and the stop flags.
 //!
 //! The Suicidal Snail's croak is a [`Croak`]: the first over-limit message
 //! latches its details once (a cold path, so a mutex is fine there) and the
@@ -16,7 +19,7 @@ use std::sync::Mutex;
 
 /// Counters of one agent (a shard or a worker).
 #[derive(Debug, Default)]
-pub struct StageCounters {
+pub struct AgentCounters {
     /// Records handled (a shard: forwarded to workers; a worker: processed).
     pub done: CachePadded<AtomicU64>,
     /// Frames handled.
@@ -31,12 +34,12 @@ pub struct StageCounters {
     /// Sequence numbers lost so far (shards; published once a second).
     pub lost: CachePadded<AtomicU64>,
     /// Records handed to this worker so far under keyed fan-out (added to
-    /// by every shard, once per inproc message): with `done`, the depth of
+    /// by every shard, once per receive round): with `done`, the depth of
     /// the worker's queue.
     pub enqueued: CachePadded<AtomicU64>,
 }
 
-impl StageCounters {
+impl AgentCounters {
     /// Publish a counter value (owner thread only).
     #[inline]
     pub fn publish(cell: &AtomicU64, value: u64) {
@@ -57,22 +60,22 @@ impl StageCounters {
     }
 }
 
-/// Which stage saw a message too old.
+/// Which kind of agent saw a message too old (the report's `stage`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Stage {
+pub enum AgentKind {
     /// A shard (SUB) thread, at receive: the network or the shard is behind.
     Shard,
     /// A worker, at the start of its work: the inproc queue is behind.
     Worker,
 }
 
-impl Stage {
-    /// Lower-case name.
+impl AgentKind {
+    /// Lower-case name, as in thread names (`shard-0`) and reports.
     pub fn name(&self) -> &'static str {
         match self {
-            Stage::Shard => "shard",
-            Stage::Worker => "worker",
+            AgentKind::Shard => "shard",
+            AgentKind::Worker => "worker",
         }
     }
 }
@@ -80,8 +83,8 @@ impl Stage {
 /// The message that was too old.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct SlowEvent {
-    /// Stage that saw it.
-    pub stage: Stage,
+    /// Kind of agent that saw it.
+    pub stage: AgentKind,
     /// Index of the shard or worker.
     pub index: usize,
     /// Its age, ns.
@@ -136,13 +139,59 @@ impl Croak {
     }
 }
 
+/// What the agents and the monitor share: one [`AgentCounters`] per agent,
+/// the croak switch, and the stop flags (shards stop first, then workers
+/// drain what was forwarded).
+#[derive(Debug)]
+pub struct Board {
+    /// Per shard.
+    pub shards: Vec<AgentCounters>,
+    /// Per worker.
+    pub workers: Vec<AgentCounters>,
+    /// The Suicidal Snail's switch.
+    pub croak: Croak,
+    /// Tells the shards to stop.
+    pub stop_shards: AtomicBool,
+    /// Tells the workers to stop.
+    pub stop_workers: AtomicBool,
+}
+
+impl Board {
+    /// A board for `shards` shards and `workers` workers.
+    pub fn new(shards: usize, workers: usize) -> Board {
+        Board {
+            shards: (0..shards).map(|_| AgentCounters::default()).collect(),
+            workers: (0..workers).map(|_| AgentCounters::default()).collect(),
+            croak: Croak::default(),
+            stop_shards: AtomicBool::new(false),
+            stop_workers: AtomicBool::new(false),
+        }
+    }
+
+    /// Sum of one counter over the shards.
+    pub fn shards_sum(&self, pick: impl Fn(&AgentCounters) -> &AtomicU64) -> u64 {
+        self.shards
+            .iter()
+            .map(|c| AgentCounters::read(pick(c)))
+            .sum()
+    }
+
+    /// Sum of one counter over the workers.
+    pub fn workers_sum(&self, pick: impl Fn(&AgentCounters) -> &AtomicU64) -> u64 {
+        self.workers
+            .iter()
+            .map(|c| AgentCounters::read(pick(c)))
+            .sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn ev(lag: u64) -> SlowEvent {
         SlowEvent {
-            stage: Stage::Worker,
+            stage: AgentKind::Worker,
             index: 1,
             lag_ns: lag,
             publisher_id: 1,

@@ -18,15 +18,18 @@ pub fn age_ns(now_ns: u64, sent_ns: u64) -> i64 {
     now_ns.wrapping_sub(sent_ns) as i64
 }
 
-/// How lag is judged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How lag is judged (`--snail-mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
 pub enum LagMode {
-    /// Lag is the raw age `receive time - send time`; needs synchronised clocks
-    /// (same host, PTP or good NTP). The Guide's method B.
+    /// Receive time minus send time: needs synchronised clocks (one host,
+    /// PTP, good NTP). The Guide's method B.
     Absolute,
-    /// Lag is the age above the smallest age seen from the same source in a
-    /// sliding window: robust to a constant (or slowly drifting) offset
-    /// between the publisher's clock and ours.
+    /// Age above the smallest age seen from the same source within
+    /// --snail-window (at the shard), and time in our own queue (at the
+    /// worker): a constant clock offset between hosts does not count, a
+    /// growing backlog does.
     Relative,
 }
 

@@ -5,7 +5,11 @@
 use clap::{Parser, ValueEnum};
 use shardcast_agent::cpu::{cpu_list_arg, CpuList};
 use shardcast_agent::exit::{non_negative_seconds, positive_seconds};
+use shardcast_agent::idle::Idle;
+use shardcast_agent::lag::OnSlow;
 use shardcast_agent::zmqx::endpoint_arg;
+use shardcast_proto::snail::LagMode;
+use shardcast_workers::WorkKind;
 
 /// Fan-out from shards to workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -16,48 +20,6 @@ pub enum Fanout {
     /// Each symbol goes to one worker (hash of the symbol), so per-symbol
     /// order holds. Needed by stateful work such as `book`.
     Keyed,
-}
-
-/// The work each worker does per record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum WorkArg {
-    /// Per-symbol top of book and trade statistics (VWAP, volume, count).
-    Book,
-    /// Nothing: measures the pipeline.
-    None,
-    /// A checksum of every record: proves exactly-once processing.
-    Checksum,
-}
-
-/// What to do when a message is older than --max-lag-ms.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum OnSlowArg {
-    /// Alarm on stderr, JSON report with a `snail` section, exit code 3.
-    Croak,
-    /// Log (at most once a second) and carry on.
-    Warn,
-}
-
-/// How the snail judges lag.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum SnailModeArg {
-    /// Receive time minus send time: needs synchronised clocks (one host,
-    /// PTP, good NTP).
-    Absolute,
-    /// Age above the smallest age seen from the same source within
-    /// --snail-window (at the shard), and time in our own queue (at the
-    /// worker): a constant clock offset between hosts does not count, a
-    /// growing backlog does.
-    Relative,
-}
-
-/// How agents wait for their next frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum IdleArg {
-    /// Block in libzmq: frees the core between messages.
-    Block,
-    /// Busy-poll: lowest latency, one full core per agent.
-    Spin,
 }
 
 /// shardcast-sub: the Black Box subscriber. One shard (SUB socket, thread and
@@ -91,8 +53,8 @@ pub struct Flags {
     pub fanout: Fanout,
 
     /// Work done per record.
-    #[arg(long, value_enum, default_value_t = WorkArg::Book, env = "SHARDCAST_SUB_WORK")]
-    pub work: WorkArg,
+    #[arg(long, value_enum, default_value_t = WorkKind::Book, env = "SHARDCAST_SUB_WORK")]
+    pub work: WorkKind,
 
     /// Extra busy work per record, in ns (simulates a heavy consumer).
     #[arg(
@@ -164,13 +126,13 @@ pub struct Flags {
     pub max_lag_ms: u64,
 
     /// What to do past --max-lag-ms.
-    #[arg(long, value_enum, default_value_t = OnSlowArg::Croak, env = "SHARDCAST_SUB_ON_SLOW")]
-    pub on_slow: OnSlowArg,
+    #[arg(long, value_enum, default_value_t = OnSlow::Croak, env = "SHARDCAST_SUB_ON_SLOW")]
+    pub on_slow: OnSlow,
 
     /// How the snail judges lag: `absolute` for synchronised clocks,
     /// `relative` when publisher and subscriber clocks may differ.
-    #[arg(long, value_enum, default_value_t = SnailModeArg::Absolute, env = "SHARDCAST_SUB_SNAIL_MODE")]
-    pub snail_mode: SnailModeArg,
+    #[arg(long, value_enum, default_value_t = LagMode::Absolute, env = "SHARDCAST_SUB_SNAIL_MODE")]
+    pub snail_mode: LagMode,
 
     /// Relative mode: how long the smallest delay is remembered. A backlog
     /// growing slower than --max-lag-ms per window is absorbed; clock drift
@@ -226,8 +188,8 @@ pub struct Flags {
     pub expected_msg_size: u64,
 
     /// How shard and worker threads wait.
-    #[arg(long, value_enum, default_value_t = IdleArg::Block, env = "SHARDCAST_SUB_IDLE")]
-    pub idle: IdleArg,
+    #[arg(long, value_enum, default_value_t = Idle::Block, env = "SHARDCAST_SUB_IDLE")]
+    pub idle: Idle,
 
     /// Stop after this many seconds (otherwise at end-of-stream on every
     /// shard, or on SIGINT/SIGTERM).

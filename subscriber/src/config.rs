@@ -1,14 +1,16 @@
 //! Flags resolved into a checked configuration (stage two of parsing):
 //! cross-flag rules, CPU plans, the thread budget.
 
-use crate::cli::{Fanout, Flags, IdleArg, OnSlowArg, SnailModeArg, WorkArg};
+use crate::cli::{Fanout, Flags};
 use serde::Serialize;
 use shardcast_agent::cpu;
 use shardcast_agent::curve::{self, KeyPair, PublicKey};
 use shardcast_agent::exit::UsageError;
+use shardcast_agent::idle::Idle;
+use shardcast_agent::lag::OnSlow;
 pub use shardcast_agent::zmqx::is_multicast;
 use shardcast_proto::snail::{LagLimit, LagMode};
-use shardcast_workers::{Idle, OnSlow, WorkKind};
+use shardcast_workers::WorkKind;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -39,7 +41,6 @@ pub struct Config {
     /// Keyed (true) or push fan-out.
     pub keyed: bool,
     /// Work kind.
-    #[serde(serialize_with = "ser_work")]
     pub work: WorkKind,
     /// Busy work per record, ns.
     pub work_ns: u64,
@@ -56,10 +57,8 @@ pub struct Config {
     /// Snail limit, ms.
     pub max_lag_ms: u64,
     /// Croak or warn.
-    #[serde(serialize_with = "ser_on_slow")]
     pub on_slow: OnSlow,
     /// Wait strategy.
-    #[serde(serialize_with = "ser_idle")]
     pub idle: Idle,
     /// Run limit.
     pub duration: Option<Duration>,
@@ -82,7 +81,6 @@ pub struct Config {
     /// Fault injection: (after records, stall) for worker 0.
     pub stall_worker: Option<(u64, Duration)>,
     /// How the snail judges lag.
-    #[serde(serialize_with = "ser_mode")]
     pub snail_mode: LagMode,
     /// Relative mode's window.
     pub snail_window: Duration,
@@ -109,28 +107,6 @@ pub struct CurveClient {
     pub keys: KeyPair,
     /// The publisher's public key.
     pub server: PublicKey,
-}
-
-fn ser_mode<S: serde::Serializer>(m: &LagMode, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(m.name())
-}
-
-fn ser_work<S: serde::Serializer>(w: &WorkKind, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(w.name())
-}
-
-fn ser_on_slow<S: serde::Serializer>(w: &OnSlow, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(match w {
-        OnSlow::Croak => "croak",
-        OnSlow::Warn => "warn",
-    })
-}
-
-fn ser_idle<S: serde::Serializer>(w: &Idle, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(match w {
-        Idle::Block => "block",
-        Idle::Spin => "spin",
-    })
 }
 
 fn is_ip(s: &str) -> bool {
@@ -225,11 +201,7 @@ impl Config {
     /// Resolve flags, or say which flag is wrong and why.
     pub fn resolve(f: &Flags) -> Result<Config, UsageError> {
         let n = f.connect.len();
-        let work = match f.work {
-            WorkArg::Book => WorkKind::Book,
-            WorkArg::None => WorkKind::None,
-            WorkArg::Checksum => WorkKind::Checksum,
-        };
+        let work = f.work;
         let keyed = f.fanout == Fanout::Keyed;
         if work.needs_keyed() && !keyed {
             return Err(UsageError::new(
@@ -266,9 +238,7 @@ impl Config {
             ));
         }
         let snail_window = Duration::from_secs_f64(f.snail_window);
-        if f.snail_mode == SnailModeArg::Relative
-            && snail_window.as_millis() <= f.max_lag_ms as u128
-        {
+        if f.snail_mode == LagMode::Relative && snail_window.as_millis() <= f.max_lag_ms as u128 {
             return Err(UsageError::new(
                 "--snail-window",
                 format!(
@@ -347,14 +317,8 @@ impl Config {
             coalesce: f.coalesce as usize,
             max_msg_size: f.max_msg_size,
             max_lag_ms: f.max_lag_ms,
-            on_slow: match f.on_slow {
-                OnSlowArg::Croak => OnSlow::Croak,
-                OnSlowArg::Warn => OnSlow::Warn,
-            },
-            idle: match f.idle {
-                IdleArg::Block => Idle::Block,
-                IdleArg::Spin => Idle::Spin,
-            },
+            on_slow: f.on_slow,
+            idle: f.idle,
             duration: f.duration.map(Duration::from_secs_f64),
             report_json: f.report_json.clone(),
             books_out: f.books_out.clone(),
@@ -367,10 +331,7 @@ impl Config {
             stall_worker: f
                 .stall_worker_ms
                 .map(|ms| (f.stall_after, Duration::from_millis(ms))),
-            snail_mode: match f.snail_mode {
-                SnailModeArg::Absolute => LagMode::Absolute,
-                SnailModeArg::Relative => LagMode::Relative,
-            },
+            snail_mode: f.snail_mode,
             snail_window,
             max_clock_skew_ms: f.max_clock_skew_ms,
             snail_report: f.snail_report.clone(),

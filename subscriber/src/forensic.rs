@@ -9,8 +9,13 @@
 //! `mode`, `publisher_id`, `stream_id`, `seq`, `symbol`, `at_ns`,
 //! `exit_code`, `snail_report` (the forensic report's path, or null).
 
-use crate::report::{Forensics, SnailReport};
+use crate::config::Config;
+use crate::report::{Forensics, HwmReport, RecentLatency, Report, SnailReport};
 use serde::Serialize;
+use shardcast_agent::exit::SNAIL;
+use shardcast_agent::watch::{AgentKind, SlowEvent};
+use shardcast_proto::snail::LagMode;
+use shardcast_proto::wire::Symbol;
 use std::path::Path;
 use std::time::Duration;
 
@@ -107,5 +112,105 @@ pub fn send_alarm(endpoint: &str, alarm: &Alarm<'_>) -> bool {
             );
             false
         }
+    }
+}
+
+/// The alarm line on stderr for the croak `ev`, with the queues as they
+/// were (`queues`, one line).
+pub fn alarm_line(cfg: &Config, ev: &SlowEvent, queues: &str) -> String {
+    if ev.watchdog {
+        format!(
+            "shardcast-sub: SNAIL ALARM: {}-{} has taken no record for {:.1} ms with records queued for it \
+             (limit {} ms, measured on this host's clock): queues: {queues}; exiting with code {SNAIL}",
+            ev.stage.name(),
+            ev.index,
+            ev.lag_ns as f64 / 1e6,
+            cfg.max_lag_ms,
+        )
+    } else {
+        format!(
+            "shardcast-sub: SNAIL ALARM: {}-{} saw a message {:.1} ms old (limit {} ms, {}): \
+             publisher {} stream {} seq {} symbol {}; queues: {queues}; exiting with code {SNAIL}",
+            ev.stage.name(),
+            ev.index,
+            ev.lag_ns as f64 / 1e6,
+            cfg.max_lag_ms,
+            lag_basis(cfg.snail_mode, ev.stage),
+            ev.publisher_id,
+            ev.stream_id,
+            ev.seq,
+            Symbol(ev.symbol),
+        )
+    }
+}
+
+/// What a lag was measured against, for the alarm line.
+fn lag_basis(mode: LagMode, kind: AgentKind) -> &'static str {
+    match (mode, kind) {
+        (LagMode::Absolute, _) => "absolute: receive time minus send time",
+        (LagMode::Relative, AgentKind::Shard) => {
+            "relative: age above the stream's smallest age in the window"
+        }
+        (LagMode::Relative, AgentKind::Worker) => {
+            "relative: time in this subscriber's worker queue"
+        }
+    }
+}
+
+/// After a croak: write the forensic report (`--snail-report`) and send the
+/// operator alarm (`--alarm`), before anything else is written: if a later
+/// step fails or hangs, they are already out. Clears `report.files_ok` when
+/// the forensic report could not be written.
+pub fn on_croak(cfg: &Config, report: &mut Report, recent: Vec<RecentLatency>) {
+    let Some(snail) = &report.snail else {
+        return;
+    };
+    let forensics = Forensics {
+        kind: "shardcast.snail_report",
+        version: 1,
+        host: host_name(),
+        pid: std::process::id(),
+        snail: snail.clone(),
+        hwm: HwmReport {
+            rcvhwm: cfg.rcvhwm,
+            rcvbuf: cfg.rcvbuf,
+            inproc_hwm: cfg.inproc_hwm,
+            coalesce: cfg.coalesce,
+            max_msg_size: cfg.max_msg_size,
+        },
+        streams: report.streams.clone(),
+        shards: report.shards.clone(),
+        workers: report.workers.clone(),
+        links: report.links.clone(),
+        recent_latency: recent,
+        latency_ns: report.latency_ns.clone(),
+        placement: report.placement.clone(),
+    };
+    let written = cfg
+        .snail_report
+        .as_deref()
+        .map(|p| write_report(p, &forensics));
+    if let Some(ep) = &cfg.alarm {
+        send_alarm(
+            ep,
+            &Alarm {
+                kind: "shardcast.alarm",
+                version: 1,
+                role: "shardcast-sub",
+                host: forensics.host.clone(),
+                pid: forensics.pid,
+                reason: "snail",
+                snail,
+                exit_code: SNAIL,
+                snail_report: cfg
+                    .snail_report
+                    .as_ref()
+                    .filter(|_| written == Some(true))
+                    .map(|p| p.display().to_string()),
+            },
+        );
+    }
+    if written == Some(false) {
+        report.files_ok = false;
     }
 }

@@ -6,7 +6,7 @@ use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 use shardcast_agent::exit::{ioerr, SetupError};
 use shardcast_agent::hist::{
-    DoneInterval, StageCollector, StageHists, StageRecorder, INTERVAL_NS, STAGE_NAMES,
+    DoneInterval, Stage, StageCollector, StageHists, StageRecorder, INTERVAL_NS,
 };
 use shardcast_agent::stats::{self, LatencySummary};
 use std::fs::File;
@@ -52,7 +52,7 @@ impl HdrLog {
         let mut w =
             IntervalLogWriterBuilder::new().begin_log_with(&mut self.out, &mut self.serializer)?;
         let start = Duration::from_nanos(iv.start_ns.saturating_sub(self.base_ns));
-        for (h, name) in iv.hists.iter().zip(STAGE_NAMES) {
+        for (h, name) in iv.hists.iter().zip(Stage::names()) {
             if h.is_empty() {
                 continue;
             }
@@ -147,10 +147,9 @@ impl Metrics {
                 }
                 self.recent.push_back(crate::report::RecentLatency {
                     start_ns: iv.start_ns,
-                    stages: shardcast_agent::hist::STAGE_NAMES
-                        .iter()
+                    stages: Stage::names()
                         .zip(iv.hists.iter())
-                        .map(|(n, h)| (*n, LatencySummary::of(h)))
+                        .map(|(n, h)| (n, LatencySummary::of(h)))
                         .collect(),
                 });
             }
@@ -234,7 +233,7 @@ pub fn write_hgrm(path: &Path, hists: &StageHists) -> std::io::Result<Vec<PathBu
     let mut all = BufWriter::new(File::create(path)?);
     let mut written = vec![path.to_path_buf()];
     let stem = path.with_extension("");
-    for (h, name) in hists.iter().zip(STAGE_NAMES) {
+    for (h, name) in hists.iter().zip(Stage::names()) {
         writeln!(all, "#[Stage: {name}; values in microseconds]")?;
         stats::write_hgrm(&mut all, h, 1000.0)?;
         writeln!(all)?;
@@ -302,7 +301,7 @@ fn plot_svg(hists: &StageHists, title: &str) -> Result<String, String> {
     use plotters::prelude::*;
     let series: Vec<(&str, Vec<(f64, f64)>)> = hists
         .iter()
-        .zip(STAGE_NAMES)
+        .zip(Stage::names())
         .filter(|(h, _)| !h.is_empty())
         .map(|(h, name)| {
             let pts = h

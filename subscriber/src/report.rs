@@ -1,9 +1,13 @@
 //! The subscriber's JSON report. Key names are a contract (benchmarks and
 //! other tools parse them): add keys, never rename or drop one.
 
+pub use crate::snapshot::{EndReason, Placement, QueueState};
 use serde::Serialize;
+use shardcast_agent::lag::OnSlow;
 use shardcast_agent::stats::LatencySummary;
+use shardcast_agent::watch::AgentKind;
 use shardcast_proto::seq::Counters;
+use shardcast_proto::snail::LagMode;
 use std::collections::BTreeMap;
 
 /// The whole report (`--report-json`).
@@ -14,7 +18,7 @@ pub struct Report {
     /// Crate version.
     pub version: &'static str,
     /// Why the run ended: end-of-stream, duration, signal, snail, error.
-    pub end_reason: &'static str,
+    pub end_reason: EndReason,
     /// `received`, `lost`, `duplicates`, `out_of_order`,
     /// `missed_before_join`, `restarts`: summed over every stream (see
     /// [`Counters`] for each).
@@ -124,10 +128,16 @@ pub struct AgentReport {
     pub endpoint: Option<String>,
     /// The libzmq error that stopped this agent early, if one did.
     pub error: Option<String>,
+    /// Frames this agent could not read: a shard's malformed frames (all
+    /// reasons), a worker's unreadable inproc messages (0 unless something
+    /// is badly wrong inside this process).
+    pub malformed: u64,
+    /// Records it handled during `--warmup` (counted, not timed).
+    pub warmup_records: u64,
 }
 
 /// Lag over the limit, croak or not.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct SlowReport {
     /// Records over the limit, all stages.
     pub count: u64,
@@ -136,9 +146,9 @@ pub struct SlowReport {
     /// The limit, ms.
     pub max_lag_ms: u64,
     /// croak or warn.
-    pub on_slow: &'static str,
+    pub on_slow: OnSlow,
     /// Lag mode: `absolute` or `relative` (--snail-mode).
-    pub mode: &'static str,
+    pub mode: LagMode,
     /// Relative mode: the floor's window, seconds (null in absolute mode).
     pub window_s: Option<f64>,
 }
@@ -147,7 +157,7 @@ pub struct SlowReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct SnailReport {
     /// shard or worker.
-    pub stage: &'static str,
+    pub stage: AgentKind,
     /// The agent (`worker-1`).
     pub agent: String,
     /// The message's age, ns.
@@ -155,7 +165,7 @@ pub struct SnailReport {
     /// The limit, ms.
     pub max_lag_ms: u64,
     /// Lag mode.
-    pub mode: &'static str,
+    pub mode: LagMode,
     /// Publisher of the late message.
     pub publisher_id: u32,
     /// Its stream.
@@ -173,23 +183,6 @@ pub struct SnailReport {
     pub detected_by: &'static str,
     /// Queue state when the alarm was raised.
     pub queues: Vec<QueueState>,
-}
-
-/// One queue at alarm time.
-#[derive(Clone, Debug, Serialize)]
-pub struct QueueState {
-    /// Agent.
-    pub agent: String,
-    /// Records forwarded (shard) or processed (worker).
-    pub records: u64,
-    /// Last sequence seen (shards).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_seq: Option<u64>,
-    /// Records forwarded to workers but not processed yet: per worker under
-    /// keyed fan-out (records handed to it minus records it processed), and
-    /// the workers' total.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub backlog: Option<u64>,
 }
 
 /// `--snail-report`: what a person needs to tell why the subscriber fell
@@ -248,13 +241,4 @@ pub struct RecentLatency {
     pub start_ns: u64,
     /// By stage.
     pub stages: BTreeMap<&'static str, LatencySummary>,
-}
-
-/// A thread and where it ran.
-#[derive(Clone, Debug, Serialize)]
-pub struct Placement {
-    /// Thread name.
-    pub thread: String,
-    /// Last CPU.
-    pub cpu: Option<usize>,
 }

@@ -10,7 +10,8 @@
 
 use crate::config::Config;
 use serde::Serialize;
-use shardcast_workers::{Books, OnSlow, WorkKind};
+use shardcast_agent::lag::OnSlow;
+use shardcast_workers::{Books, WorkKind};
 
 /// Bytes of a `zmq_msg_t` in a pipe.
 pub const MSG_T: u64 = 64;

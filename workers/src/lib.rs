@@ -6,9 +6,7 @@
 //! feed's seed alone, the books a subscriber must end with ([`Books`]).
 
 mod book;
-mod lag;
 mod worker;
 
 pub use book::{Book, BookSnapshot, Books};
-pub use lag::LagCheck;
-pub use worker::{run_worker, Idle, OnSlow, Received, WorkKind, WorkerResult, WorkerSetup};
+pub use worker::{run_worker, WorkKind, WorkerCore, WorkerResult, WorkerSetup};

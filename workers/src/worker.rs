@@ -1,27 +1,35 @@
 //! The worker agent: PULL frames from every shard over inproc, do the work,
 //! time it.
+//!
+//! The per-record logic is [`WorkerCore`], which performs no I/O (the clock
+//! is passed in), so it is tested without sockets; [`run_worker`] only
+//! receives and hands what arrives to it.
 
 use crate::book::Books;
-use crate::LagCheck;
 use shardcast_agent::clock::{now_ns, spin_for};
-use shardcast_agent::hist::{Stage as LatencyStage, StageRecorder};
-use shardcast_agent::watch::{Croak, Stage, StageCounters};
+use shardcast_agent::hist::{Stage, StageRecorder};
+use shardcast_agent::idle::{Idle, Received};
+use shardcast_agent::lag::{LagCheck, OnSlow};
+use shardcast_agent::watch::{AgentCounters, AgentKind, Board};
 use shardcast_agent::zmqx::Msg;
 use shardcast_proto::shard::worker_for;
 use shardcast_proto::snail::{age_ns, LagLimit, LagMode};
 use shardcast_proto::wire::{Frame, Payload, StreamChecksum};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-/// What a worker does with each record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a worker does with each record (`--work`). A new kind of work is a
+/// variant here and an arm in [`WorkerCore::frame`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum WorkKind {
-    /// Per-symbol top of book and trade statistics. Needs keyed fan-out so
-    /// each symbol's records reach one worker, in order.
+    /// Per-symbol top of book and trade statistics (VWAP, volume, count).
+    /// Needs keyed fan-out so each symbol's records reach one worker, in
+    /// order.
     Book,
     /// Nothing but timing: measures the pipeline itself.
     None,
-    /// Fold every record into a checksum: proves exactly-once delivery
+    /// Fold every record into a checksum: proves exactly-once processing
     /// (the sum over workers equals the publishers' stream checksums).
     Checksum,
 }
@@ -39,64 +47,6 @@ impl WorkKind {
     /// Whether the work keeps per-symbol state and so needs keyed fan-out.
     pub fn needs_keyed(&self) -> bool {
         matches!(self, WorkKind::Book)
-    }
-}
-
-/// What to do when a message is older than the lag limit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OnSlow {
-    /// The Suicidal Snail: alarm, report, exit code 3.
-    Croak,
-    /// Count and warn (rate-limited), carry on.
-    Warn,
-}
-
-/// How an agent waits for its next frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Idle {
-    /// Block in libzmq (with a timeout, to notice stop): frees the core,
-    /// costs a wake-up per idle period.
-    Block,
-    /// Poll without blocking: lowest latency, burns the core.
-    Spin,
-}
-
-/// What one receive attempt gave.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Received {
-    /// A frame is in the message.
-    Frame,
-    /// Nothing yet (receive timeout, nothing to poll, or a signal
-    /// interrupted the call): look at the stop flag and try again.
-    Nothing,
-    /// The socket failed with this error: stop.
-    Failed(zmq::Error),
-}
-
-impl Idle {
-    /// The flags a receive or send uses under this strategy.
-    #[inline]
-    pub fn flags(self) -> i32 {
-        match self {
-            Idle::Block => 0,
-            Idle::Spin => zmq::DONTWAIT,
-        }
-    }
-
-    /// Receive the next frame into `msg`, waiting the way this strategy
-    /// waits (blocking up to the socket's receive timeout, or one poll).
-    #[inline]
-    pub fn recv(self, msg: &mut Msg, socket: &mut zmq::Socket) -> Received {
-        match msg.recv(socket, self.flags()) {
-            Ok(()) => Received::Frame,
-            Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => {
-                if self == Idle::Spin {
-                    std::hint::spin_loop();
-                }
-                Received::Nothing
-            }
-            Err(e) => Received::Failed(e),
-        }
     }
 }
 
@@ -126,7 +76,7 @@ pub struct WorkerSetup {
 }
 
 /// What a worker hands back when it stops.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct WorkerResult {
     /// Records processed.
     pub processed: u64,
@@ -136,11 +86,14 @@ pub struct WorkerResult {
     pub checksum: u64,
     /// Books (only for [`WorkKind::Book`]).
     pub books: Books,
-    /// Frames that failed to parse (the shard validates, so this stays 0
-    /// unless something is badly wrong).
+    /// Inproc messages that were not a stamp and a valid frame (the shard
+    /// validates, so this stays 0 unless something is badly wrong; the
+    /// report shows it per worker).
     pub malformed: u64,
     /// Largest age of a record at work start, ns.
     pub max_lag_ns: u64,
+    /// Records older than the lag limit at work start.
+    pub slow: u64,
     /// Records whose intended send time was after their completion (the
     /// publisher's clock is ahead of ours): recorded as 1 ns, counted here.
     pub clock_ahead: u64,
@@ -152,72 +105,58 @@ pub struct WorkerResult {
     pub unknown_symbol: u64,
 }
 
-/// Run a worker until `stop` is set. `pull` must have a receive timeout when
-/// `idle` is [`Idle::Block`], so the loop notices `stop`.
-///
-/// Each message from a shard has two parts: the shard's receive time (8
-/// bytes, little-endian ns; small enough to travel inline, no allocation)
-/// and the frame. Per record the worker records `queue` (shard receive to
-/// the record's start), `work` (the record's handling) and `end_to_end`
-/// (intended send time to done) into `latency`.
-pub fn run_worker(
+/// A worker's decisions and state, without sockets: what to do with each
+/// message from a shard.
+#[derive(Debug)]
+pub struct WorkerCore {
     setup: WorkerSetup,
-    mut pull: zmq::Socket,
-    counters: &StageCounters,
-    croak: &Croak,
-    stop: &AtomicBool,
-    mut latency: StageRecorder,
-) -> WorkerResult {
-    let mut res = WorkerResult {
-        processed: 0,
-        frames: 0,
-        checksum: 0,
-        books: Books::new(),
-        malformed: 0,
-        max_lag_ns: 0,
-        clock_ahead: 0,
-        error: None,
-        warmup_records: 0,
-        unknown_symbol: 0,
-    };
-    let mut checksum = StreamChecksum::default();
-    let mut lag = LagCheck::new(Stage::Worker, setup.index, setup.limit, setup.on_slow);
-    let mut stall = setup.stall;
-    let max_symbols = setup.max_symbols;
-    let mut msg = Msg::new();
-    let mut stamp = Msg::new();
-    while !stop.load(Ordering::Relaxed) {
-        match setup.idle.recv(&mut stamp, &mut pull) {
-            Received::Frame => {}
-            Received::Nothing => {
-                let _ = latency.tick(now_ns());
-                continue;
-            }
-            Received::Failed(e) => {
-                res.error = Some(e);
-                break;
-            }
+    res: WorkerResult,
+    checksum: StreamChecksum,
+    lag: LagCheck,
+    latency: StageRecorder,
+}
+
+impl WorkerCore {
+    /// A worker core recording its latencies into `latency`.
+    pub fn new(setup: WorkerSetup, latency: StageRecorder) -> WorkerCore {
+        WorkerCore {
+            setup,
+            res: WorkerResult::default(),
+            checksum: StreamChecksum::default(),
+            lag: LagCheck::new(AgentKind::Worker, setup.index, setup.limit, setup.on_slow),
+            latency,
         }
-        // The rest of a multipart message is already here: no waiting.
-        let rx_ns = match (stamp.more(), <[u8; 8]>::try_from(stamp.bytes())) {
-            (true, Ok(b)) => u64::from_le_bytes(b),
+    }
+
+    /// Read the first part of a message from a shard: the shard's receive
+    /// time (8 bytes, little-endian ns), which must be followed by the
+    /// frame. Anything else is counted as malformed (`None`).
+    #[inline]
+    pub fn stamp(&mut self, part: &[u8], more: bool) -> Option<u64> {
+        match (more, <[u8; 8]>::try_from(part)) {
+            (true, Ok(b)) => Some(u64::from_le_bytes(b)),
             _ => {
-                res.malformed += 1;
-                continue;
+                self.res.malformed += 1;
+                None
             }
-        };
-        if let Err(e) = msg.recv(&mut pull, 0) {
-            res.error = Some(e);
-            break;
         }
-        let Ok(frame) = Frame::parse(msg.bytes()) else {
-            res.malformed += 1;
-            continue;
+    }
+
+    /// Do the work for every record of `bytes` this worker owns, received by
+    /// the shard at `rx_ns`. `clock` is read once before the first record
+    /// and once after each. Per record it records `queue` (shard receive to
+    /// the record's start), `work` (the record's handling) and `end_to_end`
+    /// (intended send time to done).
+    pub fn frame(&mut self, rx_ns: u64, bytes: &[u8], clock: &mut impl FnMut() -> u64) {
+        let Ok(frame) = Frame::parse(bytes) else {
+            self.res.malformed += 1;
+            return;
         };
-        res.frames += 1;
-        let start = now_ns();
-        let _ = latency.tick(start);
+        self.res.frames += 1;
+        let start = clock();
+        let _ = self.latency.tick(start);
         let mut prev = start;
+        let setup = self.setup;
         for rec in frame.records() {
             if let Some(n) = setup.keyed_workers {
                 if n > 1 && worker_for(&rec.symbol(), n) != setup.index {
@@ -231,53 +170,243 @@ pub fn run_worker(
                 LagMode::Absolute => age_ns(start, rec.send_ts_ns()),
                 LagMode::Relative => start.saturating_sub(rx_ns) as i64,
             };
-            lag.observe(start, age, &rec, counters, croak);
+            self.lag.observe(start, age, &rec);
             match setup.work {
-                WorkKind::Book => match rec.payload() {
-                    Payload::Quote(q) => match res.books.book_within(rec.symbol(), max_symbols) {
-                        Some(b) => b.quote(&q),
-                        None => res.unknown_symbol += 1,
-                    },
-                    Payload::Trade(t) => match res.books.book_within(rec.symbol(), max_symbols) {
-                        Some(b) => b.trade(&t),
-                        None => res.unknown_symbol += 1,
-                    },
-                    Payload::Heartbeat | Payload::EndOfStream { .. } => {}
-                },
-                WorkKind::Checksum => checksum.add(rec.digest()),
+                WorkKind::Book => {
+                    let booked = match rec.payload() {
+                        Payload::Quote(q) => self
+                            .res
+                            .books
+                            .book_within(rec.symbol(), setup.max_symbols)
+                            .map(|b| b.quote(&q)),
+                        Payload::Trade(t) => self
+                            .res
+                            .books
+                            .book_within(rec.symbol(), setup.max_symbols)
+                            .map(|b| b.trade(&t)),
+                        Payload::Heartbeat | Payload::EndOfStream { .. } => Some(()),
+                    };
+                    if booked.is_none() {
+                        self.res.unknown_symbol += 1;
+                    }
+                }
+                WorkKind::Checksum => self.checksum.add(rec.digest()),
                 WorkKind::None => {}
             }
             spin_for(setup.work_ns);
-            let done = now_ns();
+            let done = clock();
             let intended = rec.intended_ts_ns();
             if done < intended {
-                res.clock_ahead += 1;
+                self.res.clock_ahead += 1;
             }
-            if latency.in_warmup(done) {
-                latency.warmup_records += 1;
+            if self.latency.in_warmup(done) {
+                self.latency.warmup_records += 1;
             } else {
                 // This record started when the previous one finished: the
                 // wait behind earlier records of its batch is queueing too.
-                latency.record(LatencyStage::Queue, prev.saturating_sub(rx_ns));
-                latency.record(LatencyStage::Work, done - prev);
-                latency.record(LatencyStage::EndToEnd, done.saturating_sub(intended));
+                self.latency
+                    .record(Stage::Queue, prev.saturating_sub(rx_ns));
+                self.latency.record(Stage::Work, done - prev);
+                self.latency
+                    .record(Stage::EndToEnd, done.saturating_sub(intended));
             }
             prev = done;
-            res.processed += 1;
+            self.res.processed += 1;
         }
-        StageCounters::publish(&counters.done, res.processed);
-        StageCounters::publish(&counters.frames, res.frames);
-        StageCounters::publish(&counters.slow, lag.slow());
+    }
+
+    /// Nothing arrived: let the latency recorder move to `now`'s interval.
+    #[inline]
+    pub fn idle(&mut self, now: u64) {
+        let _ = self.latency.tick(now);
+    }
+
+    /// The snail's croak latched since the last call, for the shared switch.
+    #[inline]
+    pub fn take_croak(&mut self) -> Option<shardcast_agent::watch::SlowEvent> {
+        self.lag.take_croak()
+    }
+
+    /// Records processed so far.
+    pub fn processed(&self) -> u64 {
+        self.res.processed
+    }
+
+    /// Publish this worker's counters for the monitor.
+    #[inline]
+    pub fn publish(&self, counters: &AgentCounters) {
+        AgentCounters::publish(&counters.done, self.res.processed);
+        AgentCounters::publish(&counters.frames, self.res.frames);
+        AgentCounters::publish(&counters.slow, self.lag.slow());
+        AgentCounters::publish(&counters.max_lag_ns, self.lag.max_age_ns());
+    }
+
+    /// Stop: hand over the latency still held and the results.
+    pub fn finish(mut self, error: Option<zmq::Error>) -> WorkerResult {
+        self.res.warmup_records = self.latency.warmup_records;
+        self.latency.flush();
+        self.res.checksum = self.checksum.0;
+        self.res.max_lag_ns = self.lag.max_age_ns();
+        self.res.slow = self.lag.slow();
+        self.res.error = error;
+        self.res
+    }
+}
+
+/// Run worker `setup.index` until the board's `stop_workers` is set. `pull`
+/// must have a receive timeout when `idle` is [`Idle::Block`], so the loop
+/// notices stop.
+///
+/// Each message from a shard has two parts: the shard's receive time (8
+/// bytes, little-endian ns; small enough to travel inline, no allocation)
+/// and the frame.
+pub fn run_worker(
+    setup: WorkerSetup,
+    mut pull: zmq::Socket,
+    board: &Board,
+    latency: StageRecorder,
+) -> WorkerResult {
+    let counters = &board.workers[setup.index];
+    let mut core = WorkerCore::new(setup, latency);
+    let mut stall = setup.stall;
+    let mut msg = Msg::new();
+    let mut stamp = Msg::new();
+    let mut error = None;
+    while !board.stop_workers.load(Ordering::Relaxed) {
+        match setup.idle.recv(&mut stamp, &mut pull) {
+            Received::Frame => {}
+            Received::Nothing => {
+                core.idle(now_ns());
+                continue;
+            }
+            Received::Failed(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+        let more = stamp.more();
+        let Some(rx_ns) = core.stamp(stamp.bytes(), more) else {
+            continue;
+        };
+        // The rest of a multipart message is already here: no waiting.
+        if let Err(e) = msg.recv(&mut pull, 0) {
+            error = Some(e);
+            break;
+        }
+        core.frame(rx_ns, msg.bytes(), &mut now_ns);
+        if let Some(ev) = core.take_croak() {
+            board.croak.raise(ev);
+        }
+        core.publish(counters);
         if let Some((after, pause)) = stall {
-            if res.processed >= after {
+            if core.processed() >= after {
                 stall = None;
                 std::thread::sleep(pause);
             }
         }
     }
-    res.warmup_records = latency.warmup_records;
-    latency.flush();
-    res.checksum = checksum.0;
-    res.max_lag_ns = lag.max_age_ns();
-    res
+    core.finish(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardcast_agent::hist::StageCollector;
+    use shardcast_proto::wire::{encode, encode_batch_header, Quote, RecordMeta, Symbol};
+
+    fn setup(index: usize, keyed: Option<usize>, work: WorkKind) -> WorkerSetup {
+        WorkerSetup {
+            index,
+            keyed_workers: keyed,
+            work,
+            work_ns: 0,
+            limit: LagLimit::absolute_ms(1_000),
+            on_slow: OnSlow::Croak,
+            idle: Idle::Block,
+            stall: None,
+            max_symbols: 2,
+        }
+    }
+
+    fn quote(symbol: &str, seq: u64, ts: u64) -> Vec<u8> {
+        let meta = RecordMeta {
+            symbol: Symbol::new(symbol).unwrap(),
+            publisher_id: 1,
+            stream_id: 0,
+            session: 1,
+            seq,
+            send_ts_ns: ts,
+            intended_ts_ns: ts,
+        };
+        let q = Payload::Quote(Quote {
+            bid_px: 100,
+            ask_px: 101,
+            bid_sz: 1,
+            ask_sz: 2,
+        });
+        let mut buf = vec![0u8; 128];
+        let n = encode(&mut buf, &meta, &q, 0).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    fn batch(records: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = vec![0u8; shardcast_proto::wire::BATCH_HEADER_LEN];
+        encode_batch_header(&mut out, records.len() as u16).unwrap();
+        for r in records {
+            out.extend_from_slice(r);
+        }
+        out
+    }
+
+    fn core(s: WorkerSetup) -> (WorkerCore, StageCollector) {
+        let c = StageCollector::new(0, 0);
+        (WorkerCore::new(s, c.recorder()), c)
+    }
+
+    #[test]
+    fn keyed_worker_skips_the_records_other_workers_own() {
+        let syms = ["AAA", "BBB", "CCC", "DDD", "EEE", "FFF"];
+        let recs: Vec<_> = syms.iter().map(|s| quote(s, 1, 10)).collect();
+        let frame = batch(&recs);
+        let mut total = 0;
+        for w in 0..2 {
+            let (mut core, _c) = core(setup(w, Some(2), WorkKind::None));
+            core.frame(5, &frame, &mut || 20);
+            let mine = syms
+                .iter()
+                .filter(|s| worker_for(&Symbol::new(s).unwrap(), 2) == w)
+                .count() as u64;
+            assert_eq!(core.processed(), mine);
+            total += core.processed();
+        }
+        assert_eq!(total, syms.len() as u64, "every record once");
+    }
+
+    #[test]
+    fn a_bad_stamp_or_frame_is_counted_not_processed() {
+        let (mut core, _c) = core(setup(0, None, WorkKind::Checksum));
+        assert_eq!(core.stamp(&[1, 2, 3], true), None);
+        assert_eq!(core.stamp(&7u64.to_le_bytes(), false), None);
+        assert_eq!(core.stamp(&7u64.to_le_bytes(), true), Some(7));
+        core.frame(7, b"not a frame", &mut || 20);
+        let r = core.finish(None);
+        assert_eq!((r.malformed, r.processed, r.frames), (3, 0, 0));
+    }
+
+    #[test]
+    fn books_stop_at_max_symbols_and_count_the_rest() {
+        let (mut core, _c) = core(setup(0, None, WorkKind::Book));
+        let frame = batch(&[quote("AAA", 1, 1), quote("BBB", 2, 1), quote("CCC", 3, 1)]);
+        core.frame(1, &frame, &mut || 2);
+        let r = core.finish(None);
+        assert_eq!((r.processed, r.unknown_symbol, r.books.len()), (3, 1, 2));
+    }
+
+    #[test]
+    fn a_record_finished_before_its_intended_time_is_clock_ahead() {
+        let (mut core, _c) = core(setup(0, None, WorkKind::None));
+        core.frame(1, &quote("AAA", 1, 1_000), &mut || 500);
+        assert_eq!(core.finish(None).clock_ahead, 1);
+    }
 }

@@ -1,0 +1,232 @@
+//! Report assembly: the agents' results and the monitor's snapshot in, the
+//! [`Report`] out. A new report field is added here (and declared in
+//! `report.rs`); nothing here touches a socket or a thread.
+
+use crate::config::Config;
+use crate::report::{AgentReport, Report, SlowReport, SnailReport, StreamReport};
+use crate::shard::ShardResult;
+use crate::snapshot::{EndReason, RunSnapshot};
+use shardcast_agent::hist::{Stage, StageHists};
+use shardcast_agent::stats::LatencySummary;
+use shardcast_proto::seq::Counters;
+use shardcast_proto::snail::LagMode;
+use shardcast_proto::wire::{DecodeError, Symbol};
+use shardcast_workers::{Books, WorkKind, WorkerResult};
+use std::collections::BTreeMap;
+
+/// The `malformed_reasons` key of inproc messages a worker could not read.
+pub const WORKER_FRAME: &str = "worker_frame";
+/// The `malformed_reasons` key of frames libzmq cut a connection off for.
+pub const OVERSIZED: &str = "oversized";
+
+/// What the shards saw, summed.
+struct ShardSums {
+    streams: Vec<StreamReport>,
+    agents: Vec<AgentReport>,
+    malformed_reasons: BTreeMap<&'static str, u64>,
+    totals: Counters,
+    refused: u64,
+    ts_future: u64,
+    first_rx: u64,
+    last_rx: u64,
+}
+
+fn shard_sums(cfg: &Config, shards: &[Option<ShardResult>]) -> ShardSums {
+    let mut s = ShardSums {
+        streams: Vec::new(),
+        agents: Vec::new(),
+        malformed_reasons: DecodeError::REASONS.iter().map(|r| (*r, 0)).collect(),
+        totals: Counters::default(),
+        refused: 0,
+        ts_future: 0,
+        first_rx: u64::MAX,
+        last_rx: 0,
+    };
+    for (i, r) in shards.iter().enumerate() {
+        let Some(r) = r else { continue };
+        for (reason, n) in DecodeError::REASONS.iter().zip(r.malformed) {
+            *s.malformed_reasons.entry(reason).or_default() += n;
+        }
+        s.refused += r.tracker.refused();
+        s.ts_future += r.ts_future;
+        if r.first_rx_ns != 0 {
+            s.first_rx = s.first_rx.min(r.first_rx_ns);
+            s.last_rx = s.last_rx.max(r.last_rx_ns);
+        }
+        s.totals += r.tracker.totals();
+        s.streams
+            .extend(r.tracker.streams().iter().map(|st| StreamReport {
+                shard: i,
+                publisher_id: st.key().publisher_id,
+                stream_id: st.key().stream_id,
+                session: st.session(),
+                first_seq: st.first_seq(),
+                last_seq: st.last_seq(),
+                counters: st.counters(),
+                eos: st.ended(),
+                eos_last_seq: st.eos().map(|e| e.last_seq),
+                checksum_ok: st.eos().is_some_and(|e| e.checksum == st.checksum()),
+                complete: st.complete(),
+            }));
+        let plan = &cfg.shards[i];
+        s.agents.push(AgentReport {
+            name: format!("shard-{i}"),
+            cpu: plan.cpu,
+            records: r.forwarded,
+            frames: r.frames,
+            slow: r.slow,
+            max_lag_ns: r.max_lag_ns,
+            checksum: None,
+            endpoint: Some(plan.endpoint.clone()),
+            error: r.error.map(|e| e.to_string()),
+            malformed: r.malformed.iter().sum(),
+            warmup_records: r.warmup_records,
+        });
+    }
+    s
+}
+
+/// What the workers did, summed, and their books merged.
+struct WorkerSums {
+    agents: Vec<AgentReport>,
+    books: Books,
+    processed: u64,
+    clock_ahead: u64,
+    unknown_symbol: u64,
+    malformed: u64,
+    checksum: u64,
+}
+
+fn worker_sums(cfg: &Config, workers: Vec<Option<WorkerResult>>) -> WorkerSums {
+    let mut s = WorkerSums {
+        agents: Vec::new(),
+        books: Books::new(),
+        processed: 0,
+        clock_ahead: 0,
+        unknown_symbol: 0,
+        malformed: 0,
+        checksum: 0,
+    };
+    for (i, w) in workers.into_iter().enumerate() {
+        let Some(w) = w else { continue };
+        s.processed += w.processed;
+        s.clock_ahead += w.clock_ahead;
+        s.unknown_symbol += w.unknown_symbol;
+        s.malformed += w.malformed;
+        s.checksum = s.checksum.wrapping_add(w.checksum);
+        s.agents.push(AgentReport {
+            name: format!("worker-{i}"),
+            cpu: cfg.worker_cpus[i],
+            records: w.processed,
+            frames: w.frames,
+            slow: w.slow,
+            max_lag_ns: w.max_lag_ns,
+            checksum: (cfg.work == WorkKind::Checksum).then_some(w.checksum),
+            endpoint: None,
+            error: w.error.map(|e| e.to_string()),
+            malformed: w.malformed,
+            warmup_records: w.warmup_records,
+        });
+        s.books.merge(w.books);
+    }
+    s
+}
+
+fn slow_report(cfg: &Config, agents: &[AgentReport]) -> SlowReport {
+    SlowReport {
+        count: agents.iter().map(|a| a.slow).sum(),
+        max_lag_ns: agents.iter().map(|a| a.max_lag_ns).max().unwrap_or(0),
+        max_lag_ms: cfg.max_lag_ms,
+        on_slow: cfg.on_slow,
+        mode: cfg.snail_mode,
+        window_s: (cfg.snail_mode == LagMode::Relative).then_some(cfg.snail_window.as_secs_f64()),
+    }
+}
+
+fn snail_report(cfg: &Config, run: &RunSnapshot) -> Option<SnailReport> {
+    if run.end != EndReason::Snail {
+        return None;
+    }
+    run.croak.map(|ev| SnailReport {
+        stage: ev.stage,
+        agent: format!("{}-{}", ev.stage.name(), ev.index),
+        lag_ns: ev.lag_ns,
+        max_lag_ms: cfg.max_lag_ms,
+        mode: cfg.snail_mode,
+        publisher_id: ev.publisher_id,
+        stream_id: ev.stream_id,
+        seq: ev.seq,
+        symbol: Symbol(ev.symbol).to_string(),
+        at_ns: ev.at_ns,
+        detected_by: if ev.watchdog { "watchdog" } else { "record" },
+        queues: run.croak_queues.clone(),
+    })
+}
+
+/// The report of a run, and the workers' books merged.
+pub fn report(
+    cfg: &Config,
+    run: RunSnapshot,
+    shards: &[Option<ShardResult>],
+    workers: Vec<Option<WorkerResult>>,
+    latency: &StageHists,
+    files_ok: bool,
+) -> (Report, Books) {
+    let mut s = shard_sums(cfg, shards);
+    let w = worker_sums(cfg, workers);
+    *s.malformed_reasons.entry(OVERSIZED).or_default() += run.oversized;
+    *s.malformed_reasons.entry(WORKER_FRAME).or_default() += w.malformed;
+    let elapsed_s = if s.last_rx > s.first_rx {
+        (s.last_rx - s.first_rx) as f64 / 1e9
+    } else {
+        run.wall.as_secs_f64()
+    };
+    let all_agents: Vec<AgentReport> = s.agents.iter().chain(&w.agents).cloned().collect();
+    let latency_ns: BTreeMap<&'static str, LatencySummary> = Stage::names()
+        .zip(latency.iter())
+        .map(|(name, h)| (name, LatencySummary::of(h)))
+        .collect();
+    let totals = s.totals;
+    let report = Report {
+        role: "shardcast-sub",
+        version: env!("CARGO_PKG_VERSION"),
+        end_reason: run.end,
+        counters: totals,
+        malformed: s.malformed_reasons.values().sum(),
+        malformed_reasons: s.malformed_reasons,
+        refused_sources: s.refused,
+        suspect_reasons: BTreeMap::from([
+            ("seq_jump", totals.seq_jumps),
+            ("ts_future", s.ts_future),
+            ("unknown_symbol", w.unknown_symbol),
+            ("refused_source", s.refused),
+        ]),
+        processed: w.processed,
+        clock_ahead: w.clock_ahead,
+        elapsed_s,
+        msgs_per_sec: if elapsed_s > 0.0 {
+            totals.received as f64 / elapsed_s
+        } else {
+            0.0
+        },
+        // Every shard must have seen at least one stream, whole: a shard
+        // that heard nothing has proven nothing.
+        streams_complete: shards.iter().all(|r| {
+            r.as_ref()
+                .is_some_and(|r| r.error.is_none() && !r.tracker.streams().is_empty())
+        }) && s.streams.iter().all(|s| s.complete),
+        streams: s.streams,
+        shards: s.agents,
+        links: run.links.clone(),
+        workers: w.agents,
+        latency_ns,
+        slow: slow_report(cfg, &all_agents),
+        snail: snail_report(cfg, &run),
+        processed_checksum: (cfg.work == WorkKind::Checksum).then_some(w.checksum),
+        drained: run.drained,
+        warmup_records: shards.iter().flatten().map(|r| r.warmup_records).sum(),
+        files_ok,
+        placement: run.placement,
+    };
+    (report, w.books)
+}

@@ -1,0 +1,716 @@
+//! The shard's decisions, without sockets (sans-IO, in quinn-proto's
+//! manner): [`ShardCore`] takes `(now, bytes)` for each received frame and
+//! queues what must be sent, in order, as [`Send`]s. The I/O loop
+//! (`super::run_shard`) only receives, hands frames in, and sends what the
+//! core asks for. Time is passed in, so every decision here is tested
+//! deterministically below.
+//!
+//! What it decides: whether a frame is valid (a bad one is counted by reason
+//! and dropped whole), each record's sequence verdict (new, duplicate,
+//! implausible), each record's lag for the Suicidal Snail, which worker owns
+//! each record (keyed fan-out), packing single-record frames per worker,
+//! dropping duplicates out of publisher batches, the order frames leave in,
+//! and when the shard has reached the end of every stream it saw.
+
+use shardcast_agent::hist::{Stage, StageRecorder};
+use shardcast_agent::lag::{LagCheck, OnSlow};
+use shardcast_agent::watch::{AgentCounters, AgentKind, SlowEvent};
+use shardcast_proto::seq::{SourceKey, Tracker, Verdict};
+use shardcast_proto::shard::worker_for;
+use shardcast_proto::snail::{age_ns, LagLimit, LagMode};
+use shardcast_proto::wire::{
+    BatchWriter, DecodeError, Frame, Kind, Payload, MAX_BATCH, MAX_RECORD_LEN,
+};
+
+/// Most bytes packed into one inproc hop before it is sent.
+const OUTBOX_BYTES: usize = 256 << 10;
+
+/// A shard's configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct ShardSetup {
+    /// Shard index.
+    pub index: usize,
+    /// `Some(n)` under keyed fan-out to `n` workers (one PUSH per worker);
+    /// `None` under push fan-out (one PUSH, libzmq balances).
+    pub keyed_workers: Option<usize>,
+    /// The snail's limit at this stage.
+    pub limit: LagLimit,
+    /// Croak or warn.
+    pub on_slow: OnSlow,
+}
+
+/// One thing the I/O loop must send, in the order the core queued them.
+/// After sending one, the loop reports it with [`ShardCore::sent`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Send {
+    /// Worker `worker`'s packed single records as one batch frame
+    /// ([`ShardCore::packed`]), stamped with the receive time of its first
+    /// record.
+    Packed {
+        /// The worker (index into the shard's PUSH sockets).
+        worker: usize,
+        /// The stamp.
+        rx_ns: u64,
+    },
+    /// The frame just handed in, as it came (no copy), to every worker
+    /// whose bit is set in `workers` (push fan-out: bit 0, the one PUSH).
+    Whole {
+        /// Bit `w` set: send to worker `w`.
+        workers: u64,
+        /// The stamp (the frame's receive time).
+        rx_ns: u64,
+        /// New records in it.
+        records: usize,
+    },
+    /// The frame just handed in less its duplicates ([`ShardCore::rebuilt`]).
+    Rebuilt {
+        /// Bit `w` set: send to worker `w`.
+        workers: u64,
+        /// The stamp (the frame's receive time).
+        rx_ns: u64,
+        /// Records in it.
+        records: usize,
+    },
+}
+
+/// What a shard hands back when it stops.
+#[derive(Debug)]
+pub struct ShardResult {
+    /// Sequence state of every source seen.
+    pub tracker: Tracker,
+    /// Frames received, valid or not.
+    pub frames: u64,
+    /// Malformed frames by [`DecodeError::index`].
+    pub malformed: [u64; DecodeError::REASONS.len()],
+    /// Data records forwarded to workers.
+    pub forwarded: u64,
+    /// Records older than the lag limit at receive.
+    pub slow: u64,
+    /// Largest age of a data record at receive, ns.
+    pub max_lag_ns: u64,
+    /// First and last data receive time, ns (0 if none).
+    pub first_rx_ns: u64,
+    /// See `first_rx_ns`.
+    pub last_rx_ns: u64,
+    /// Whether every source it saw sent end-of-stream.
+    pub ended: bool,
+    /// The libzmq error that stopped the shard early, if one did.
+    pub error: Option<zmq::Error>,
+    /// Records received during the warm-up (counted, not timed).
+    pub warmup_records: u64,
+    /// Data records whose send time was further ahead of our clock than
+    /// the skew limit: delivered, but neither timed nor judged by the snail.
+    pub ts_future: u64,
+}
+
+/// Records of single-record frames waiting to go to one worker as a batch.
+#[derive(Debug)]
+struct Outbox {
+    writer: BatchWriter,
+    first_rx_ns: u64,
+}
+
+/// A shard's state and decisions.
+#[derive(Debug)]
+pub struct ShardCore {
+    setup: ShardSetup,
+    res: ShardResult,
+    lag: LagCheck,
+    latency: StageRecorder,
+    boxes: Vec<Outbox>,
+    /// For the rare batch that mixes new records with duplicates: reused,
+    /// grown (cold path) only when a larger batch needs it.
+    scratch: BatchWriter,
+    /// Queued sends and the next one to hand out (a reused vector: at most
+    /// one per worker plus one per frame, so no allocation after start-up).
+    sends: Vec<Send>,
+    next: usize,
+    last_seq: u64,
+    /// Keyed fan-out: records given to each worker since the last publish.
+    enqueued: Vec<u64>,
+}
+
+impl ShardCore {
+    /// A core for a shard with `outs` PUSH sockets (one per worker under
+    /// keyed fan-out, one under push), recording wire latency into
+    /// `latency`.
+    pub fn new(setup: ShardSetup, outs: usize, latency: StageRecorder) -> ShardCore {
+        ShardCore {
+            setup,
+            res: ShardResult {
+                tracker: Tracker::new(),
+                frames: 0,
+                malformed: [0; DecodeError::REASONS.len()],
+                forwarded: 0,
+                slow: 0,
+                max_lag_ns: 0,
+                first_rx_ns: 0,
+                last_rx_ns: 0,
+                ended: false,
+                error: None,
+                warmup_records: 0,
+                ts_future: 0,
+            },
+            lag: LagCheck::new(AgentKind::Shard, setup.index, setup.limit, setup.on_slow),
+            latency,
+            // Room for one record past the flush threshold, so a push never
+            // fails: the box is flushed as soon as it reaches the threshold.
+            boxes: (0..outs)
+                .map(|_| Outbox {
+                    writer: BatchWriter::new(true, OUTBOX_BYTES + MAX_RECORD_LEN),
+                    first_rx_ns: 0,
+                })
+                .collect(),
+            scratch: BatchWriter::new(true, 0),
+            sends: Vec::with_capacity(outs + 1),
+            next: 0,
+            last_seq: 0,
+            enqueued: vec![
+                0;
+                if setup.keyed_workers.is_some() {
+                    outs
+                } else {
+                    0
+                }
+            ],
+        }
+    }
+
+    /// Handle one received frame: account for it, pack or queue its new
+    /// data. Call [`Self::next_send`] until `None` before the next frame.
+    #[inline]
+    pub fn on_frame(&mut self, now: u64, bytes: &[u8]) {
+        debug_assert!(self.next_send_pending().is_none(), "sends drained first");
+        self.res.frames += 1;
+        let warmup = self.latency.in_warmup(now);
+        let mut accepted = [0u64; MAX_BATCH / 64];
+        let (mut new, mut dups, mut saw_eos) = (0usize, 0usize, false);
+        let mut workers_mask = 0u64;
+        let mut single_target = 0;
+        let frame = match Frame::parse(bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                self.res.malformed[e.index()] += 1;
+                return;
+            }
+        };
+        let batched = frame.is_batch();
+        for (i, rec) in frame.records().enumerate() {
+            let key = SourceKey {
+                publisher_id: rec.publisher_id(),
+                stream_id: rec.stream_id(),
+            };
+            let Some(st) = self.res.tracker.source(key) else {
+                dups += 1;
+                continue;
+            };
+            match rec.kind() {
+                Kind::Quote | Kind::Trade => {
+                    let age = age_ns(now, rec.send_ts_ns());
+                    let future = self.setup.limit.is_future(age);
+                    if future {
+                        // A broken or hostile clock: judging it would hide
+                        // real lag (and, relative, move the floor).
+                        self.res.ts_future += 1;
+                    } else {
+                        let lag = match self.setup.limit.mode {
+                            LagMode::Absolute => age,
+                            LagMode::Relative => st.floor.lag(now, age, self.setup.limit.window_ns),
+                        };
+                        self.lag.observe(now, lag, &rec);
+                    }
+                    match st.on_data(rec.session(), rec.seq(), || rec.digest()) {
+                        Verdict::New => {
+                            new += 1;
+                            accepted[i / 64] |= 1 << (i % 64);
+                            if warmup {
+                                self.latency.warmup_records += 1;
+                            } else if !future {
+                                self.latency
+                                    .record(Stage::Wire, now.saturating_sub(rec.send_ts_ns()));
+                            }
+                            let w = match self.setup.keyed_workers {
+                                Some(n) => {
+                                    let w = worker_for(&rec.symbol(), n);
+                                    self.enqueued[w] += 1;
+                                    w
+                                }
+                                None => 0,
+                            };
+                            workers_mask |= 1 << w;
+                            single_target = w;
+                            self.last_seq = rec.seq();
+                        }
+                        // Dropped: left out of a batch that goes on.
+                        Verdict::Duplicate | Verdict::Implausible => dups += 1,
+                    }
+                }
+                Kind::Heartbeat => {
+                    st.on_heartbeat(rec.session(), rec.seq());
+                }
+                Kind::EndOfStream => {
+                    if let Payload::EndOfStream { last_seq, checksum } = rec.payload() {
+                        st.on_eos(rec.session(), last_seq, checksum);
+                    }
+                    saw_eos = true;
+                }
+            }
+        }
+        if new > 0 {
+            if self.res.first_rx_ns == 0 {
+                self.res.first_rx_ns = now;
+            }
+            self.res.last_rx_ns = now;
+            if !batched {
+                self.pack(single_target, now, bytes);
+            } else {
+                // A publisher batch goes on whole; what was packed before
+                // it goes first, so each worker sees arrival order.
+                self.flush();
+                let (workers, rx_ns, records) = (workers_mask, now, new);
+                if dups > 0 {
+                    rebuild_without_duplicates(&frame, bytes.len(), &accepted, &mut self.scratch);
+                    self.sends.push(Send::Rebuilt {
+                        workers,
+                        rx_ns,
+                        records,
+                    });
+                } else {
+                    self.sends.push(Send::Whole {
+                        workers,
+                        rx_ns,
+                        records,
+                    });
+                }
+            }
+        }
+        if saw_eos && self.res.tracker.all_ended() {
+            self.flush();
+            self.res.ended = true;
+        }
+    }
+
+    /// Pack a single-record frame for worker `w`; queue the box when full.
+    #[inline]
+    fn pack(&mut self, w: usize, now: u64, record: &[u8]) {
+        let b = &mut self.boxes[w];
+        if b.writer.is_empty() {
+            b.first_rx_ns = now;
+        }
+        let pushed = b.writer.push(record);
+        debug_assert!(pushed, "a box is flushed before it can refuse a record");
+        if b.writer.count() >= MAX_BATCH || b.writer.len() >= OUTBOX_BYTES {
+            self.sends.push(Send::Packed {
+                worker: w,
+                rx_ns: b.first_rx_ns,
+            });
+        }
+    }
+
+    /// Queue every box that holds records (end of a receive round, before a
+    /// publisher batch, at end-of-stream).
+    pub fn flush(&mut self) {
+        for (w, b) in self.boxes.iter().enumerate() {
+            let queued = self.sends[self.next..]
+                .iter()
+                .any(|s| matches!(s, Send::Packed { worker, .. } if *worker == w));
+            if !b.writer.is_empty() && !queued {
+                self.sends.push(Send::Packed {
+                    worker: w,
+                    rx_ns: b.first_rx_ns,
+                });
+            }
+        }
+    }
+
+    fn next_send_pending(&self) -> Option<Send> {
+        self.sends.get(self.next).copied()
+    }
+
+    /// The next thing to send, in order; `None` when all are handed out.
+    #[inline]
+    pub fn next_send(&mut self) -> Option<Send> {
+        let s = self.next_send_pending();
+        match s {
+            Some(_) => self.next += 1,
+            None => {
+                self.sends.clear();
+                self.next = 0;
+            }
+        }
+        s
+    }
+
+    /// Worker `w`'s packed frame, for a [`Send::Packed`].
+    #[inline]
+    pub fn packed(&mut self, w: usize) -> &[u8] {
+        self.boxes[w].writer.frame()
+    }
+
+    /// The last batch less its duplicates, for a [`Send::Rebuilt`].
+    #[inline]
+    pub fn rebuilt(&mut self) -> &[u8] {
+        self.scratch.frame()
+    }
+
+    /// `s` went out: count its records as forwarded.
+    #[inline]
+    pub fn sent(&mut self, s: Send) {
+        match s {
+            Send::Packed { worker, .. } => {
+                let b = &mut self.boxes[worker].writer;
+                self.res.forwarded += b.count() as u64;
+                b.clear();
+            }
+            Send::Whole { records, .. } | Send::Rebuilt { records, .. } => {
+                self.res.forwarded += records as u64;
+            }
+        }
+    }
+
+    /// Whether every source this shard saw has ended (and what was packed
+    /// was queued).
+    pub fn ended(&self) -> bool {
+        self.res.ended
+    }
+
+    /// Move the latency recorder to `now`'s interval; true once a second.
+    #[inline]
+    pub fn tick(&mut self, now: u64) -> bool {
+        self.latency.tick(now)
+    }
+
+    /// The snail's croak latched since the last call, for the shared switch.
+    #[inline]
+    pub fn take_croak(&mut self) -> Option<SlowEvent> {
+        self.lag.take_croak()
+    }
+
+    /// Sequence numbers lost so far (published once a second).
+    pub fn lost(&self) -> u64 {
+        self.res.tracker.totals().lost
+    }
+
+    /// Publish this shard's counters, and add what it gave each worker to
+    /// the worker's `enqueued` (once per receive round).
+    #[inline]
+    pub fn publish(&mut self, counters: &AgentCounters, workers: &[AgentCounters]) {
+        AgentCounters::publish(&counters.done, self.res.forwarded);
+        AgentCounters::publish(&counters.frames, self.res.frames);
+        AgentCounters::publish(&counters.slow, self.lag.slow());
+        AgentCounters::publish(&counters.max_lag_ns, self.lag.max_age_ns());
+        if self.last_seq != 0 {
+            AgentCounters::publish(&counters.last_seq, self.last_seq);
+        }
+        for (n, c) in self.enqueued.iter_mut().zip(workers) {
+            if *n != 0 {
+                AgentCounters::add(&c.enqueued, *n);
+                *n = 0;
+            }
+        }
+    }
+
+    /// Stop: hand over the latency still held and the results.
+    pub fn finish(mut self, error: Option<zmq::Error>) -> ShardResult {
+        self.res.warmup_records = self.latency.warmup_records;
+        self.latency.flush();
+        self.res.slow = self.lag.slow();
+        self.res.max_lag_ns = self.lag.max_age_ns();
+        self.res.error = error;
+        self.res
+    }
+}
+
+/// Copy the accepted records of a batch into `out` as a new batch.
+#[cold]
+fn rebuild_without_duplicates(
+    frame: &Frame<'_>,
+    frame_len: usize,
+    accepted: &[u64; MAX_BATCH / 64],
+    out: &mut BatchWriter,
+) {
+    if out.capacity() < frame_len {
+        *out = BatchWriter::new(true, frame_len);
+    }
+    out.clear();
+    for (i, rec) in frame.records().enumerate() {
+        if accepted[i / 64] & (1 << (i % 64)) != 0 {
+            // Fewer records than a frame that fits `out`: they fit.
+            let pushed = out.push(rec.bytes);
+            debug_assert!(pushed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardcast_agent::hist::StageCollector;
+    use shardcast_proto::wire::{encode, Quote, RecordMeta, Symbol, BATCH_HEADER_LEN};
+
+    const T0: u64 = 1_000_000_000;
+
+    fn setup(keyed: Option<usize>) -> ShardSetup {
+        ShardSetup {
+            index: 0,
+            keyed_workers: keyed,
+            limit: LagLimit::absolute_ms(1_000),
+            on_slow: OnSlow::Croak,
+        }
+    }
+
+    /// A core with `outs` PUSH sockets; the collector must outlive it.
+    fn core(keyed: Option<usize>, outs: usize) -> (ShardCore, StageCollector) {
+        let c = StageCollector::new(0, 0);
+        (ShardCore::new(setup(keyed), outs, c.recorder()), c)
+    }
+
+    fn record(symbol: &str, seq: u64, payload: Payload) -> Vec<u8> {
+        let meta = RecordMeta {
+            symbol: Symbol::new(symbol).unwrap_or(Symbol::CONTROL),
+            publisher_id: 7,
+            stream_id: 0,
+            session: 1,
+            seq,
+            send_ts_ns: T0,
+            intended_ts_ns: T0,
+        };
+        let mut buf = vec![0u8; 256];
+        let n = encode(&mut buf, &meta, &payload, 0).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    fn quote(symbol: &str, seq: u64) -> Vec<u8> {
+        let q = Quote {
+            bid_px: 1,
+            ask_px: 2,
+            bid_sz: 3,
+            ask_sz: 4,
+        };
+        record(symbol, seq, Payload::Quote(q))
+    }
+
+    fn eos(last_seq: u64, checksum: u64) -> Vec<u8> {
+        record("", last_seq, Payload::EndOfStream { last_seq, checksum })
+    }
+
+    fn batch(records: &[Vec<u8>]) -> Vec<u8> {
+        let mut w = BatchWriter::new(true, 1 << 16);
+        for r in records {
+            assert!(w.push(r));
+        }
+        w.frame().to_vec()
+    }
+
+    /// Every send the core queued, with the frame each one carries.
+    fn drain(core: &mut ShardCore, frame: &[u8]) -> Vec<(Send, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some(s) = core.next_send() {
+            let bytes = match s {
+                Send::Packed { worker, .. } => core.packed(worker).to_vec(),
+                Send::Whole { .. } => frame.to_vec(),
+                Send::Rebuilt { .. } => core.rebuilt().to_vec(),
+            };
+            core.sent(s);
+            out.push((s, bytes));
+        }
+        out
+    }
+
+    fn seqs(frame: &[u8]) -> Vec<u64> {
+        Frame::parse(frame)
+            .unwrap()
+            .records()
+            .map(|r| r.seq())
+            .collect()
+    }
+
+    #[test]
+    fn batch_dedupe_forwards_only_the_new_records_of_an_overlapping_batch() {
+        let (mut core, _c) = core(None, 1);
+        let first = batch(&[quote("AAA", 1), quote("BBB", 2), quote("CCC", 3)]);
+        core.on_frame(T0, &first);
+        let sent = drain(&mut core, &first);
+        assert!(matches!(sent[..], [(Send::Whole { records: 3, .. }, _)]));
+        // A resent batch overlapping the first: only 4 and 5 are new.
+        let second = batch(&[
+            quote("BBB", 2),
+            quote("CCC", 3),
+            quote("AAA", 4),
+            quote("DDD", 5),
+        ]);
+        core.on_frame(T0 + 1, &second);
+        let sent = drain(&mut core, &second);
+        assert_eq!(sent.len(), 1);
+        assert!(matches!(sent[0].0, Send::Rebuilt { records: 2, .. }));
+        assert_eq!(seqs(&sent[0].1), [4, 5]);
+        // Wholly duplicate: nothing goes.
+        core.on_frame(T0 + 2, &second);
+        assert!(drain(&mut core, &second).is_empty());
+        let r = core.finish(None);
+        assert_eq!((r.forwarded, r.frames), (5, 3));
+        assert_eq!(r.tracker.totals().duplicates, 2 + 4);
+    }
+
+    #[test]
+    fn keyed_routing_packs_each_record_for_the_worker_that_owns_its_symbol() {
+        let n = 3;
+        let (mut core, _c) = core(Some(n), n);
+        let syms = ["AAA", "BBB", "CCC", "DDD", "EEE", "FFF", "GGG", "HHH"];
+        for (i, s) in syms.iter().enumerate() {
+            let f = quote(s, i as u64 + 1);
+            core.on_frame(T0, &f);
+            assert!(drain(&mut core, &f).is_empty(), "packed, not sent yet");
+        }
+        core.flush();
+        let sent = drain(&mut core, &[]);
+        let mut seen = 0;
+        for (s, bytes) in &sent {
+            let Send::Packed { worker, rx_ns } = *s else {
+                panic!("only packed frames: {s:?}");
+            };
+            assert_eq!(rx_ns, T0);
+            for rec in Frame::parse(bytes).unwrap().records() {
+                assert_eq!(worker_for(&rec.symbol(), n), worker, "{:?}", rec.symbol());
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, syms.len());
+        let owners: std::collections::BTreeSet<_> = syms
+            .iter()
+            .map(|s| worker_for(&Symbol::new(s).unwrap(), n))
+            .collect();
+        assert_eq!(
+            sent.len(),
+            owners.len(),
+            "one frame per worker that owns some"
+        );
+        assert_eq!(core.finish(None).forwarded, syms.len() as u64);
+    }
+
+    #[test]
+    fn keyed_batch_goes_whole_to_every_worker_owning_one_of_its_symbols() {
+        let (mut core, _c) = core(Some(2), 2);
+        let syms = ["AAA", "BBB", "CCC", "DDD"];
+        let recs: Vec<_> = syms
+            .iter()
+            .enumerate()
+            .map(|(i, s)| quote(s, i as u64 + 1))
+            .collect();
+        let f = batch(&recs);
+        core.on_frame(T0, &f);
+        let want = syms.iter().fold(0u64, |m, s| {
+            m | 1 << worker_for(&Symbol::new(s).unwrap(), 2)
+        });
+        let sent = drain(&mut core, &f);
+        assert!(
+            matches!(sent[..], [(Send::Whole { workers, records: 4, .. }, _)] if workers == want),
+            "{sent:?}"
+        );
+    }
+
+    #[test]
+    fn flush_order_packed_records_leave_before_a_later_publisher_batch() {
+        let (mut core, _c) = core(None, 1);
+        let one = quote("AAA", 1);
+        core.on_frame(T0, &one);
+        assert!(drain(&mut core, &one).is_empty());
+        let two = batch(&[quote("BBB", 2), quote("CCC", 3)]);
+        core.on_frame(T0 + 5, &two);
+        let sent = drain(&mut core, &two);
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        assert_eq!(
+            sent[0].0,
+            Send::Packed {
+                worker: 0,
+                rx_ns: T0
+            }
+        );
+        assert_eq!(seqs(&sent[0].1), [1]);
+        assert!(matches!(sent[1].0, Send::Whole { rx_ns, .. } if rx_ns == T0 + 5));
+        assert_eq!(seqs(&sent[1].1), [2, 3]);
+    }
+
+    #[test]
+    fn a_full_box_is_sent_before_it_refuses_a_record() {
+        let (mut core, _c) = core(None, 1);
+        let mut sends = Vec::new();
+        for seq in 1..=MAX_BATCH as u64 + 1 {
+            let f = quote("AAA", seq);
+            core.on_frame(T0, &f);
+            sends.extend(drain(&mut core, &f));
+        }
+        assert_eq!(sends.len(), 1);
+        assert_eq!(seqs(&sends[0].1).len(), MAX_BATCH);
+        core.flush();
+        assert_eq!(seqs(&drain(&mut core, &[])[0].1), [MAX_BATCH as u64 + 1]);
+    }
+
+    #[test]
+    fn end_of_stream_flushes_what_is_packed_and_ends_the_shard() {
+        let (mut core, _c) = core(None, 1);
+        let mut checksum = shardcast_proto::wire::StreamChecksum::default();
+        for seq in 1..=2 {
+            let f = quote("AAA", seq);
+            checksum.add(shardcast_proto::wire::digest(&f));
+            core.on_frame(T0, &f);
+            assert!(drain(&mut core, &f).is_empty());
+        }
+        assert!(!core.ended());
+        let e = eos(2, checksum.0);
+        core.on_frame(T0, &e);
+        let sent = drain(&mut core, &e);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(seqs(&sent[0].1), [1, 2]);
+        assert!(core.ended());
+        let r = core.finish(None);
+        let st = &r.tracker.streams()[0];
+        assert!(st.complete(), "{:?}", st.counters());
+        assert_eq!(r.forwarded, 2);
+    }
+
+    #[test]
+    fn end_of_stream_before_the_last_records_is_not_complete() {
+        let (mut core, _c) = core(None, 1);
+        let f = quote("AAA", 1);
+        core.on_frame(T0, &f);
+        let e = eos(3, 0);
+        core.on_frame(T0, &e);
+        drain(&mut core, &e);
+        assert!(core.ended(), "every source sent end-of-stream");
+        let r = core.finish(None);
+        assert!(!r.tracker.streams()[0].complete());
+        assert_eq!(r.tracker.totals().lost, 2);
+    }
+
+    #[test]
+    fn malformed_frames_are_counted_by_reason_and_send_nothing() {
+        let (mut core, _c) = core(None, 1);
+        let mut bad = quote("AAA", 1);
+        bad[8] ^= 0xff; // the magic
+        core.on_frame(T0, &bad);
+        core.on_frame(T0, &[0u8; 3]);
+        assert!(drain(&mut core, &bad).is_empty());
+        let r = core.finish(None);
+        assert_eq!(r.frames, 2);
+        assert_eq!(r.malformed.iter().sum::<u64>(), 2);
+        assert_eq!(r.malformed[DecodeError::Short.index()], 1);
+        assert_eq!(BATCH_HEADER_LEN, 8);
+    }
+
+    #[test]
+    fn a_record_over_the_lag_limit_latches_one_croak() {
+        let (mut core, _c) = core(None, 1);
+        let late = T0 + 2_000_000_000; // 2 s after send, limit 1 s
+        for seq in 1..=2 {
+            let f = quote("AAA", seq);
+            core.on_frame(late, &f);
+            drain(&mut core, &f);
+        }
+        let ev = core.take_croak().expect("croaked");
+        assert_eq!((ev.seq, ev.lag_ns), (1, 2_000_000_000));
+        assert_eq!(core.take_croak(), None);
+        assert_eq!(core.finish(None).slow, 2);
+    }
+}
