@@ -1,20 +1,11 @@
 //! Command-line flags of `shardcast-pub`. Every flag has an environment twin
 //! `SHARDCAST_PUB_<FLAG>`. Flag names are a contract: add, never rename.
 
-use clap::{Parser, ValueEnum};
+use crate::config::Pace;
+use clap::Parser;
 use shardcast_agent::cpu::{cpu_list_arg, CpuList};
 use shardcast_agent::exit::positive_seconds;
 use shardcast_agent::zmqx::endpoint_arg;
-
-/// How a stream thread waits for its next message to fall due.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum PaceArg {
-    /// Sleep (with 1 ns timer slack): frees the core; wakes a few
-    /// microseconds late, which shows as schedule lag, never hidden.
-    Sleep,
-    /// Busy-wait: on time to the clock's resolution, one full core per stream.
-    Spin,
-}
 
 /// shardcast-pub: streams a deterministic synthetic market-data feed over one
 /// XPUB socket per --bind, symbols sharded across streams, paced against the
@@ -131,8 +122,8 @@ pub struct Flags {
     pub eos_timeout_ms: u64,
 
     /// How stream threads wait for the next message to fall due.
-    #[arg(long, value_enum, default_value_t = PaceArg::Sleep, env = "SHARDCAST_PUB_PACE")]
-    pub pace: PaceArg,
+    #[arg(long, value_enum, default_value_t = Pace::Sleep, env = "SHARDCAST_PUB_PACE")]
+    pub pace: Pace,
 
     /// CPUs for the stream threads, in stream order.
     #[arg(long, value_name = "LIST", value_parser = cpu_list_arg, env = "SHARDCAST_PUB_CPUS")]
