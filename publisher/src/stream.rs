@@ -1,0 +1,494 @@
+//! One stream thread, in three phases: wait for subscribers (and for every
+//! other stream), send the feed on schedule, then the end phase
+//! (end-of-stream until every subscriber has it).
+
+use crate::config::{is_multicast, Config, Pace};
+use crate::report::{EndReason, StreamReport};
+use hdrhistogram::Histogram;
+use shardcast_agent::clock::now_ns;
+use shardcast_agent::signals::StopSignal;
+use shardcast_agent::stats;
+use shardcast_agent::zmqx::Msg;
+use shardcast_proto::feed::Feed;
+use shardcast_proto::wire::{
+    self, BatchWriter, Payload, RecordMeta, StreamChecksum, Symbol, CONTROL_TOPIC,
+};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Look at signals and subscriptions every this many feed events.
+const HOUSEKEEPING_EVERY: u64 = 1024;
+
+/// What the streams share to start together, or not at all.
+pub(crate) struct Start {
+    ready: AtomicUsize,
+    /// Decided once, by the first stream past the barrier, for all of them:
+    /// streams never disagree on whether the run started.
+    begin: OnceLock<Begin>,
+    /// Set when a stream gave up waiting for subscribers: no stream sends.
+    abort: AtomicBool,
+}
+
+impl Start {
+    pub(crate) fn new() -> Start {
+        Start {
+            ready: AtomicUsize::new(0),
+            begin: OnceLock::new(),
+            abort: AtomicBool::new(false),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Begin {
+    /// Every stream starts its schedule at this t0 (ns).
+    At(u64),
+    /// The run never starts: a wait timed out, or a signal came first.
+    Never(EndReason),
+}
+
+/// What a stream thread hands back to `run`.
+pub(crate) struct StreamResult {
+    pub(crate) report: StreamReport,
+    pub(crate) behind: Histogram<u64>,
+    pub(crate) first_due_ns: u64,
+    pub(crate) last_send_ns: u64,
+    /// `(seen, wanted)` subscribers when this stream's wait timed out.
+    pub(crate) waited_out: Option<(u32, u32)>,
+    pub(crate) end_reason: EndReason,
+}
+
+/// One stream thread.
+pub(crate) struct Stream<'a> {
+    cfg: &'a Config,
+    index: usize,
+    session: u64,
+    sock: zmq::Socket,
+    endpoint: String,
+    signal: &'a StopSignal,
+    announced: bool,
+    send_errors: u64,
+}
+
+impl<'a> Stream<'a> {
+    /// Stream `index` on its bound socket.
+    pub(crate) fn new(
+        cfg: &'a Config,
+        index: usize,
+        session: u64,
+        (sock, endpoint): (zmq::Socket, String),
+        signal: &'a StopSignal,
+    ) -> Stream<'a> {
+        Stream {
+            cfg,
+            index,
+            session,
+            sock,
+            endpoint,
+            signal,
+            announced: false,
+            send_errors: 0,
+        }
+    }
+
+    /// The whole life of the stream.
+    pub(crate) fn run(&mut self, feed: Feed, stream_of: &[u16], start: &Start) -> StreamResult {
+        if self.cfg.pace == Pace::Sleep {
+            // SAFETY: prctl(PR_SET_TIMERSLACK) only changes this thread's timer
+            // slack; 1 ns makes sleeps wake on time instead of up to 50 us late.
+            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+        }
+        let mut res = StreamResult {
+            report: StreamReport {
+                stream_id: self.index,
+                endpoint: self.endpoint.clone(),
+                sent: 0,
+                frames: 0,
+                heartbeats: 0,
+                last_seq: 0,
+                checksum: 0,
+                eos_sent: 0,
+                eos_acknowledged: false,
+                subscribers: 0,
+                send_errors: 0,
+            },
+            behind: stats::new_histogram(),
+            first_due_ns: 0,
+            last_send_ns: 0,
+            waited_out: None,
+            end_reason: EndReason::Signal,
+        };
+        let mut subs = 0i64;
+        match self.wait_for_start(start, &mut subs, &mut res) {
+            Begin::At(t0) => {
+                res.first_due_ns = t0;
+                res.end_reason = self.send_loop(t0, feed, stream_of, &mut subs, &mut res);
+                self.end_phase(&mut subs, &mut res);
+            }
+            Begin::Never(reason) => {
+                // Nothing was sent; the end phase still runs (as it always has).
+                res.end_reason = reason;
+                self.end_phase(&mut subs, &mut res);
+            }
+        }
+        res.report.subscribers = subs;
+        res.report.send_errors = self.send_errors;
+        res
+    }
+
+    /// Slow joiner: wait until this stream has --wait-subscribers (never
+    /// sleep it away), then for every other stream, and learn the shared
+    /// decision: one t0 for all, or no start at all.
+    fn wait_for_start(&mut self, start: &Start, subs: &mut i64, res: &mut StreamResult) -> Begin {
+        let cfg = self.cfg;
+        let wanted = i64::from(cfg.wait_subscribers);
+        let wait_started = Instant::now();
+        let mut told = 0;
+        while *subs < wanted && !self.signal.raised() {
+            if cfg
+                .wait_timeout
+                .is_some_and(|t| wait_started.elapsed() >= t)
+            {
+                res.waited_out = Some(((*subs).max(0) as u32, cfg.wait_subscribers));
+                start.abort.store(true, Ordering::Release);
+                break;
+            }
+            if start.abort.load(Ordering::Acquire) {
+                break;
+            }
+            self.poll_subscriptions(subs, 0);
+            if *subs != told && *subs < wanted {
+                // Progress, for operators and as a test handshake: this
+                // subscriber is counted, the wait goes on.
+                told = *subs;
+                eprintln!(
+                    "shardcast-pub: stream {}: {told} of {wanted} subscribers so far; waiting (--wait-subscribers)",
+                    self.index
+                );
+            }
+        }
+        if wanted > 0 && *subs >= wanted {
+            eprintln!(
+                "shardcast-pub: stream {}: {} subscriber(s) present",
+                self.index, subs
+            );
+        }
+        // All streams start together, at one t0. `ready` is raised after
+        // `abort` is stored, so whoever sees every stream ready sees the abort.
+        start.ready.fetch_add(1, Ordering::AcqRel);
+        while start.ready.load(Ordering::Acquire) < cfg.streams.len()
+            && !self.signal.raised()
+            && !start.abort.load(Ordering::Acquire)
+        {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        *start.begin.get_or_init(|| {
+            if start.abort.load(Ordering::Acquire) {
+                Begin::Never(EndReason::WaitTimeout)
+            } else if self.signal.raised() {
+                Begin::Never(EndReason::Signal)
+            } else {
+                Begin::At(now_ns())
+            }
+        })
+    }
+
+    /// Send this stream's events of the feed on schedule until the count,
+    /// the duration or a signal ends it; flushes the last partial batch.
+    /// Leaves the last sequence and checksum in `res.report`.
+    fn send_loop(
+        &mut self,
+        t0: u64,
+        mut feed: Feed,
+        stream_of: &[u16],
+        subs: &mut i64,
+        res: &mut StreamResult,
+    ) -> EndReason {
+        let cfg = self.cfg;
+        let me = self.index as u16;
+        let deadline = cfg.duration.map(|d| t0.saturating_add(d.as_nanos() as u64));
+        // Holds `--batch` records of `--size` bytes (every record's minimum
+        // is below 80, --size's floor), so encoding below never runs out.
+        let mut out = BatchWriter::new(
+            cfg.batch > 1,
+            wire::BATCH_HEADER_LEN * usize::from(cfg.batch > 1) + cfg.batch * cfg.size,
+        );
+        let mut seq = 0u64;
+        let mut checksum = StreamChecksum::default();
+        let mut last_frame_ns = t0;
+        let mut i = 0u64;
+        let reason = loop {
+            if cfg.count.is_some_and(|c| i >= c) {
+                break EndReason::Count;
+            }
+            if i % HOUSEKEEPING_EVERY == 0 {
+                if let Some(r) = self.housekeeping(t0, i, deadline, subs) {
+                    break r;
+                }
+            }
+            let ev = feed.next_event();
+            i += 1;
+            if stream_of[ev.symbol as usize] != me {
+                // Another stream's event: it only advances the shared feed.
+                continue;
+            }
+            // The schedule is only computed for this stream's own events.
+            let due = t0 + cfg.due_offset_ns(i - 1);
+            if cfg.rate > 0 && deadline.is_some_and(|d| due >= d) {
+                break EndReason::Duration;
+            }
+            if cfg.rate > 0 {
+                let now = now_ns();
+                if now < due {
+                    // The next message is not due: what is packed goes now,
+                    // so batching never adds waiting.
+                    if self.send_frame(&mut out) {
+                        res.report.frames += 1;
+                        last_frame_ns = now;
+                    }
+                    if !self.idle_until(due, &mut last_frame_ns, seq, &mut res.report.heartbeats) {
+                        break EndReason::Signal;
+                    }
+                }
+            }
+            let send = now_ns();
+            let intended = if cfg.rate > 0 { due } else { send };
+            let meta = self.meta(feed.symbols()[ev.symbol as usize], seq + 1, send, intended);
+            // Cannot fail: the writer holds `batch` records of `size` bytes
+            // and is sent when it holds `batch`.
+            let Ok(record) = out.encode(&meta, &ev.payload, cfg.size) else {
+                debug_assert!(false, "record does not fit the batch writer");
+                continue;
+            };
+            seq += 1;
+            checksum.add(wire::digest(record));
+            res.report.sent += 1;
+            if cfg.rate > 0 {
+                stats::record(&mut res.behind, send.saturating_sub(due));
+            }
+            res.last_send_ns = send;
+            if out.count() >= cfg.batch && self.send_frame(&mut out) {
+                res.report.frames += 1;
+                last_frame_ns = send;
+            }
+        };
+        if self.send_frame(&mut out) {
+            res.report.frames += 1;
+        }
+        res.report.last_seq = seq;
+        res.report.checksum = checksum.0;
+        reason
+    }
+
+    /// Every [`HOUSEKEEPING_EVERY`] events: a signal or the duration ends
+    /// the loop; otherwise drain subscription events.
+    fn housekeeping(
+        &mut self,
+        t0: u64,
+        i: u64,
+        deadline: Option<u64>,
+        subs: &mut i64,
+    ) -> Option<EndReason> {
+        if self.signal.raised() {
+            return Some(EndReason::Signal);
+        }
+        let past = match self.cfg.rate {
+            0 => now_ns(),
+            _ => t0 + self.cfg.due_offset_ns(i),
+        };
+        if deadline.is_some_and(|d| past >= d) {
+            return Some(EndReason::Duration);
+        }
+        self.poll_subscriptions(subs, zmq::DONTWAIT);
+        None
+    }
+
+    /// End phase. End-of-stream is repeated every heartbeat interval until
+    /// every counted subscriber has unsubscribed (a shardcast subscriber
+    /// leaves once it has end-of-stream from all its streams), or until
+    /// --eos-timeout-ms. Sending it once is not enough: a subscriber that is
+    /// behind has its pipe at the HWM, and libzmq then takes that pipe out
+    /// of the eligible set until the reader drains it, so a single
+    /// end-of-stream would be dropped for exactly the subscriber that needs
+    /// it most. ZMQ_XPUB_NODROP does not help: its HWM check only looks at
+    /// eligible pipes.
+    fn end_phase(&mut self, subs: &mut i64, res: &mut StreamResult) {
+        let cfg = self.cfg;
+        let last_seq = res.report.last_seq;
+        // Once per stream, outside the send loop: operators see when data
+        // stopped and the end phase began, and tests use it as the handshake
+        // for "the publisher is in its end phase".
+        eprintln!(
+            "shardcast-pub: stream {}: end phase ({}): end-of-stream (last seq {last_seq}) repeats until every subscriber has left, at most {} ms",
+            self.index,
+            res.end_reason,
+            cfg.eos_timeout.as_millis()
+        );
+        let multicast = is_multicast(&cfg.streams[self.index].bind);
+        let ended_at = Instant::now();
+        let poll_ms = cfg
+            .heartbeat
+            .min(cfg.eos_timeout)
+            .as_millis()
+            .clamp(1, i32::MAX as u128) as i32;
+        let _ = self.sock.set_rcvtimeo(poll_ms);
+        let deadline = ended_at + cfg.eos_timeout;
+        loop {
+            if self.send_eos(last_seq, res.report.checksum) {
+                res.report.eos_sent += 1;
+            }
+            // Count from what the XPUB has to say now, not from the last
+            // housekeeping round: a subscriber that joined since must get it.
+            self.poll_subscriptions(subs, zmq::DONTWAIT);
+            // Multicast receivers send nothing back: repeat end-of-stream
+            // for the whole --eos-timeout-ms and claim no acknowledgement.
+            if *subs <= 0 && !multicast {
+                res.report.eos_acknowledged = true;
+                break;
+            }
+            if ended_at.elapsed() >= cfg.eos_timeout {
+                break;
+            }
+            let until = (Instant::now() + cfg.heartbeat).min(deadline);
+            while (*subs > 0 || multicast) && Instant::now() < until {
+                self.poll_subscriptions(subs, 0);
+            }
+        }
+        if multicast {
+            eprintln!(
+                "shardcast-pub: stream {}: multicast end-of-stream repeated {} times over {} ms; PGM receivers \
+                 do not acknowledge it",
+                self.index,
+                res.report.eos_sent,
+                cfg.eos_timeout.as_millis()
+            );
+        } else if !res.report.eos_acknowledged && res.waited_out.is_none() {
+            eprintln!(
+                "shardcast-pub: stream {}: {} subscriber(s) still connected {} ms after end-of-stream; they may not have received it (see --eos-timeout-ms)",
+                self.index,
+                subs,
+                cfg.eos_timeout.as_millis()
+            );
+        }
+        // A short linger for frames still queued to subscribers we do not
+        // count (raw SUB sockets).
+        let _ = self
+            .sock
+            .set_linger(cfg.eos_timeout.as_millis().min(1000) as i32);
+    }
+
+    fn meta(&self, symbol: Symbol, seq: u64, send: u64, intended: u64) -> RecordMeta {
+        RecordMeta {
+            symbol,
+            publisher_id: self.cfg.publisher_id,
+            stream_id: self.index as u16,
+            session: self.session,
+            seq,
+            send_ts_ns: send.wrapping_add_signed(self.cfg.clock_offset_ns),
+            intended_ts_ns: intended.wrapping_add_signed(self.cfg.clock_offset_ns),
+        }
+    }
+
+    /// Count subscriptions to the control topic: `1 0x00` subscribes, `0 0x00`
+    /// unsubscribes (XPUB_VERBOSER reports both). Other topics are ignored.
+    fn poll_subscriptions(&mut self, subs: &mut i64, flags: i32) {
+        let mut m = Msg::new();
+        while m.recv(&mut self.sock, flags).is_ok() {
+            let b = m.bytes();
+            if b.len() == 1 + CONTROL_TOPIC.len() && &b[1..] == CONTROL_TOPIC {
+                match b[0] {
+                    1 => *subs += 1,
+                    0 => *subs -= 1,
+                    _ => {}
+                }
+            }
+            if flags == 0 {
+                break;
+            }
+        }
+    }
+
+    /// Send what `out` holds as one frame, then clear it; false when empty.
+    fn send_frame(&mut self, out: &mut BatchWriter) -> bool {
+        if out.is_empty() {
+            return false;
+        }
+        // A PUB never blocks: at the HWM it drops for that subscriber, who
+        // sees the gap in the sequence numbers; libzmq says nothing of it.
+        // An error here is something else (out of memory, a closed context).
+        let sent = Msg::from_slice(out.frame())
+            .and_then(|mut msg| msg.send(&mut self.sock, zmq::DONTWAIT));
+        if sent.is_err() {
+            self.send_errors += 1;
+        }
+        if !self.announced {
+            // Once per run; tests and operators use this line as the "data is
+            // flowing" handshake.
+            self.announced = true;
+            eprintln!(
+                "shardcast-pub: stream {}: first data message sent (seq 1)",
+                self.index
+            );
+        }
+        out.clear();
+        true
+    }
+
+    /// End-of-stream, its header `seq` and body `last_seq` from one value:
+    /// receivers reject the record when they differ (`eos_seq_mismatch`).
+    fn send_eos(&mut self, last_seq: u64, checksum: u64) -> bool {
+        self.send_control(
+            Payload::EndOfStream { last_seq, checksum },
+            last_seq,
+            zmq::DONTWAIT,
+        )
+    }
+
+    fn send_control(&mut self, payload: Payload, last_seq: u64, flags: i32) -> bool {
+        let mut buf = [0u8; 128];
+        let now = now_ns();
+        let meta = self.meta(Symbol::CONTROL, last_seq, now, now);
+        let Ok(n) = wire::encode(&mut buf, &meta, &payload, 0) else {
+            return false;
+        };
+        Msg::from_slice(&buf[..n])
+            .and_then(|mut m| m.send(&mut self.sock, flags))
+            .is_ok()
+    }
+
+    /// Wait until `due`, heartbeating if the stream would otherwise stay
+    /// silent longer than --heartbeat-ms. Returns false on a signal.
+    fn idle_until(
+        &mut self,
+        due: u64,
+        last_frame_ns: &mut u64,
+        seq: u64,
+        heartbeats: &mut u64,
+    ) -> bool {
+        const MAX_NAP_NS: u64 = 10_000_000; // look at signals at least every 10 ms
+        let hb = self.cfg.heartbeat.as_nanos() as u64;
+        loop {
+            let now = now_ns();
+            if now >= due {
+                return true;
+            }
+            if self.signal.raised() {
+                return false;
+            }
+            let hb_at = last_frame_ns.saturating_add(hb);
+            if hb_at <= now {
+                if self.send_control(Payload::Heartbeat, seq, zmq::DONTWAIT) {
+                    *heartbeats += 1;
+                }
+                *last_frame_ns = now;
+                continue;
+            }
+            let until = due.min(hb_at).min(now + MAX_NAP_NS);
+            match self.cfg.pace {
+                Pace::Spin => std::hint::spin_loop(),
+                Pace::Sleep => std::thread::sleep(Duration::from_nanos(until - now)),
+            }
+        }
+    }
+}
