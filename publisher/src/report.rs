@@ -66,11 +66,13 @@ pub struct StreamReport {
     pub last_seq: u64,
     /// Checksum of every data record sent (also in end-of-stream).
     pub checksum: u64,
-    /// End-of-stream frames sent (it is repeated until subscribers leave).
+    /// End-of-stream frames sent (it is repeated until subscribers leave);
+    /// 0 when the stream never started (stopped before its start).
     pub eos_sent: u64,
     /// Every counted subscriber unsubscribed after end-of-stream, i.e. had
     /// it, within --eos-timeout-ms (true as well when none was connected;
-    /// always false on pgm/epgm streams, whose receivers cannot answer).
+    /// always false on pgm/epgm streams, whose receivers cannot answer, and
+    /// on a stream that never started, which sends no end-of-stream).
     pub eos_acknowledged: bool,
     /// Shardcast subscribers (control-topic subscriptions) still subscribed
     /// when the stream finished: 0 once every one had end-of-stream.

@@ -1,6 +1,7 @@
 //! One stream thread, in three phases: wait for subscribers (and for every
 //! other stream), send the feed on schedule, then the end phase
-//! (end-of-stream until every subscriber has it).
+//! (end-of-stream until every subscriber has it). A stream that never
+//! started skips the last two: it sends nothing at all.
 
 use crate::config::{is_multicast, Config, Pace};
 use crate::report::{EndReason, StreamReport};
@@ -127,9 +128,14 @@ impl<'a> Stream<'a> {
                 self.end_phase(&mut subs, &mut res);
             }
             Begin::Never(reason) => {
-                // Nothing was sent; the end phase still runs (as it always has).
+                // Issue 9, defect 1: end-of-stream (last seq 0) from a stream
+                // that never started told a connected subscriber "complete,
+                // and empty". Silence leaves it incomplete, which is the truth.
                 res.end_reason = reason;
-                self.end_phase(&mut subs, &mut res);
+                eprintln!(
+                    "shardcast-pub: stream {}: never started ({reason}); no end-of-stream sent",
+                    self.index
+                );
             }
         }
         res.report.subscribers = subs;
@@ -363,7 +369,7 @@ impl<'a> Stream<'a> {
                 res.report.eos_sent,
                 cfg.eos_timeout.as_millis()
             );
-        } else if !res.report.eos_acknowledged && res.waited_out.is_none() {
+        } else if !res.report.eos_acknowledged {
             eprintln!(
                 "shardcast-pub: stream {}: {} subscriber(s) still connected {} ms after end-of-stream; they may not have received it (see --eos-timeout-ms)",
                 self.index,

@@ -225,6 +225,89 @@ fn wait_timeout_gives_up_without_sending() {
     );
 }
 
+/// A publisher waiting for 2 subscribers (at most `wait_timeout` seconds)
+/// with 1 subscriber connected and counted, so that end-of-stream, if the
+/// publisher sent one, would reach it. Returns the subscriber and the path
+/// of its report (in the returned directory).
+fn one_of_two_subscribers(wait_timeout: &str) -> (Publisher, Proc, tempfile::TempDir) {
+    // Built before the publisher starts, so its --wait-timeout is not spent
+    // on a build.
+    let _ = sub_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let sub_json = path_str(&dir.path().join("sub.json"));
+    let publ = start_pub(
+        1,
+        &[
+            "--wait-subscribers",
+            "2",
+            "--wait-timeout",
+            wait_timeout,
+            "--rate",
+            "1000",
+            "--duration",
+            "60",
+        ],
+    );
+    let sub = start_sub(&publ.endpoints, &["--report-json", &sub_json]);
+    publ.proc.wait_line("stream 0: 1 of 2 subscribers so far");
+    (publ, sub, dir)
+}
+
+/// What the subscriber of [`one_of_two_subscribers`] says once stopped:
+/// it heard of no stream, so nothing is complete.
+fn assert_subscriber_saw_no_stream(sub: Proc, dir: &tempfile::TempDir) {
+    // Had end-of-stream come, the subscriber would have ended by itself
+    // (and the publisher's end phase waited for that before it exited).
+    sub.signal(libc::SIGTERM);
+    let (st, err, _) = sub.wait();
+    assert!(st.success(), "{err}");
+    let s = read_json(&dir.path().join("sub.json"));
+    assert_eq!(s["end_reason"], "signal", "{s}");
+    assert_eq!(u(&s, "received"), 0);
+    assert_eq!(
+        s["streams_complete"], false,
+        "a stream that never started is not complete: {s}"
+    );
+}
+
+/// Issue 9, defect 1: on --wait-timeout expiry the publisher exited 1 but
+/// first sent end-of-stream with last seq 0, so a subscriber that had
+/// connected reported `received: 0, streams_complete: true`, a complete
+/// empty stream that never was.
+#[test]
+fn wait_timeout_expiry_sends_no_end_of_stream_to_a_connected_subscriber() {
+    let _g = serial();
+    let (publ, sub, dir) = one_of_two_subscribers("3");
+    let (pst, perr, _) = publ.proc.wait();
+    assert_eq!(pst.code(), Some(1), "{perr}");
+    assert!(perr.contains("--wait-timeout"), "{perr}");
+    assert_subscriber_saw_no_stream(sub, &dir);
+    assert!(
+        perr.contains("stream 0: never started (wait-timeout); no end-of-stream sent"),
+        "{perr}"
+    );
+    assert!(!perr.contains("end phase"), "{perr}");
+}
+
+/// The same defect by another way in: SIGTERM while the streams still wait
+/// for subscribers. The publisher ends cleanly (exit 0, report written) and
+/// sends no end-of-stream.
+#[test]
+fn sigterm_before_the_start_sends_no_end_of_stream_to_a_connected_subscriber() {
+    let _g = serial();
+    let (publ, sub, dir) = one_of_two_subscribers("60");
+    publ.proc.signal(libc::SIGTERM);
+    let (pst, perr, pout) = publ.proc.wait();
+    assert!(pst.success(), "{perr}");
+    assert!(pout.contains("ended by signal"), "{pout}");
+    assert_subscriber_saw_no_stream(sub, &dir);
+    assert!(
+        perr.contains("stream 0: never started (signal); no end-of-stream sent"),
+        "{perr}"
+    );
+    assert!(!perr.contains("end phase"), "{perr}");
+}
+
 /// A shard that never heard from its publisher proves nothing: the run is
 /// not complete even though every stream that was heard is.
 #[test]
