@@ -24,6 +24,17 @@ impl StopSignal {
         Ok(StopSignal(flag))
     }
 
+    /// A stop flag no signal sets, for driving a library's `run` in-process
+    /// (tests, embedding): [`Self::raise`] stops the run as a signal would.
+    pub fn manual() -> StopSignal {
+        StopSignal(Arc::new(AtomicBool::new(false)))
+    }
+
+    /// Stop the run as SIGTERM would (an orderly stop).
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
     /// Whether a signal arrived.
     #[inline]
     pub fn raised(&self) -> bool {

@@ -326,17 +326,10 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    /// Stable snake_case name used as a report key.
+    /// Stable snake_case name used as a report key: this reason's entry
+    /// in [`DecodeError::REASONS`], the one table of these names.
     pub fn reason(&self) -> &'static str {
-        match self {
-            DecodeError::Short => "short",
-            DecodeError::Foreign => "foreign",
-            DecodeError::Version(_) => "version",
-            DecodeError::UnknownKind(_) => "unknown_kind",
-            DecodeError::BadLength => "bad_length",
-            DecodeError::BadSequence => "bad_sequence",
-            DecodeError::EosSeqMismatch => "eos_seq_mismatch",
-        }
+        Self::REASONS[self.index()]
     }
 
     /// Index of [`Self::reason`] in [`DecodeError::REASONS`].

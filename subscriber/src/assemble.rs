@@ -230,3 +230,75 @@ pub fn report(
     };
     (report, w.books)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Flags;
+    use clap::Parser;
+    use shardcast_agent::hist::new_stage_hists;
+    use std::time::Duration;
+
+    fn cfg(extra: &[&str]) -> Config {
+        let mut args = vec!["shardcast-sub", "--connect", "tcp://127.0.0.1:5556"];
+        args.extend_from_slice(extra);
+        Config::resolve(&Flags::parse_from(args)).unwrap()
+    }
+
+    fn run(end: EndReason) -> RunSnapshot {
+        RunSnapshot {
+            end,
+            croak: None,
+            croak_queues: Vec::new(),
+            placement: Vec::new(),
+            oversized: 0,
+            drained: true,
+            wall: Duration::from_secs(1),
+            links: Vec::new(),
+        }
+    }
+
+    /// Issue 9, defect 2: a worker's malformed inproc messages were counted
+    /// and never reported, so a worker receiving bad frames went unseen.
+    #[test]
+    fn worker_malformed_count_is_reported() {
+        let cfg = cfg(&["--workers", "2", "--work", "none", "--fanout", "push"]);
+        let workers = vec![
+            Some(WorkerResult {
+                malformed: 3,
+                warmup_records: 5,
+                ..WorkerResult::default()
+            }),
+            Some(WorkerResult::default()),
+        ];
+        let (r, _) = report(
+            &cfg,
+            run(EndReason::Duration),
+            &[],
+            workers,
+            &new_stage_hists(),
+            true,
+        );
+        assert_eq!(r.workers[0].malformed, 3);
+        assert_eq!(r.workers[0].warmup_records, 5);
+        assert_eq!(r.malformed_reasons[WORKER_FRAME], 3);
+        assert_eq!(r.malformed, 3, "the total includes the workers'");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["workers"][0]["malformed"], 3);
+        assert_eq!(json["end_reason"], "duration");
+    }
+
+    #[test]
+    fn a_shard_that_heard_nothing_is_not_complete() {
+        let cfg = cfg(&[]);
+        let (r, _) = report(
+            &cfg,
+            run(EndReason::EndOfStream),
+            &[None],
+            vec![Some(WorkerResult::default())],
+            &new_stage_hists(),
+            true,
+        );
+        assert!(!r.streams_complete);
+    }
+}

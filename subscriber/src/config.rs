@@ -198,12 +198,10 @@ pub fn with_source(endpoint: &str, iface: &str) -> Result<String, String> {
 }
 
 impl Config {
-    /// Resolve flags, or say which flag is wrong and why.
-    pub fn resolve(f: &Flags) -> Result<Config, UsageError> {
+    /// The rules between flags that clap cannot express.
+    fn check(f: &Flags) -> Result<(), UsageError> {
         let n = f.connect.len();
-        let work = f.work;
-        let keyed = f.fanout == Fanout::Keyed;
-        if work.needs_keyed() && !keyed {
+        if f.work.needs_keyed() && f.fanout != Fanout::Keyed {
             return Err(UsageError::new(
                 "--fanout",
                 "--work book keeps per-symbol state and needs every record of a symbol \
@@ -248,6 +246,16 @@ impl Config {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Resolve flags, or say which flag is wrong and why.
+    pub fn resolve(f: &Flags) -> Result<Config, UsageError> {
+        Self::check(f)?;
+        let n = f.connect.len();
+        let work = f.work;
+        let keyed = f.fanout == Fanout::Keyed;
+        let snail_window = Duration::from_secs_f64(f.snail_window);
         let shard_cpus = cpu::plan_cpus(
             "--shard-cpus",
             f.shard_cpus.as_ref().map(|c| &c.0[..]),
@@ -274,36 +282,8 @@ impl Config {
                 curve::system_libzmq_remedy("PGM (pgm://, epgm://)"),
             ));
         }
-        let curve = match (&f.curve_key, &f.curve_server_key) {
-            (Some(key), Some(server)) => {
-                curve::need_curve("--curve-key")?;
-                if multicast {
-                    return Err(UsageError::new(
-                        "--curve-key",
-                        "libzmq cannot encrypt pgm:// or epgm:// streams (CURVE needs a connection); use tcp://",
-                    ));
-                }
-                Some(CurveClient {
-                    keys: curve::read_key_pair("--curve-key", key)?,
-                    server: curve::read_public_key("--curve-server-key", server)?,
-                })
-            }
-            _ => None,
-        };
-        let mut shards = Vec::with_capacity(n);
-        for (i, ep) in f.connect.iter().enumerate() {
-            let connect = match f.iface.get(if f.iface.len() == 1 { 0 } else { i }) {
-                Some(iface) => with_source(ep, iface).map_err(|m| UsageError::new("--iface", m))?,
-                None => ep.clone(),
-            };
-            shards.push(ShardPlan {
-                index: i,
-                endpoint: ep.clone(),
-                connect,
-                cpu: shard_cpus[i],
-                io_cpu: io_cpus[i],
-            });
-        }
+        let curve = curve_client(f, multicast)?;
+        let shards = shard_plans(f, &shard_cpus, &io_cpus)?;
         Ok(Config {
             shards,
             workers,
@@ -357,6 +337,49 @@ impl Config {
     pub fn busy_threads(&self) -> usize {
         2 * self.shards.len() + self.workers
     }
+}
+
+/// `--curve-key` and `--curve-server-key`, read and checked.
+fn curve_client(f: &Flags, multicast: bool) -> Result<Option<CurveClient>, UsageError> {
+    Ok(match (&f.curve_key, &f.curve_server_key) {
+        (Some(key), Some(server)) => {
+            curve::need_curve("--curve-key")?;
+            if multicast {
+                return Err(UsageError::new(
+                    "--curve-key",
+                    "libzmq cannot encrypt pgm:// or epgm:// streams (CURVE needs a connection); use tcp://",
+                ));
+            }
+            Some(CurveClient {
+                keys: curve::read_key_pair("--curve-key", key)?,
+                server: curve::read_public_key("--curve-server-key", server)?,
+            })
+        }
+        _ => None,
+    })
+}
+
+/// One plan per `--connect`: its source interface and CPUs.
+fn shard_plans(
+    f: &Flags,
+    shard_cpus: &[Option<usize>],
+    io_cpus: &[Option<usize>],
+) -> Result<Vec<ShardPlan>, UsageError> {
+    let mut shards = Vec::with_capacity(f.connect.len());
+    for (i, ep) in f.connect.iter().enumerate() {
+        let connect = match f.iface.get(if f.iface.len() == 1 { 0 } else { i }) {
+            Some(iface) => with_source(ep, iface).map_err(|m| UsageError::new("--iface", m))?,
+            None => ep.clone(),
+        };
+        shards.push(ShardPlan {
+            index: i,
+            endpoint: ep.clone(),
+            connect,
+            cpu: shard_cpus[i],
+            io_cpu: io_cpus[i],
+        });
+    }
+    Ok(shards)
 }
 
 #[cfg(test)]
