@@ -3,20 +3,28 @@
 //! same-run reference (like libzmq's local_thr/remote_thr, but PUB/SUB and
 //! with percentiles-ready counts instead of one mean).
 //!
-//! `raw-zmq pub --bind EP --count N --size B [--rate R]` waits for one
-//! subscription (XPUB, so no message is lost to the slow joiner), sends N
-//! messages of B bytes, flat out or paced exactly like shardcast-pub
+//! `raw-zmq pub --bind EP --count N --size B [--rate R] [--duration S]
+//! [--nodrop]` waits for one subscription (XPUB, so no message is lost to the
+//! slow joiner), sends N messages of B bytes (or, with `--duration`, until S
+//! seconds have passed: by the clock flat out, by the schedule when paced, as
+//! shardcast-pub does), flat out or paced exactly like shardcast-pub
 //! (message i due at t0 + i/R, sleeping until then), then repeats an `END`
-//! frame until the subscriber leaves. Bytes 0..8 carry the sequence number,
-//! 8..16 the intended send time (CLOCK_REALTIME ns; the send time when flat
-//! out). `raw-zmq sub --connect EP` counts, checks gaps, times each message
-//! from its intended send time (coordinated-omission-correct, like
-//! shardcast's end_to_end) and prints JSON: received, lost, elapsed_s (first
-//! to last message), msgs_per_sec, latency_ns percentiles.
+//! frame carrying the last sequence until the subscriber leaves, and prints
+//! JSON: sent, elapsed_s, msgs_per_sec. `--nodrop` sets `ZMQ_XPUB_NODROP`:
+//! a full queue then blocks the sender instead of dropping, so nothing is
+//! lost and the rate is what the subscriber sustains. Bytes 0..8 carry the
+//! sequence number, 8..16 the intended send time (CLOCK_REALTIME ns; the
+//! send time when flat out). `raw-zmq sub --connect EP` counts, checks gaps,
+//! times each message from its intended send time (coordinated-omission-
+//! correct, like shardcast's end_to_end) and prints JSON: received, lost,
+//! out_of_order, last_seq (from END), complete (END seen, every sequence up
+//! to it received once), elapsed_s (first to last message), msgs_per_sec,
+//! latency_ns percentiles.
 
 use clap::{Parser, Subcommand};
 use shardcast_agent::clock::now_ns;
 use shardcast_agent::stats;
+use shardcast_agent::zmqx::set_int_option;
 use std::time::{Duration, Instant};
 
 // mimalloc, as in every shardcast binary, so allocation is not a difference.
@@ -32,7 +40,7 @@ struct Flags {
 
 #[derive(Subcommand)]
 enum Role {
-    /// Publish N messages flat out.
+    /// Publish N messages (or for --duration seconds), flat out or paced.
     Pub {
         /// Endpoint to bind (tcp://127.0.0.1:* picks a port, printed on stderr).
         #[arg(long)]
@@ -49,6 +57,14 @@ enum Role {
         /// Messages per second (0: flat out).
         #[arg(long, default_value_t = 0)]
         rate: u64,
+        /// Stop after this many seconds (flat out: by the clock; paced: when
+        /// the next message would fall due after it), or at --count.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// ZMQ_XPUB_NODROP: block when the subscriber's queue is full
+        /// instead of dropping (lossless; the sender slows to the receiver).
+        #[arg(long)]
+        nodrop: bool,
     },
     /// Receive until END; print JSON.
     Sub {
@@ -67,7 +83,13 @@ enum Role {
     },
 }
 
+/// The end frame: `END` then the last sequence sent (u64, little-endian).
+/// No data message is this short (they are 16 bytes at least).
 const END: &[u8] = b"END";
+const END_LEN: usize = END.len() + 8;
+
+/// `ZMQ_XPUB_NODROP` (zmq.h), which the `zmq` crate has no setter for.
+const XPUB_NODROP: u32 = 69;
 
 fn main() -> Result<(), zmq::Error> {
     let ctx = zmq::Context::new();
@@ -78,10 +100,15 @@ fn main() -> Result<(), zmq::Error> {
             size,
             sndhwm,
             rate,
+            duration,
+            nodrop,
         } => {
-            let xpub = ctx.socket(zmq::XPUB)?;
+            let mut xpub = ctx.socket(zmq::XPUB)?;
             xpub.set_sndhwm(sndhwm)?;
             xpub.set_xpub_verbose(true)?;
+            if nodrop {
+                set_int_option(&mut xpub, XPUB_NODROP, 1)?;
+            }
             xpub.bind(&bind)?;
             let ep = xpub.get_last_endpoint()?.unwrap_or(bind);
             eprintln!("raw-zmq: bound {ep}");
@@ -99,33 +126,63 @@ fn main() -> Result<(), zmq::Error> {
                 unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
             }
             let t0 = now_ns();
+            let deadline = duration.map(|d| t0 + (d * 1e9) as u64);
+            let mut sent = 0u64;
             for seq in 1..=count {
                 let intended = if rate > 0 {
                     let due = t0 + ((seq - 1) as u128 * 1_000_000_000 / rate as u128) as u64;
+                    if deadline.is_some_and(|d| due >= d) {
+                        break;
+                    }
                     let now = now_ns();
                     if now < due {
                         std::thread::sleep(Duration::from_nanos(due - now));
                     }
                     due
                 } else {
-                    now_ns()
+                    let now = now_ns();
+                    if deadline.is_some_and(|d| now >= d) {
+                        break;
+                    }
+                    now
                 };
                 buf[..8].copy_from_slice(&seq.to_le_bytes());
                 buf[8..16].copy_from_slice(&intended.to_le_bytes());
                 xpub.send(&buf[..size as usize], 0)?;
+                sent = seq;
             }
+            let elapsed = (now_ns() - t0) as f64 / 1e9;
             // END until the subscriber unsubscribes (it leaves on END), at
-            // most 5 s: a lossy XPUB can drop a single END for a full pipe.
+            // most 5 s: a lossy XPUB can drop a single END for a full pipe,
+            // and a NODROP one must not block on it (hence DONTWAIT).
+            let mut end = [0u8; END_LEN];
+            end[..END.len()].copy_from_slice(END);
+            end[END.len()..].copy_from_slice(&sent.to_le_bytes());
             xpub.set_rcvtimeo(100)?;
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                xpub.send(END, 0)?;
+            let until = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < until {
+                match xpub.send(&end[..], zmq::DONTWAIT) {
+                    Ok(()) | Err(zmq::Error::EAGAIN) => {}
+                    Err(e) => return Err(e),
+                }
                 if let Ok(m) = xpub.recv_bytes(0) {
                     if m.first() == Some(&0) {
                         break;
                     }
                 }
             }
+            println!(
+                "{}",
+                serde_json::json!({
+                    "role": "raw-zmq-pub",
+                    "sent": sent,
+                    "elapsed_s": elapsed,
+                    "msgs_per_sec": if elapsed > 0.0 { sent as f64 / elapsed } else { 0.0 },
+                    "rate": rate,
+                    "nodrop": nodrop,
+                    "sndhwm": sndhwm,
+                })
+            );
         }
         Role::Sub {
             connect,
@@ -140,11 +197,14 @@ fn main() -> Result<(), zmq::Error> {
             sub.connect(&connect)?;
             let mut msg = zmq::Message::new();
             let (mut received, mut lost, mut expected) = (0u64, 0u64, 1u64);
+            let mut out_of_order = 0u64;
             let (mut first, mut last) = (None, Instant::now());
-            loop {
+            let last_seq = loop {
                 sub.recv(&mut msg, 0)?;
-                if &msg[..] == END {
-                    break;
+                if msg.len() == END_LEN && msg.starts_with(END) {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&msg[END.len()..]);
+                    break u64::from_le_bytes(b);
                 }
                 let t = now_ns();
                 let now = Instant::now();
@@ -158,6 +218,10 @@ fn main() -> Result<(), zmq::Error> {
                         u64::from_le_bytes(b)
                     };
                     let (seq, intended) = (word(0), word(8));
+                    if seq < expected {
+                        out_of_order += 1;
+                        continue;
+                    }
                     if seq > expected {
                         lost += seq - expected;
                     }
@@ -166,7 +230,10 @@ fn main() -> Result<(), zmq::Error> {
                         stats::record(&mut hist, t.saturating_sub(intended));
                     }
                 }
-            }
+            };
+            // Whatever went missing after the last message received.
+            lost += (last_seq + 1).saturating_sub(expected);
+            let complete = last_seq == received && lost == 0 && out_of_order == 0;
             let elapsed = first.map_or(0.0, |f| (last - f).as_secs_f64());
             let rate = if elapsed > 0.0 {
                 received as f64 / elapsed
@@ -185,6 +252,9 @@ fn main() -> Result<(), zmq::Error> {
                     "role": "raw-zmq-sub",
                     "received": received,
                     "lost": lost,
+                    "out_of_order": out_of_order,
+                    "last_seq": last_seq,
+                    "complete": complete,
                     "elapsed_s": elapsed,
                     "msgs_per_sec": rate,
                     "latency_ns": { "end_to_end": stats::LatencySummary::of(&hist) },

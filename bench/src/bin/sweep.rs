@@ -14,7 +14,7 @@
 use clap::Parser;
 use serde_json::{json, Value};
 use shardcast_bench::{
-    bound_endpoints, environment, finish, read_json, sibling, spawn, word_after,
+    bound_endpoints, environment, finish, read_json, results_dir, sibling, spawn, word_after,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -296,18 +296,7 @@ fn us(v: &Value, k: &str) -> String {
 fn main() {
     let f = Flags::parse();
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let date = std::process::Command::new("date")
-        .arg("+%F")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "host".into());
-    let dir = f
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("bench/results/{date}-{host}")));
+    let dir = f.out.clone().unwrap_or_else(results_dir);
     std::fs::create_dir_all(&dir).expect("results folder");
     let mut points = Vec::new();
     for &rate in &f.rates {
