@@ -97,16 +97,14 @@ fn kernel_rcvbuf(rcvbuf: i32) -> (u64, u64) {
     }
 }
 
-/// Work out the sizes for `cfg` at `rate` messages/s per stream of
-/// `msg_size` bytes.
-pub fn explain(cfg: &Config, rate: u64, msg_size: u64) -> Sizing {
+/// Every queue a record can wait in on its way to a worker, with what it
+/// holds at `rate` and `msg_size`.
+fn hops(cfg: &Config, rate: u64, msg_size: u64) -> Vec<Hop> {
     let shards = cfg.shards.len().max(1) as u64;
     let workers = cfg.workers as u64;
     let ms_of = |records: u64| records as f64 * 1000.0 / rate as f64;
     let mut hops = Vec::new();
-    let mut warnings = Vec::new();
-
-    let (kbuf, kmax) = kernel_rcvbuf(cfg.rcvbuf);
+    let (kbuf, _) = kernel_rcvbuf(cfg.rcvbuf);
     // ZMTP adds a 2-byte (short) or 9-byte (long) frame header.
     let wire = msg_size + if msg_size < 256 { 2 } else { 9 };
     let k_records = kbuf / wire;
@@ -124,7 +122,6 @@ pub fn explain(cfg: &Config, rate: u64, msg_size: u64) -> Sizing {
         ms: ms_of(k_records),
         bytes: kbuf * shards,
     });
-    let sub_bounded = cfg.rcvhwm > 0;
     let sub_records = cfg.rcvhwm.max(0) as u64;
     hops.push(Hop {
         name: "SUB queue (--rcvhwm), per shard".into(),
@@ -150,6 +147,18 @@ pub fn explain(cfg: &Config, rate: u64, msg_size: u64) -> Sizing {
         ms: ms_of(inproc_records),
         bytes: shards * workers * pipe_msgs * (queued_bytes(inproc_payload) + MSG_T),
     });
+    hops
+}
+
+/// Work out the sizes for `cfg` at `rate` messages/s per stream of
+/// `msg_size` bytes.
+pub fn explain(cfg: &Config, rate: u64, msg_size: u64) -> Sizing {
+    let shards = cfg.shards.len().max(1) as u64;
+    let workers = cfg.workers as u64;
+    let mut warnings = Vec::new();
+    let (_, kmax) = kernel_rcvbuf(cfg.rcvbuf);
+    let hops = hops(cfg, rate, msg_size);
+    let sub_bounded = cfg.rcvhwm > 0;
     let books = if cfg.work == WorkKind::Book {
         cfg.max_symbols as u64 * Books::bytes_per_symbol() as u64 * workers
     } else {

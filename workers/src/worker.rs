@@ -10,7 +10,7 @@ use shardcast_agent::clock::{now_ns, spin_for};
 use shardcast_agent::hist::{Stage, StageRecorder};
 use shardcast_agent::idle::{Idle, Received};
 use shardcast_agent::lag::{LagCheck, OnSlow};
-use shardcast_agent::watch::{AgentCounters, AgentKind, Board};
+use shardcast_agent::watch::{AgentCounters, AgentKind, Board, Croak};
 use shardcast_agent::zmqx::Msg;
 use shardcast_proto::shard::worker_for;
 use shardcast_proto::snail::{age_ns, LagLimit, LagMode};
@@ -105,6 +105,10 @@ pub struct WorkerResult {
     pub unknown_symbol: u64,
 }
 
+/// Within a frame, `done` is published every this many records (a relaxed
+/// store to the worker's own cache line; the monitor reads it every 5 ms).
+pub const PUBLISH_EVERY: u64 = 64;
+
 /// A worker's decisions and state, without sockets: what to do with each
 /// message from a shard.
 #[derive(Debug)]
@@ -147,7 +151,21 @@ impl WorkerCore {
     /// and once after each. Per record it records `queue` (shard receive to
     /// the record's start), `work` (the record's handling) and `end_to_end`
     /// (intended send time to done).
-    pub fn frame(&mut self, rx_ns: u64, bytes: &[u8], clock: &mut impl FnMut() -> u64) {
+    ///
+    /// A frame of a thousand slow records can take longer than the lag
+    /// limit, so the snail does not wait for its end: each record is judged
+    /// at its own start (behind the records before it), a croak is raised on
+    /// `croak` as soon as its record is judged, and `done` is published to
+    /// `counters` every [`PUBLISH_EVERY`] records, so the monitor's watchdog
+    /// sees a worker that is working through a long frame as moving.
+    pub fn frame(
+        &mut self,
+        rx_ns: u64,
+        bytes: &[u8],
+        clock: &mut impl FnMut() -> u64,
+        croak: &Croak,
+        counters: &AgentCounters,
+    ) {
         let Ok(frame) = Frame::parse(bytes) else {
             self.res.malformed += 1;
             return;
@@ -167,10 +185,13 @@ impl WorkerCore {
             // both ends of that are our clock, so no offset can fool it (the
             // shard judges the network part against its floor).
             let age = match setup.limit.mode {
-                LagMode::Absolute => age_ns(start, rec.send_ts_ns()),
-                LagMode::Relative => start.saturating_sub(rx_ns) as i64,
+                LagMode::Absolute => age_ns(prev, rec.send_ts_ns()),
+                LagMode::Relative => prev.saturating_sub(rx_ns) as i64,
             };
-            self.lag.observe(start, age, &rec);
+            self.lag.observe(prev, age, &rec);
+            if let Some(ev) = self.lag.take_croak() {
+                croak.raise(ev);
+            }
             match setup.work {
                 WorkKind::Book => {
                     let booked = match rec.payload() {
@@ -212,6 +233,9 @@ impl WorkerCore {
             }
             prev = done;
             self.res.processed += 1;
+            if self.res.processed % PUBLISH_EVERY == 0 {
+                AgentCounters::publish(&counters.done, self.res.processed);
+            }
         }
     }
 
@@ -219,12 +243,6 @@ impl WorkerCore {
     #[inline]
     pub fn idle(&mut self, now: u64) {
         let _ = self.latency.tick(now);
-    }
-
-    /// The snail's croak latched since the last call, for the shared switch.
-    #[inline]
-    pub fn take_croak(&mut self) -> Option<shardcast_agent::watch::SlowEvent> {
-        self.lag.take_croak()
     }
 
     /// Records processed so far.
@@ -293,10 +311,7 @@ pub fn run_worker(
             error = Some(e);
             break;
         }
-        core.frame(rx_ns, msg.bytes(), &mut now_ns);
-        if let Some(ev) = core.take_croak() {
-            board.croak.raise(ev);
-        }
+        core.frame(rx_ns, msg.bytes(), &mut now_ns, &board.croak, counters);
         core.publish(counters);
         if let Some((after, pause)) = stall {
             if core.processed() >= after {
@@ -372,7 +387,13 @@ mod tests {
         let mut total = 0;
         for w in 0..2 {
             let (mut core, _c) = core(setup(w, Some(2), WorkKind::None));
-            core.frame(5, &frame, &mut || 20);
+            core.frame(
+                5,
+                &frame,
+                &mut || 20,
+                &Croak::default(),
+                &AgentCounters::default(),
+            );
             let mine = syms
                 .iter()
                 .filter(|s| worker_for(&Symbol::new(s).unwrap(), 2) == w)
@@ -389,7 +410,13 @@ mod tests {
         assert_eq!(core.stamp(&[1, 2, 3], true), None);
         assert_eq!(core.stamp(&7u64.to_le_bytes(), false), None);
         assert_eq!(core.stamp(&7u64.to_le_bytes(), true), Some(7));
-        core.frame(7, b"not a frame", &mut || 20);
+        core.frame(
+            7,
+            b"not a frame",
+            &mut || 20,
+            &Croak::default(),
+            &AgentCounters::default(),
+        );
         let r = core.finish(None);
         assert_eq!((r.malformed, r.processed, r.frames), (3, 0, 0));
     }
@@ -398,7 +425,13 @@ mod tests {
     fn books_stop_at_max_symbols_and_count_the_rest() {
         let (mut core, _c) = core(setup(0, None, WorkKind::Book));
         let frame = batch(&[quote("AAA", 1, 1), quote("BBB", 2, 1), quote("CCC", 3, 1)]);
-        core.frame(1, &frame, &mut || 2);
+        core.frame(
+            1,
+            &frame,
+            &mut || 2,
+            &Croak::default(),
+            &AgentCounters::default(),
+        );
         let r = core.finish(None);
         assert_eq!((r.processed, r.unknown_symbol, r.books.len()), (3, 1, 2));
     }
@@ -406,7 +439,60 @@ mod tests {
     #[test]
     fn a_record_finished_before_its_intended_time_is_clock_ahead() {
         let (mut core, _c) = core(setup(0, None, WorkKind::None));
-        core.frame(1, &quote("AAA", 1, 1_000), &mut || 500);
+        core.frame(
+            1,
+            &quote("AAA", 1, 1_000),
+            &mut || 500,
+            &Croak::default(),
+            &AgentCounters::default(),
+        );
         assert_eq!(core.finish(None).clock_ahead, 1);
+    }
+
+    /// The snail must not wait for the end of a long frame: the first late
+    /// record croaks while the rest of its frame is still being worked.
+    #[test]
+    fn a_late_record_croaks_before_the_rest_of_its_frame_is_worked() {
+        let croak = Croak::default();
+        let (mut core, _c) = core(setup(0, None, WorkKind::None));
+        let frame = batch(&[quote("AAA", 1, 1), quote("BBB", 2, 1), quote("CCC", 3, 1)]);
+        let late = 2_000_000_001; // 2 s after send, limit 1 s
+        let mut seen = Vec::new();
+        let mut clock = || {
+            seen.push(croak.raised());
+            late
+        };
+        core.frame(late, &frame, &mut clock, &croak, &AgentCounters::default());
+        // Read before the first record, then after each one.
+        assert_eq!(seen, [false, true, true, true]);
+        assert_eq!(croak.event().unwrap().seq, 1);
+    }
+
+    /// A record waits behind the records before it in its frame: it is
+    /// judged at its own start, so the third of three 600 ms records is over
+    /// a 1 s limit although the frame started on time.
+    #[test]
+    fn a_record_is_judged_at_its_own_start_not_its_frames() {
+        let croak = Croak::default();
+        let (mut core, _c) = core(setup(0, None, WorkKind::None));
+        let frame = batch(&[quote("AAA", 1, 1), quote("BBB", 2, 1), quote("CCC", 3, 1)]);
+        // Frame start, then each record's end: 0, 0.6, 1.2, 1.8 s.
+        let mut times = (0..).map(|i| i * 600_000_000);
+        let mut clock = || times.next().unwrap();
+        core.frame(0, &frame, &mut clock, &croak, &AgentCounters::default());
+        assert_eq!(croak.event().map(|e| e.seq), Some(3));
+    }
+
+    #[test]
+    fn a_long_frame_publishes_progress_before_its_end() {
+        let counters = AgentCounters::default();
+        let (mut core, _c) = core(setup(0, None, WorkKind::None));
+        let recs: Vec<_> = (1..=PUBLISH_EVERY + 5)
+            .map(|s| quote("AAA", s, 1))
+            .collect();
+        core.frame(0, &batch(&recs), &mut || 2, &Croak::default(), &counters);
+        assert_eq!(AgentCounters::read(&counters.done), PUBLISH_EVERY);
+        core.publish(&counters);
+        assert_eq!(AgentCounters::read(&counters.done), PUBLISH_EVERY + 5);
     }
 }
