@@ -153,6 +153,30 @@ impl RateSearch {
     }
 }
 
+/// The subscriber of a one-stream throughput run: one worker, push fan-out,
+/// no work, and a snail that only warns (a throughput run measures what
+/// arrives, not how late), reporting to `report`.
+pub fn throughput_sub_args(endpoint: &str, report: &Path) -> Vec<String> {
+    [
+        "--connect",
+        endpoint,
+        "--workers",
+        "1",
+        "--fanout",
+        "push",
+        "--work",
+        "none",
+        "--on-slow",
+        "warn",
+        "--max-lag-ms",
+        "60000",
+        "--report-json",
+        report.to_str().expect("utf-8 path"),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// Read stderr until a line containing `marker` (30 s at most); return the
 /// word after it. The rest of stderr is drained in the background so the
 /// child never blocks on a full pipe.

@@ -28,7 +28,7 @@ use clap::Parser;
 use serde_json::{json, Value};
 use shardcast_bench::{
     environment, finish_by, median, read_json, results_dir, sibling, spawn, spawn_logged,
-    word_after, RateSearch,
+    throughput_sub_args, word_after, RateSearch,
 };
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -251,23 +251,7 @@ fn shardcast(f: &Flags, rate: u64, batch: u32, tmp: &Path) -> Trial {
     let ep = word_after(&mut publ, "stream 0 bound ");
     let sub = spawn_logged(
         &sibling("shardcast-sub"),
-        &[
-            "--connect",
-            &ep,
-            "--workers",
-            "1",
-            "--fanout",
-            "push",
-            "--work",
-            "none",
-            "--on-slow",
-            "warn",
-            "--max-lag-ms",
-            "60000",
-            "--report-json",
-            &path(&sj),
-        ]
-        .map(String::from),
+        &throughput_sub_args(&ep, &sj),
         &log,
     );
     let (_, st) = finish_by(sub, deadline(f));

@@ -11,7 +11,7 @@
 //! (the sibling binaries must be built: see scripts/thr-compare).
 
 use clap::Parser;
-use shardcast_bench::{finish, median, read_json, sibling, spawn, word_after};
+use shardcast_bench::{finish, median, read_json, sibling, spawn, throughput_sub_args, word_after};
 use std::path::PathBuf;
 
 #[global_allocator]
@@ -95,23 +95,7 @@ fn shardcast(f: &Flags, batch: u32) -> Sample {
     let ep = word_after(&mut p, "stream 0 bound ");
     let s = spawn(
         &sibling("shardcast-sub"),
-        &[
-            "--connect",
-            &ep,
-            "--workers",
-            "1",
-            "--fanout",
-            "push",
-            "--work",
-            "none",
-            "--on-slow",
-            "warn",
-            "--max-lag-ms",
-            "60000",
-            "--report-json",
-            report.to_str().expect("utf-8 path"),
-        ]
-        .map(String::from),
+        &throughput_sub_args(&ep, &report),
     );
     assert_eq!(finish(s).1, Some(0), "shardcast-sub failed");
     assert_eq!(finish(p).1, Some(0), "shardcast-pub failed");
