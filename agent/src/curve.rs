@@ -398,11 +398,17 @@ pub struct Zap {
 impl Zap {
     /// Bind a handler socket in each of `ctxs` (stream `i`'s context at
     /// index `i`) and start answering; `role` prefixes log lines. Call it
-    /// before any CURVE socket in those contexts binds, or libzmq lets the
-    /// first peers in unchecked.
+    /// before any socket with a ZAP domain in those contexts binds, or
+    /// libzmq lets the first peers in unchecked.
+    ///
+    /// `allow`: CURVE handshakes are judged against it; `None`: plain-text
+    /// (NULL mechanism) handshakes are all allowed. Either way every allowed
+    /// connection gets a User-Id of its own (`<n>`, or `<name>#<n>` under
+    /// CURVE), which libzmq attaches to every message from that connection:
+    /// that is how the publisher tells one subscriber from another.
     pub fn start(
         ctxs: &[&zmq::Context],
-        allow: Allowlist,
+        allow: Option<Allowlist>,
         role: &'static str,
     ) -> Result<Zap, crate::exit::SetupError> {
         let mut sockets = Vec::with_capacity(ctxs.len());
@@ -458,13 +464,14 @@ const LOG_EVERY: Duration = Duration::from_secs(1);
 
 fn serve(
     sockets: Vec<zmq::Socket>,
-    allow: &Allowlist,
+    allow: &Option<Allowlist>,
     stop: &AtomicBool,
     report: &Mutex<ZapReport>,
     role: &str,
 ) {
     let mut last_log: Option<Instant> = None;
     let mut unlogged = 0u64;
+    let mut connections = 0u64;
     while !stop.load(Ordering::Acquire) {
         let mut items: Vec<zmq::PollItem> = sockets
             .iter()
@@ -480,7 +487,16 @@ fn serve(
             let Ok(frames) = sockets[stream].recv_multipart(zmq::DONTWAIT) else {
                 continue;
             };
-            let verdict = judge(&frames, allow);
+            let verdict = match judge(&frames, allow.as_ref()) {
+                Verdict::Allowed(name) => {
+                    connections += 1;
+                    Verdict::Allowed(match name.is_empty() {
+                        true => connections.to_string(),
+                        false => format!("{name}#{connections}"),
+                    })
+                }
+                refused => refused,
+            };
             let reply = reply_frames(&frames, &verdict);
             // A REP socket must answer before it can take the next request.
             let _ = sockets[stream].send_multipart(reply, 0);
@@ -543,8 +559,9 @@ enum Verdict {
 }
 
 /// Judge one ZAP request (RFC 27): version, request id, domain, address,
-/// identity, mechanism, credentials...
-fn judge(frames: &[Vec<u8>], allow: &Allowlist) -> Verdict {
+/// identity, mechanism, credentials... Allowed: the allowlist name (empty
+/// for a plain-text connection).
+fn judge(frames: &[Vec<u8>], allow: Option<&Allowlist>) -> Verdict {
     let text = |i: usize| {
         frames
             .get(i)
@@ -559,6 +576,16 @@ fn judge(frames: &[Vec<u8>], allow: &Allowlist) -> Verdict {
         };
     }
     let mechanism = text(5);
+    let Some(allow) = allow else {
+        return match mechanism.as_str() {
+            "NULL" => Verdict::Allowed(String::new()),
+            _ => Verdict::Refused {
+                address,
+                key: None,
+                reason: format!("mechanism {mechanism} on a plain-text stream"),
+            },
+        };
+    };
     if mechanism != "CURVE" {
         return Verdict::Refused {
             address,
@@ -693,19 +720,28 @@ mod tests {
             ]
         };
         let r = req("CURVE", &[7; 32]);
-        let v = judge(&r, &allow);
+        let v = judge(&r, Some(&allow));
         assert!(matches!(v, Verdict::Allowed(ref n) if n == "good"));
         assert_eq!(reply_frames(&r, &v)[2], b"200");
         let r = req("CURVE", &[8; 32]);
-        let v = judge(&r, &allow);
+        let v = judge(&r, Some(&allow));
         assert!(
             matches!(v, Verdict::Refused { ref address, key: Some(_), .. } if address == "10.0.0.9")
         );
         assert_eq!(reply_frames(&r, &v)[2], b"400");
         assert!(matches!(
-            judge(&req("NULL", &[]), &allow),
+            judge(&req("NULL", &[]), Some(&allow)),
             Verdict::Refused { .. }
         ));
-        assert!(matches!(judge(&r[..3], &allow), Verdict::Refused { .. }));
+        assert!(matches!(
+            judge(&r[..3], Some(&allow)),
+            Verdict::Refused { .. }
+        ));
+        // A plain-text stream lets NULL in, and nothing else.
+        assert!(matches!(judge(&req("NULL", &[]), None), Verdict::Allowed(ref n) if n.is_empty()));
+        assert!(matches!(
+            judge(&req("CURVE", &[7; 32]), None),
+            Verdict::Refused { .. }
+        ));
     }
 }

@@ -182,6 +182,26 @@ pub struct Flags {
           value_parser = clap::value_parser!(i32).range(1..=255), env = "SHARDCAST_PUB_MULTICAST_HOPS")]
     pub multicast_hops: i32,
 
+    /// Most subscriptions one connection may hold; past it, every
+    /// connection from that peer's address is cut off (a subscription flood
+    /// costs the publisher memory and time on the stream's thread).
+    #[arg(long, default_value_t = 10_000, value_name = "N", help_heading = "Defence",
+          value_parser = clap::value_parser!(u32).range(1..), env = "SHARDCAST_PUB_MAX_SUBSCRIPTIONS")]
+    pub max_subscriptions: u32,
+
+    /// Most connections from one source address at a time; more are cut
+    /// off as they arrive (half-open handshakes cannot use up descriptors).
+    #[arg(long, default_value_t = 256, value_name = "N", help_heading = "Defence",
+          value_parser = clap::value_parser!(u32).range(1..), env = "SHARDCAST_PUB_MAX_PEERS_PER_HOST")]
+    pub max_peers_per_host: u32,
+
+    /// A connection that has not finished the ZMTP handshake (and the CURVE
+    /// one) within this long is closed (ZMQ_HANDSHAKE_IVL; libzmq's default
+    /// is 30000).
+    #[arg(long, default_value_t = 5000, value_name = "MS", help_heading = "Defence",
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000), env = "SHARDCAST_PUB_HANDSHAKE_TIMEOUT_MS")]
+    pub handshake_timeout_ms: u64,
+
     /// Print the effective configuration as JSON and exit.
     #[arg(long)]
     pub print_config: bool,

@@ -88,6 +88,12 @@ pub struct Config {
     pub pgm_recovery_ms: i32,
     /// ZMQ_MULTICAST_HOPS for pgm/epgm streams.
     pub multicast_hops: i32,
+    /// Most subscriptions per connection.
+    pub max_subscriptions: u32,
+    /// Most connections per source address.
+    pub max_peers_per_host: u32,
+    /// ZMQ_HANDSHAKE_IVL.
+    pub handshake_timeout: Duration,
 }
 
 /// CURVE settings of a publisher.
@@ -187,6 +193,9 @@ impl Config {
             pgm_rate: f.pgm_rate,
             pgm_recovery_ms: f.pgm_recovery_ms,
             multicast_hops: f.multicast_hops,
+            max_subscriptions: f.max_subscriptions,
+            max_peers_per_host: f.max_peers_per_host,
+            handshake_timeout: Duration::from_millis(f.handshake_timeout_ms),
         })
     }
 

@@ -14,6 +14,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod peers;
 mod report;
 mod stream;
 mod wiring;
@@ -90,7 +91,7 @@ fn run_streams(
     cfg: &Config,
     feed: Feed,
     session: u64,
-    sockets: Vec<(zmq::Socket, String)>,
+    sockets: Vec<wiring::Bound>,
     signal: &StopSignal,
 ) -> Result<Vec<StreamResult>, RunError> {
     let n = cfg.streams.len();

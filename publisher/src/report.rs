@@ -80,6 +80,10 @@ pub struct StreamReport {
     /// Frames libzmq refused for a reason other than the HWM (which it
     /// never reports): out of memory, a terminated context. 0 normally.
     pub send_errors: u64,
+    /// Connections and subscription events this stream refused or ignored
+    /// (forged unsubscribes, subscription floods, too many connections from
+    /// one address).
+    pub peers: crate::peers::PeerReport,
 }
 
 /// The publisher's report (`--report-json`). Keys are a contract.

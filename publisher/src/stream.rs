@@ -4,16 +4,16 @@
 //! started skips the last two: it sends nothing at all.
 
 use crate::config::{is_multicast, Config, Pace};
+use crate::peers::PeerWatch;
 use crate::report::{EndReason, StreamReport};
+use crate::wiring::Bound;
 use hdrhistogram::Histogram;
 use shardcast_agent::clock::now_ns;
 use shardcast_agent::signals::StopSignal;
 use shardcast_agent::stats;
 use shardcast_agent::zmqx::Msg;
 use shardcast_proto::feed::Feed;
-use shardcast_proto::wire::{
-    self, BatchWriter, Payload, RecordMeta, StreamChecksum, Symbol, CONTROL_TOPIC,
-};
+use shardcast_proto::wire::{self, BatchWriter, Payload, RecordMeta, StreamChecksum, Symbol};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -67,6 +67,7 @@ pub(crate) struct Stream<'a> {
     session: u64,
     sock: zmq::Socket,
     endpoint: String,
+    peers: PeerWatch,
     signal: &'a StopSignal,
     announced: bool,
     send_errors: u64,
@@ -78,15 +79,16 @@ impl<'a> Stream<'a> {
         cfg: &'a Config,
         index: usize,
         session: u64,
-        (sock, endpoint): (zmq::Socket, String),
+        bound: Bound,
         signal: &'a StopSignal,
     ) -> Stream<'a> {
         Stream {
             cfg,
             index,
             session,
-            sock,
-            endpoint,
+            sock: bound.sock,
+            endpoint: bound.endpoint,
+            peers: bound.peers,
             signal,
             announced: false,
             send_errors: 0,
@@ -113,6 +115,7 @@ impl<'a> Stream<'a> {
                 eos_acknowledged: false,
                 subscribers: 0,
                 send_errors: 0,
+                peers: Default::default(),
             },
             behind: stats::new_histogram(),
             first_due_ns: 0,
@@ -140,6 +143,7 @@ impl<'a> Stream<'a> {
         }
         res.report.subscribers = subs;
         res.report.send_errors = self.send_errors;
+        res.report.peers = self.peers.report();
         res
     }
 
@@ -396,23 +400,11 @@ impl<'a> Stream<'a> {
         }
     }
 
-    /// Count subscriptions to the control topic: `1 0x00` subscribes, `0 0x00`
-    /// unsubscribes (XPUB_VERBOSER reports both). Other topics are ignored.
+    /// Take in connection and subscription events (see `peers`: one count
+    /// per connection subscribed to the control topic) and set `subs`.
     fn poll_subscriptions(&mut self, subs: &mut i64, flags: i32) {
-        let mut m = Msg::new();
-        while m.recv(&mut self.sock, flags).is_ok() {
-            let b = m.bytes();
-            if b.len() == 1 + CONTROL_TOPIC.len() && &b[1..] == CONTROL_TOPIC {
-                match b[0] {
-                    1 => *subs += 1,
-                    0 => *subs -= 1,
-                    _ => {}
-                }
-            }
-            if flags == 0 {
-                break;
-            }
-        }
+        self.peers.poll(&mut self.sock, flags);
+        *subs = self.peers.count() as i64;
     }
 
     /// Send what `out` holds as one frame, then clear it; false when empty.

@@ -4,17 +4,33 @@
 //! the publisher sets is here.
 
 use crate::config::{is_multicast, Config, StreamPlan};
+use crate::peers::PeerWatch;
 use shardcast_agent::curve::{self, Zap, ZapReport};
 use shardcast_agent::exit::{zerr, SetupError};
 use shardcast_agent::zmqx::{self, socket_with_own_io_thread};
 
 /// How long a waiting stream blocks on its XPUB before it looks at the clock.
 const SUB_POLL_MS: i32 = 50;
+/// Largest message a peer may send a stream (`ZMQ_MAXMSGSZ`): a
+/// subscription is 1 byte plus its prefix, and a symbol prefix is at most 9
+/// bytes (8 and a NUL). libzmq cuts off a peer that sends more, so one
+/// subscription costs the trie at most a few KiB.
+pub(crate) const MAX_SUBSCRIPTION_BYTES: i64 = 256;
+
+/// One stream's bound socket: what its thread owns.
+pub(crate) struct Bound {
+    /// The XPUB.
+    pub(crate) sock: zmq::Socket,
+    /// Its resolved endpoint.
+    pub(crate) endpoint: String,
+    /// Its peers, from its socket monitor and its subscription events.
+    pub(crate) peers: PeerWatch,
+}
 
 /// Every stream's bound socket, with what must outlive the sockets.
 pub(crate) struct Wired {
-    /// Per stream, in `--bind` order: the socket and its resolved endpoint.
-    pub(crate) sockets: Vec<(zmq::Socket, String)>,
+    /// Per stream, in `--bind` order.
+    pub(crate) sockets: Vec<Bound>,
     ctxs: Vec<zmq::Context>,
     zap: Option<Zap>,
 }
@@ -33,6 +49,7 @@ impl Wired {
 /// Build, configure and bind every stream's socket.
 pub(crate) fn wire(cfg: &Config) -> Result<Wired, SetupError> {
     let n = cfg.streams.len();
+    raise_descriptor_limit();
     // Each stream: its own context with one I/O thread, pinned on its own.
     let mut owns = Vec::with_capacity(n);
     for plan in &cfg.streams {
@@ -45,21 +62,70 @@ pub(crate) fn wire(cfg: &Config) -> Result<Wired, SetupError> {
         owns.push(own);
     }
     // The ZAP handler is bound in every stream's context before any stream
-    // binds: libzmq lets every peer in while no handler is there.
-    let zap = match &cfg.curve {
-        Some(c) => {
-            let ctxs: Vec<&zmq::Context> = owns.iter().map(|o| &o.ctx).collect();
-            Some(Zap::start(&ctxs, c.allow.clone(), "shardcast-pub")?)
-        }
-        None => None,
-    };
+    // binds: libzmq lets every peer in while no handler is there. It runs
+    // for plain-text streams too: it gives each connection the User-Id by
+    // which subscribers are counted (see `peers`).
+    let ctxs: Vec<&zmq::Context> = owns.iter().map(|o| &o.ctx).collect();
+    let allow = cfg.curve.as_ref().map(|c| c.allow.clone());
+    let zap = Some(Zap::start(&ctxs, allow, "shardcast-pub")?);
     let mut sockets = Vec::with_capacity(n);
     let mut ctxs = Vec::with_capacity(n);
     for (plan, own) in cfg.streams.iter().zip(owns) {
+        let (sock, endpoint) = bind_stream(cfg, plan, own.socket)?;
+        let monitor = if is_multicast(&plan.bind) {
+            None
+        } else {
+            Some(watch_connections(&own.ctx, &sock, plan.index)?)
+        };
+        let peers = PeerWatch::new(monitor, cfg.max_subscriptions, cfg.max_peers_per_host);
+        sockets.push(Bound {
+            sock,
+            endpoint,
+            peers,
+        });
         ctxs.push(own.ctx);
-        sockets.push(bind_stream(cfg, plan, own.socket)?);
     }
     Ok(Wired { sockets, ctxs, zap })
+}
+
+/// Attach a socket monitor to stream `index`'s socket for accepted and
+/// ended connections, and return the end the stream thread reads.
+fn watch_connections(
+    ctx: &zmq::Context,
+    sock: &zmq::Socket,
+    index: usize,
+) -> Result<zmq::Socket, SetupError> {
+    let addr = format!("inproc://shardcast-pub-monitor-{index}");
+    let events = zmq::SocketEvent::ACCEPTED.to_raw()
+        | zmq::SocketEvent::DISCONNECTED.to_raw()
+        | zmq::SocketEvent::CLOSED.to_raw();
+    sock.monitor(&addr, events as i32)
+        .map_err(zerr("starting the stream's socket monitor"))?;
+    let pair = ctx
+        .socket(zmq::PAIR)
+        .map_err(zerr("creating the monitor socket"))?;
+    pair.set_linger(0).map_err(zerr("monitor ZMQ_LINGER"))?;
+    pair.connect(&addr)
+        .map_err(zerr("connecting the monitor socket"))?;
+    Ok(pair)
+}
+
+/// Raise this process's descriptor limit from its soft value to its hard
+/// one: each subscriber is one descriptor, and the usual soft limit (1024)
+/// is reached by a few hundred half-open connections. deploy/ says what the
+/// hard limit should be.
+fn raise_descriptor_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
 
 /// Set one stream's options, bind it, and say how it is protected.
@@ -98,6 +164,16 @@ fn bind_stream(
     // last per topic: that is how subscribers are counted.
     zmqx::set_int_option(&mut s, zmqx::XPUB_VERBOSER, 1)
         .map_err(zerr("setting ZMQ_XPUB_VERBOSER"))?;
+    if !multicast {
+        // Every handshake through our ZAP handler, plain text too: it names
+        // each connection (see `peers`).
+        s.set_zap_domain(curve::ZAP_DOMAIN)
+            .map_err(zerr("setting ZMQ_ZAP_DOMAIN"))?;
+        s.set_maxmsgsize(MAX_SUBSCRIPTION_BYTES)
+            .map_err(zerr("setting ZMQ_MAXMSGSZ"))?;
+        s.set_handshake_ivl(cfg.handshake_timeout.as_millis().min(i32::MAX as u128) as i32)
+            .map_err(zerr("setting ZMQ_HANDSHAKE_IVL (--handshake-timeout-ms)"))?;
+    }
     s.bind(&plan.bind).map_err(zerr(format!(
         "binding stream {} to {} (check --bind: address in use, or not local?)",
         plan.index, plan.bind

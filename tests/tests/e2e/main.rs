@@ -6,6 +6,7 @@ pub mod defence;
 mod deploy;
 mod faults;
 mod flags;
+mod forged;
 mod hostile;
 mod hosts;
 mod latency;

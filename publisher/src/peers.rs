@@ -1,0 +1,458 @@
+//! Who is connected to a stream and who is subscribed: the publisher's
+//! defence against peers that forge subscription events, flood
+//! subscriptions, or hold connections open without finishing a handshake.
+//!
+//! **Counting subscribers per connection.** `ZMQ_XPUB_VERBOSER` hands up
+//! every subscribe and unsubscribe of every peer, repeats and unsubscribes
+//! for topics never subscribed included, so counting events lets one peer
+//! count twice or cancel another. Every stream socket therefore has a ZAP
+//! domain, so even a plain-text handshake goes through our ZAP handler,
+//! which gives each connection a User-Id of its own (`agent::curve::Zap`);
+//! libzmq attaches it to every message from that connection, subscription
+//! events included. A subscriber is a connection that subscribed to the
+//! control topic and has not unsubscribed: repeats are one, an unsubscribe
+//! only ever removes its own connection. When a connection ends, libzmq makes
+//! up an unsubscribe for each topic it held, *without* a User-Id: those
+//! cannot be forged (a peer's own messages always carry its id), so each is
+//! one counted subscriber gone, which one unknown ([`Roster::count`]).
+//!
+//! **Bounding what one peer can cost.** libzmq keeps every subscription in a
+//! trie (about 32 bytes per prefix byte) updated on the stream's thread. The
+//! stream's `ZMQ_MAXMSGSZ` bounds one subscription's size (a larger one cuts
+//! the peer off inside libzmq); [`Roster`] bounds how many one connection
+//! holds (`--max-subscriptions`): past it, every connection from that peer's
+//! address is cut off (the connection itself cannot be named to libzmq, its
+//! address can). Connections per source address are bounded too
+//! (`--max-peers-per-host`), so half-open handshakes cannot use up the
+//! descriptor table (`--handshake-timeout-ms` ends them).
+//!
+//! Cutting a connection off is `shutdown(2)` on its descriptor, learnt from
+//! the socket monitor's `ACCEPTED` event: libzmq sees the end of the stream
+//! and closes it itself, so no descriptor is closed under libzmq's feet.
+
+use serde::Serialize;
+use shardcast_proto::wire::CONTROL_TOPIC;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+/// Connection ids remembered as subscribed at most; past it new ones are
+/// counted but not remembered (see [`Roster::on_subscription`]).
+pub const MAX_TRACKED: usize = 65_536;
+
+/// What the roster refused or ignored, for the report (`streams[].peers`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PeerReport {
+    /// Connections accepted (TCP, before any handshake).
+    pub connections: u64,
+    /// Connections cut off at once: their address already had
+    /// `--max-peers-per-host` connections.
+    pub connections_refused: u64,
+    /// Connections cut off because a connection from their address held
+    /// more than `--max-subscriptions` subscriptions.
+    pub connections_cut: u64,
+    /// Subscriptions past `--max-subscriptions` on one connection.
+    pub subscriptions_refused: u64,
+    /// Unsubscribes from a connection for a topic it never subscribed to
+    /// (ignored; forged, or a confused client).
+    pub unsubscribes_ignored: u64,
+    /// Subscription events without a connection id on a stream that has
+    /// one (libzmq's own, for connections that ended).
+    pub departures: u64,
+}
+
+/// What the stream should do about a peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// Nothing.
+    None,
+    /// Cut off every connection from this address.
+    Host(IpAddr),
+}
+
+/// One connection's subscriptions, as far as they matter here.
+#[derive(Debug, Default)]
+struct Peer {
+    /// Subscriptions it holds (every topic; repeats count, as libzmq's trie
+    /// work does).
+    subscriptions: u32,
+    /// It subscribed to the control topic (and did not unsubscribe).
+    control: bool,
+    /// Its address (`Peer-Address`), once seen.
+    address: Option<IpAddr>,
+}
+
+/// The subscribers of one stream, from its subscription events (sans-IO).
+#[derive(Debug)]
+pub struct Roster {
+    max_subscriptions: u32,
+    peers: HashMap<Box<str>, Peer>,
+    /// Connections subscribed to the control topic.
+    subscribed: HashSet<Box<str>>,
+    /// Control-topic unsubscribes libzmq made up for connections that
+    /// ended: each one of `subscribed` that left, which one unknown.
+    departed: u64,
+    report: PeerReport,
+}
+
+impl Roster {
+    /// A roster that allows `max_subscriptions` subscriptions per connection.
+    pub fn new(max_subscriptions: u32) -> Roster {
+        Roster {
+            max_subscriptions,
+            peers: HashMap::new(),
+            subscribed: HashSet::new(),
+            departed: 0,
+            report: PeerReport::default(),
+        }
+    }
+
+    /// Take one XPUB event: `event[0]` is 1 (subscribe) or 0 (unsubscribe),
+    /// the rest the topic; `user` the connection's ZAP User-Id (`None`: made
+    /// up by libzmq for a connection that ended); `address` its peer address.
+    pub fn on_subscription(
+        &mut self,
+        event: &[u8],
+        user: Option<&str>,
+        address: Option<IpAddr>,
+    ) -> Cut {
+        let Some((&kind, topic)) = event.split_first() else {
+            return Cut::None;
+        };
+        let control = topic == CONTROL_TOPIC;
+        let Some(user) = user else {
+            // libzmq's own unsubscribe for a connection that ended.
+            if kind == 0 {
+                self.report.departures += 1;
+                if control {
+                    self.departed += 1;
+                    self.forget_if_empty();
+                }
+            }
+            return Cut::None;
+        };
+        if !self.peers.contains_key(user) && self.peers.len() >= MAX_TRACKED {
+            // Remembering more would let connection churn grow us without
+            // bound; such a peer is not counted.
+            return Cut::None;
+        }
+        let peer = self.peers.entry(user.into()).or_default();
+        if peer.address.is_none() {
+            peer.address = address;
+        }
+        match kind {
+            1 => {
+                if peer.subscriptions >= self.max_subscriptions {
+                    self.report.subscriptions_refused += 1;
+                    return peer.address.map_or(Cut::None, Cut::Host);
+                }
+                peer.subscriptions += 1;
+                if control && !peer.control {
+                    peer.control = true;
+                    self.subscribed.insert(user.into());
+                }
+            }
+            0 => {
+                if peer.subscriptions == 0 {
+                    self.report.unsubscribes_ignored += 1;
+                    return Cut::None;
+                }
+                peer.subscriptions -= 1;
+                if control && peer.control {
+                    peer.control = false;
+                    self.subscribed.remove(user);
+                    self.forget_if_empty();
+                } else if control {
+                    self.report.unsubscribes_ignored += 1;
+                }
+            }
+            _ => {}
+        }
+        Cut::None
+    }
+
+    /// Once nobody is left, every id remembered belongs to a connection
+    /// that ended: forget them (so churn does not accumulate).
+    fn forget_if_empty(&mut self) {
+        if self.count() == 0 {
+            self.subscribed.clear();
+            self.peers.clear();
+            self.departed = 0;
+        }
+    }
+
+    /// Connections subscribed to the control topic now.
+    pub fn count(&self) -> u64 {
+        (self.subscribed.len() as u64).saturating_sub(self.departed)
+    }
+
+    /// What it refused and ignored.
+    pub fn report(&self) -> PeerReport {
+        self.report
+    }
+
+    /// Count an accepted connection, refused or not.
+    pub fn on_accepted(&mut self, refused: bool) {
+        self.report.connections += 1;
+        if refused {
+            self.report.connections_refused += 1;
+        }
+    }
+
+    /// Count connections cut off for a subscription flood.
+    pub fn on_cut(&mut self, n: u64) {
+        self.report.connections_cut += n;
+    }
+}
+
+/// Most events taken per poll while the stream is sending, so a flood of
+/// subscription events cannot hold the schedule up for long; the rest wait
+/// for the next housekeeping round.
+const MAX_EVENTS_PER_POLL: usize = 1024;
+
+/// A stream's peers: its socket monitor (connections by descriptor and
+/// address) and its [`Roster`]. Owned by the stream thread.
+pub struct PeerWatch {
+    roster: Roster,
+    /// The socket monitor's PAIR (`None` on pgm/epgm, where there are no
+    /// connections).
+    monitor: Option<zmq::Socket>,
+    /// Open connections: descriptor to address.
+    fds: HashMap<i32, IpAddr>,
+    per_host: HashMap<IpAddr, u32>,
+    max_per_host: u32,
+}
+
+impl PeerWatch {
+    /// Watch the peers of one stream socket (a monitor is already attached
+    /// to it at `monitor`, if any).
+    pub fn new(
+        monitor: Option<zmq::Socket>,
+        max_subscriptions: u32,
+        max_per_host: u32,
+    ) -> PeerWatch {
+        PeerWatch {
+            roster: Roster::new(max_subscriptions),
+            monitor,
+            fds: HashMap::new(),
+            per_host: HashMap::new(),
+            max_per_host,
+        }
+    }
+
+    /// Subscribers counted now.
+    pub fn count(&self) -> u64 {
+        self.roster.count()
+    }
+
+    /// What was refused or ignored.
+    pub fn report(&self) -> PeerReport {
+        self.roster.report()
+    }
+
+    /// Take in connection events, then subscription events from `xpub`:
+    /// with `flags == 0`, wait for one (up to the socket's receive timeout);
+    /// with `DONTWAIT`, take what is there, at most [`MAX_EVENTS_PER_POLL`].
+    pub fn poll(&mut self, xpub: &mut zmq::Socket, flags: i32) {
+        self.poll_monitor();
+        let mut m = zmq::Message::new();
+        for _ in 0..MAX_EVENTS_PER_POLL {
+            if xpub.recv(&mut m, flags).is_err() {
+                break;
+            }
+            let address = m.gets("Peer-Address").and_then(|a| a.parse().ok());
+            let user = m.gets("User-Id").map(str::to_owned);
+            if let Cut::Host(ip) = self.roster.on_subscription(&m, user.as_deref(), address) {
+                self.cut_host(ip);
+            }
+            if flags == 0 {
+                break;
+            }
+        }
+    }
+
+    /// Connections accepted and gone, from the socket monitor.
+    fn poll_monitor(&mut self) {
+        let Some(mon) = &self.monitor else { return };
+        let mut accepted = Vec::new();
+        let mut ended = Vec::new();
+        while let Ok(parts) = mon.recv_multipart(zmq::DONTWAIT) {
+            let Some(head) = parts.first().filter(|h| h.len() >= 6) else {
+                continue;
+            };
+            let event = u16::from_ne_bytes([head[0], head[1]]);
+            let fd = i32::from_ne_bytes([head[2], head[3], head[4], head[5]]);
+            match zmq::SocketEvent::from_raw(event) {
+                zmq::SocketEvent::ACCEPTED => accepted.push(fd),
+                zmq::SocketEvent::DISCONNECTED | zmq::SocketEvent::CLOSED => {
+                    accepted.retain(|a| *a != fd);
+                    ended.push(fd);
+                }
+                _ => {}
+            }
+        }
+        for fd in ended {
+            self.forget(fd);
+        }
+        // Only connections still open after every event queued so far:
+        // a descriptor closed meanwhile may already belong to another.
+        for fd in accepted {
+            self.on_accepted(fd);
+        }
+    }
+
+    fn on_accepted(&mut self, fd: i32) {
+        let Some(ip) = peer_ip(fd) else { return };
+        let n = self.per_host.entry(ip).or_default();
+        let refused = *n >= self.max_per_host;
+        if refused {
+            cut(fd);
+        } else {
+            *n += 1;
+            self.fds.insert(fd, ip);
+        }
+        self.roster.on_accepted(refused);
+    }
+
+    fn forget(&mut self, fd: i32) {
+        if let Some(ip) = self.fds.remove(&fd) {
+            if let Some(n) = self.per_host.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Cut off every connection from `ip` (a subscription flood).
+    #[cold]
+    fn cut_host(&mut self, ip: IpAddr) {
+        let fds: Vec<i32> = self
+            .fds
+            .iter()
+            .filter(|(_, a)| **a == ip)
+            .map(|(fd, _)| *fd)
+            .collect();
+        for fd in &fds {
+            cut(*fd);
+            self.forget(*fd);
+        }
+        if !fds.is_empty() {
+            eprintln!(
+                "shardcast-pub: cut off {} connection(s) from {ip}: one held more than --max-subscriptions subscriptions",
+                fds.len()
+            );
+        }
+        self.roster.on_cut(fds.len() as u64);
+    }
+}
+
+/// The address of the peer on `fd`, or `None` if it is gone.
+fn peer_ip(fd: i32) -> Option<IpAddr> {
+    // SAFETY: getpeername writes at most `len` bytes into `addr`, a
+    // sockaddr_storage, which is large enough for any address family.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getpeername(
+            fd,
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    match i32::from(addr.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in.
+            let a: &libc::sockaddr_in =
+                unsafe { &*(&addr as *const libc::sockaddr_storage).cast() };
+            Some(IpAddr::from(u32::from_be(a.sin_addr.s_addr).to_be_bytes()))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6.
+            let a: &libc::sockaddr_in6 =
+                unsafe { &*(&addr as *const libc::sockaddr_storage).cast() };
+            Some(IpAddr::from(a.sin6_addr.s6_addr))
+        }
+        _ => None,
+    }
+}
+
+/// End a connection libzmq owns without closing its descriptor under it:
+/// after `shutdown(2)` libzmq reads end-of-stream and closes it itself.
+fn cut(fd: i32) {
+    // SAFETY: shutdown on a descriptor only changes the connection's state;
+    // on a descriptor that is no longer a socket it fails harmlessly.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUB: &[u8] = b"\x01\x00";
+    const UNSUB: &[u8] = b"\x00\x00";
+
+    fn ip() -> Option<IpAddr> {
+        Some(IpAddr::from([127, 0, 0, 2]))
+    }
+
+    /// Issue 10, finding 1: one peer subscribing twice counted as two.
+    #[test]
+    fn one_peer_subscribing_twice_counts_once() {
+        let mut r = Roster::new(100);
+        r.on_subscription(SUB, Some("1"), ip());
+        r.on_subscription(SUB, Some("1"), ip());
+        assert_eq!(r.count(), 1);
+        r.on_subscription(SUB, Some("2"), ip());
+        assert_eq!(r.count(), 2);
+    }
+
+    /// Issue 10, finding 1: forged unsubscribes cancelled real subscribers
+    /// and drove the count below zero.
+    #[test]
+    fn forged_unsubscribes_cancel_nobody_else() {
+        let mut r = Roster::new(100);
+        r.on_subscription(SUB, Some("real"), ip());
+        for _ in 0..3 {
+            r.on_subscription(UNSUB, Some("forger"), ip());
+        }
+        assert_eq!(r.count(), 1);
+        assert_eq!(r.report().unsubscribes_ignored, 3);
+        // Its own unsubscribe removes the forger only, once.
+        r.on_subscription(SUB, Some("forger"), ip());
+        r.on_subscription(UNSUB, Some("forger"), ip());
+        r.on_subscription(UNSUB, Some("forger"), ip());
+        assert_eq!(r.count(), 1);
+    }
+
+    #[test]
+    fn a_connection_that_ends_is_one_subscriber_gone() {
+        let mut r = Roster::new(100);
+        r.on_subscription(SUB, Some("a"), ip());
+        r.on_subscription(SUB, Some("b"), ip());
+        // libzmq's made-up unsubscribes carry no id.
+        r.on_subscription(b"\x00AAA", None, None);
+        assert_eq!(r.count(), 2, "another topic: not a subscriber leaving");
+        r.on_subscription(UNSUB, None, None);
+        assert_eq!(r.count(), 1);
+        r.on_subscription(UNSUB, Some("a"), ip());
+        assert_eq!(r.count(), 0);
+        assert!(r.subscribed.is_empty() && r.peers.is_empty(), "forgotten");
+    }
+
+    /// Issue 10, finding 2: subscriptions were unbounded per peer.
+    #[test]
+    fn subscriptions_past_the_limit_cut_the_peers_host_off() {
+        let mut r = Roster::new(3);
+        for i in 0..3u8 {
+            assert_eq!(r.on_subscription(&[1, b'A', i], Some("f"), ip()), Cut::None);
+        }
+        assert_eq!(
+            r.on_subscription(b"\x01B", Some("f"), ip()),
+            Cut::Host(ip().unwrap())
+        );
+        assert_eq!(r.report().subscriptions_refused, 1);
+        // Another connection has its own allowance.
+        assert_eq!(r.on_subscription(SUB, Some("g"), ip()), Cut::None);
+    }
+}
