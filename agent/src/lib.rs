@@ -9,7 +9,8 @@
 //! * [`zmqx`]: the few libzmq calls the `zmq` crate does not wrap.
 //! * [`stats`]: latency summaries for reports.
 //! * [`exit`]: the exit codes every binary shares.
-//! * [`files`]: writing report files atomically.
+//! * [`files`]: every output file: replaced atomically, never through a
+//!   link; devices written through.
 //! * [`hist`]: per-stage latency histograms, per thread, collected per second.
 //! * [`launch`]: the steps every binary's `main` shares.
 //! * [`idle`]: how an agent waits (block or spin) to receive and to send.

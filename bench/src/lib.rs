@@ -36,9 +36,19 @@ pub fn spawn(bin: &Path, args: &[String]) -> Child {
         .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()))
 }
 
+/// Write a results file the way every shardcast output is written
+/// (`shardcast_agent::files`: atomic replace, never through a link).
+pub fn write_file(
+    path: impl AsRef<Path>,
+    bytes: impl AsRef<[u8]>,
+) -> Result<(), shardcast_agent::files::OutputError> {
+    shardcast_agent::files::write(path.as_ref(), bytes.as_ref())
+}
+
 /// Start `bin` with piped stdout and stderr written to the file `log`.
 pub fn spawn_logged(bin: &Path, args: &[String], log: &Path) -> Child {
-    let err = std::fs::File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    let err = shardcast_agent::files::create_stream(log)
+        .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
     Command::new(bin)
         .args(args)
         .stdin(Stdio::null())

@@ -5,6 +5,7 @@
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 use shardcast_agent::exit::{ioerr, SetupError};
+use shardcast_agent::files;
 use shardcast_agent::hist::{
     DoneInterval, Stage, StageCollector, StageHists, StageRecorder, INTERVAL_NS,
 };
@@ -19,7 +20,9 @@ use std::time::{Duration, UNIX_EPOCH};
 const GRACE_NS: u64 = 250_000_000;
 
 /// `--hdr-log`: HdrHistogram's interval log, one tagged histogram per stage
-/// per second, values in ns, timestamps relative to the run's start.
+/// per second, values in ns, timestamps relative to the run's start. Opened
+/// by `files::create_stream`: a link is refused, a regular file replaced by
+/// a fresh one, a FIFO or device written through.
 struct HdrLog {
     out: BufWriter<File>,
     serializer: V2DeflateSerializer,
@@ -28,7 +31,7 @@ struct HdrLog {
 
 impl HdrLog {
     fn create(path: &Path, base_ns: u64) -> std::io::Result<HdrLog> {
-        let mut out = BufWriter::new(File::create(path)?);
+        let mut out = BufWriter::new(files::create_stream(path).map_err(std::io::Error::other)?);
         let mut serializer = V2DeflateSerializer::new();
         let base = UNIX_EPOCH + Duration::from_nanos(base_ns);
         IntervalLogWriterBuilder::new()
@@ -218,9 +221,22 @@ impl Metrics {
         for (a, b) in out.iter_mut().zip(self.collector.cumulative().iter()) {
             let _ = a.add(b);
         }
-        let log_ok = self.log_path.is_none() || self.log.is_some();
-        // Closed here: the log is whole once the run's files are written.
-        self.log = None;
+        let mut log_ok = self.log_path.is_none() || self.log.is_some();
+        // Closed here, flushed and synced: the log is whole once the run's
+        // files are written.
+        if let Some(mut log) = self.log.take() {
+            if let Err(e) = log
+                .out
+                .flush()
+                .and_then(|()| files::sync_stream(log.out.get_ref()))
+            {
+                eprintln!(
+                    "shardcast-sub: error: writing --hdr-log {}: {e}",
+                    self.log_path.as_deref().unwrap_or(Path::new("?")).display()
+                );
+                log_ok = false;
+            }
+        }
         (out, log_ok)
     }
 }
@@ -228,22 +244,24 @@ impl Metrics {
 /// `--hgrm`: one percentile-distribution block per stage (values in us) in
 /// `path`, each preceded by a `#[Stage: NAME]` line, and the same block
 /// alone in `STEM.STAGE.hgrm` beside it for tools that take one histogram
-/// per file (HdrHistogram's plotter).
-pub fn write_hgrm(path: &Path, hists: &StageHists) -> std::io::Result<Vec<PathBuf>> {
-    let mut all = BufWriter::new(File::create(path)?);
+/// per file (HdrHistogram's plotter). Each file is written by
+/// `files::write`; an error names the file it is about.
+pub fn write_hgrm(path: &Path, hists: &StageHists) -> Result<Vec<PathBuf>, String> {
+    let mut all = Vec::new();
     let mut written = vec![path.to_path_buf()];
     let stem = path.with_extension("");
+    let text = |e: std::io::Error| e.to_string();
     for (h, name) in hists.iter().zip(Stage::names()) {
-        writeln!(all, "#[Stage: {name}; values in microseconds]")?;
-        stats::write_hgrm(&mut all, h, 1000.0)?;
-        writeln!(all)?;
+        writeln!(all, "#[Stage: {name}; values in microseconds]").map_err(text)?;
+        stats::write_hgrm(&mut all, h, 1000.0).map_err(text)?;
+        writeln!(all).map_err(text)?;
         let one = PathBuf::from(format!("{}.{name}.hgrm", stem.display()));
-        let mut f = BufWriter::new(File::create(&one)?);
-        stats::write_hgrm(&mut f, h, 1000.0)?;
-        f.flush()?;
+        let mut f = Vec::new();
+        stats::write_hgrm(&mut f, h, 1000.0).map_err(text)?;
+        files::write(&one, &f).map_err(|e| format!("{}: {e}", one.display()))?;
         written.push(one);
     }
-    all.flush()?;
+    files::write(path, &all).map_err(|e| e.to_string())?;
     Ok(written)
 }
 
@@ -291,9 +309,10 @@ pub fn write_plot(path: &Path, hists: &StageHists, title: &str) -> Result<(), St
             resvg::tiny_skia::Transform::default(),
             &mut pixmap.as_mut(),
         );
-        pixmap.save_png(path).map_err(|e| e.to_string())
+        let png = pixmap.encode_png().map_err(|e| e.to_string())?;
+        files::write(path, &png).map_err(|e| e.to_string())
     } else {
-        std::fs::write(path, svg).map_err(|e| e.to_string())
+        files::write(path, svg.as_bytes()).map_err(|e| e.to_string())
     }
 }
 

@@ -450,7 +450,7 @@ fn main() {
         f.raw_hwm
     );
     let env = environment(&command);
-    std::fs::write(
+    shardcast_bench::write_file(
         dir.join("lossless.md"),
         format!("# Lossless highest rate\n\n{env}\n{criterion}\n\n{md}"),
     )
@@ -463,9 +463,9 @@ fn main() {
         "rounds": rounds, "median": med,
     });
     let bytes = serde_json::to_vec_pretty(&v).expect("json");
-    std::fs::write(dir.join("lossless.json"), &bytes).expect("lossless.json");
+    shardcast_bench::write_file(dir.join("lossless.json"), &bytes).expect("lossless.json");
     if let Some(path) = &f.report_json {
-        std::fs::write(path, &bytes).expect("write --report-json");
+        shardcast_bench::write_file(path, &bytes).expect("write --report-json");
     }
     let _ = std::fs::remove_dir_all(&tmp);
     println!("results in {}", dir.display());

@@ -241,10 +241,12 @@ fn main() -> Result<(), zmq::Error> {
                 0.0
             };
             if let Some(path) = hgrm {
-                let mut f = std::io::BufWriter::new(
-                    std::fs::File::create(&path).map_err(|_| zmq::Error::EINVAL)?,
-                );
+                let mut f = Vec::new();
                 stats::write_hgrm(&mut f, &hist, 1000.0).map_err(|_| zmq::Error::EINVAL)?;
+                shardcast_agent::files::write(&path, &f).map_err(|e| {
+                    eprintln!("raw-zmq: error: writing --hgrm {}: {e}", path.display());
+                    zmq::Error::EINVAL
+                })?;
             }
             println!(
                 "{}",

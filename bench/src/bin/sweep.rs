@@ -244,7 +244,7 @@ fn run_raw(f: &Flags, rate: u64, size: u64, dir: &Path) -> Outcome {
     let (out, code) = finish(sub);
     let _ = finish(publ);
     let v: Value = serde_json::from_str(out.trim()).unwrap_or(Value::Null);
-    let _ = std::fs::write(dir.join(format!("{name}.json")), &out);
+    let _ = shardcast_bench::write_file(dir.join(format!("{name}.json")), &out);
     if code != Some(0) {
         return Outcome::failed(format!("raw-zmq sub exited {code:?}"));
     }
@@ -396,13 +396,14 @@ fn main() {
             json!({"shardcast": sc, "raw": rw, "steps": f.search_steps, "from": f.search_from});
     }
     let env = environment(&command);
-    std::fs::write(dir.join("ENV.md"), format!("# Environment\n\n{env}")).expect("ENV.md");
-    std::fs::write(
+    shardcast_bench::write_file(dir.join("ENV.md"), format!("# Environment\n\n{env}"))
+        .expect("ENV.md");
+    shardcast_bench::write_file(
         dir.join("summary.md"),
         format!("# shardcast sweep\n\n{env}\nEnd-to-end latency from the intended send time (coordinated-omission-correct), after {} s of warm-up, over {} s. Raw: a plain libzmq PUB->SUB pair at the same rate and size. Each point is the median-p99 run of {} (raw and shardcast alternating).\n\n{md}", f.warmup, f.measure, f.rounds),
     )
     .expect("summary.md");
-    std::fs::write(
+    shardcast_bench::write_file(
         dir.join("results.json"),
         serde_json::to_vec_pretty(
             &json!({"command": command, "points": rows, "search": search_result}),

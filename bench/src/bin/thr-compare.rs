@@ -152,6 +152,7 @@ fn main() {
             "count": f.count, "size": f.size, "batch": f.batch, "rounds": rows,
             "median": {"raw_msgs_per_sec": m_raw, "shardcast_ratio": m_one, "shardcast_batch_ratio": m_batch},
         });
-        std::fs::write(path, serde_json::to_vec_pretty(&v).expect("json")).expect("write --json");
+        shardcast_bench::write_file(path, serde_json::to_vec_pretty(&v).expect("json"))
+            .expect("write --json");
     }
 }

@@ -11,6 +11,7 @@ mod hostile;
 mod hosts;
 mod latency;
 mod multicast;
+mod outputs;
 mod pipeline;
 mod placement;
 mod security;
