@@ -4,7 +4,7 @@
 use crate::config::Pace;
 use clap::Parser;
 use shardcast_agent::cpu::{cpu_list_arg, CpuList};
-use shardcast_agent::exit::positive_seconds;
+use shardcast_agent::exit::{positive_seconds, DAY_MS, MAX_MS};
 use shardcast_agent::zmqx::endpoint_arg;
 
 /// shardcast-pub: streams a deterministic synthetic market-data feed over one
@@ -67,7 +67,7 @@ pub struct Flags {
     #[arg(long, env = "SHARDCAST_PUB_COUNT")]
     pub count: Option<u64>,
 
-    /// Send for this many seconds, then end-of-stream.
+    /// Send for this many seconds, then end-of-stream (at most a year).
     #[arg(long, value_name = "SECONDS", value_parser = positive_seconds, allow_negative_numbers = true,
           env = "SHARDCAST_PUB_DURATION")]
     pub duration: Option<f64>,
@@ -94,14 +94,15 @@ pub struct Flags {
     )]
     pub wait_subscribers: u32,
 
-    /// Give up waiting for subscribers after this many seconds (exit 1).
+    /// Give up waiting for subscribers after this many seconds (at most a
+    /// year): exit 1, with a report whose end_reason is "wait-timeout".
     #[arg(long, value_name = "SECONDS", value_parser = positive_seconds, allow_negative_numbers = true,
           env = "SHARDCAST_PUB_WAIT_TIMEOUT")]
     pub wait_timeout: Option<f64>,
 
-    /// Heartbeat a stream that sent nothing for this long.
+    /// Heartbeat a stream that sent nothing for this long (at most a year).
     #[arg(long, default_value_t = 100, value_name = "MS",
-          value_parser = clap::value_parser!(u64).range(1..), env = "SHARDCAST_PUB_HEARTBEAT_MS")]
+          value_parser = clap::value_parser!(u64).range(1..=MAX_MS), env = "SHARDCAST_PUB_HEARTBEAT_MS")]
     pub heartbeat_ms: u64,
 
     /// End phase limit: how long end-of-stream repeats until every counted
@@ -112,11 +113,12 @@ pub struct Flags {
     /// topic, as shardcast-sub is) has left (unsubscribed or disconnected),
     /// for at most this long (epgm: always this long, nothing is
     /// acknowledged); the socket then closes with a linger of this long,
-    /// capped at 1000 ms, for frames still queued.
+    /// capped at 1000 ms, for frames still queued. At most a year.
     #[arg(
         long,
         default_value_t = 5000,
         value_name = "MS",
+        value_parser = clap::value_parser!(u64).range(0..=MAX_MS),
         env = "SHARDCAST_PUB_EOS_TIMEOUT_MS"
     )]
     pub eos_timeout_ms: u64,
@@ -207,12 +209,14 @@ pub struct Flags {
     pub print_config: bool,
 
     /// Fault injection: add this to every timestamp sent, as if this
-    /// host's clock were off by it (negative: behind). Pacing is unchanged.
+    /// host's clock were off by it (negative: behind), at most a day either
+    /// way. Pacing is unchanged.
     #[arg(
         long,
         default_value_t = 0,
         value_name = "MS",
         allow_negative_numbers = true,
+        value_parser = clap::value_parser!(i64).range(-(DAY_MS as i64)..=DAY_MS as i64),
         help_heading = "Fault injection",
         env = "SHARDCAST_PUB_CLOCK_OFFSET_MS"
     )]

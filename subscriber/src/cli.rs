@@ -4,7 +4,7 @@
 
 use clap::{Parser, ValueEnum};
 use shardcast_agent::cpu::{cpu_list_arg, CpuList};
-use shardcast_agent::exit::{non_negative_seconds, positive_seconds};
+use shardcast_agent::exit::{non_negative_seconds, positive_seconds, DAY_MS, MAX_MS};
 use shardcast_agent::idle::Idle;
 use shardcast_agent::lag::OnSlow;
 use shardcast_agent::zmqx::endpoint_arg;
@@ -56,11 +56,13 @@ pub struct Flags {
     #[arg(long, value_enum, default_value_t = WorkKind::Book, env = "SHARDCAST_SUB_WORK")]
     pub work: WorkKind,
 
-    /// Extra busy work per record, in ns (simulates a heavy consumer).
+    /// Extra busy work per record, in ns (simulates a heavy consumer); at
+    /// most a minute.
     #[arg(
         long,
         default_value_t = 0,
         value_name = "NS",
+        value_parser = clap::value_parser!(u64).range(0..=60_000_000_000),
         env = "SHARDCAST_SUB_WORK_NS"
     )]
     pub work_ns: u64,
@@ -120,9 +122,9 @@ pub struct Flags {
     pub max_msg_size: i64,
 
     /// The Suicidal Snail's limit: a message older than this at a shard or at
-    /// a worker means the subscriber cannot keep up.
+    /// a worker means the subscriber cannot keep up. At most a day.
     #[arg(long, default_value_t = 1000, value_name = "MS",
-          value_parser = clap::value_parser!(u64).range(1..), env = "SHARDCAST_SUB_MAX_LAG_MS")]
+          value_parser = clap::value_parser!(u64).range(1..=DAY_MS), env = "SHARDCAST_SUB_MAX_LAG_MS")]
     pub max_lag_ms: u64,
 
     /// What to do past --max-lag-ms.
@@ -136,17 +138,19 @@ pub struct Flags {
 
     /// Relative mode: how long the smallest delay is remembered. A backlog
     /// growing slower than --max-lag-ms per window is absorbed; clock drift
-    /// faster than that is seen as lag.
+    /// faster than that is seen as lag. At most a year.
     #[arg(long, default_value_t = 60.0, value_name = "SECONDS", value_parser = positive_seconds,
           allow_negative_numbers = true, env = "SHARDCAST_SUB_SNAIL_WINDOW")]
     pub snail_window: f64,
 
     /// A send time further ahead of our clock than this is implausible:
-    /// counted as `ts_future`, delivered, but not timed or judged.
+    /// counted as `ts_future`, delivered, but not timed or judged. At most
+    /// a day.
     #[arg(
         long,
         default_value_t = 10_000,
         value_name = "MS",
+        value_parser = clap::value_parser!(u64).range(0..=DAY_MS),
         env = "SHARDCAST_SUB_MAX_CLOCK_SKEW_MS"
     )]
     pub max_clock_skew_ms: u64,
@@ -191,8 +195,8 @@ pub struct Flags {
     #[arg(long, value_enum, default_value_t = Idle::Block, env = "SHARDCAST_SUB_IDLE")]
     pub idle: Idle,
 
-    /// Stop after this many seconds (otherwise at end-of-stream on every
-    /// shard, or on SIGINT/SIGTERM).
+    /// Stop after this many seconds, at most a year (otherwise at
+    /// end-of-stream on every shard, or on SIGINT/SIGTERM).
     #[arg(long, value_name = "SECONDS", value_parser = positive_seconds, allow_negative_numbers = true,
           env = "SHARDCAST_SUB_DURATION")]
     pub duration: Option<f64>,
@@ -216,13 +220,13 @@ pub struct Flags {
     pub plot: Option<std::path::PathBuf>,
 
     /// Leave the first seconds out of the histograms (records are still
-    /// counted, and checked by the snail).
+    /// counted, and checked by the snail). At most a year.
     #[arg(long, default_value_t = 0.0, value_name = "SECONDS", value_parser = non_negative_seconds,
           allow_negative_numbers = true, env = "SHARDCAST_SUB_WARMUP")]
     pub warmup: f64,
 
     /// Print a plain progress line every S seconds (for logs); without it, a
-    /// live line is shown only when stderr is a terminal.
+    /// live line is shown only when stderr is a terminal. At most a year.
     #[arg(long, value_name = "SECONDS", value_parser = positive_seconds,
           allow_negative_numbers = true, env = "SHARDCAST_SUB_STATS_INTERVAL")]
     pub stats_interval: Option<f64>,
@@ -243,11 +247,13 @@ pub struct Flags {
     #[arg(long, value_name = "FILE", env = "SHARDCAST_SUB_BOOKS_OUT")]
     pub books_out: Option<std::path::PathBuf>,
 
-    /// After the last shard ends, how long workers may take to drain.
+    /// After the last shard ends, how long workers may take to drain (at
+    /// most a year).
     #[arg(
         long,
         default_value_t = 5000,
         value_name = "MS",
+        value_parser = clap::value_parser!(u64).range(0..=MAX_MS),
         env = "SHARDCAST_SUB_DRAIN_TIMEOUT_MS"
     )]
     pub drain_timeout_ms: u64,
@@ -291,11 +297,13 @@ pub struct Flags {
     #[arg(long)]
     pub print_config: bool,
 
-    /// Fault injection (testing): stall worker 0 once for this long.
+    /// Fault injection (testing): stall worker 0 once for this long (at
+    /// most a year).
     #[arg(
         long,
         value_name = "MS",
         help_heading = "Fault injection",
+        value_parser = clap::value_parser!(u64).range(0..=MAX_MS),
         env = "SHARDCAST_SUB_STALL_WORKER_MS"
     )]
     pub stall_worker_ms: Option<u64>,

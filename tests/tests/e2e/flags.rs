@@ -62,3 +62,82 @@ fn print_config_shows_the_resolved_configuration() {
     assert_eq!(v["max_lag_ms"], 1000);
     assert_eq!(v["work"], "book");
 }
+
+/// Issue 10, finding 8: `--duration 1e300` panicked (exit 101) turning into
+/// a `Duration`, and the millisecond flags took values whose deadlines
+/// overflow `Instant` (or, for --clock-offset-ms and --max-lag-ms, mean
+/// nothing). Every time flag of both binaries: absurd values exit 2 naming
+/// the flag; the largest sane value is taken.
+#[test]
+fn huge_float_flags_exit_2_naming_the_flag() {
+    let ep = "tcp://127.0.0.1:5999";
+    let seconds = ["1e300", "inf", "-inf", "nan", "-1", "31536001", "1e20"];
+    let unsigned_ms = [
+        "1e300",
+        "inf",
+        "nan",
+        "-1",
+        "31536000001",
+        "18446744073709551615",
+        "99999999999999999999999",
+    ];
+    let day_ms = ["86400001", "18446744073709551615", "1e300", "-1"];
+    // (binary, base args, flag, absurd values, largest value taken)
+    type Case<'a> = (
+        &'a std::path::Path,
+        [&'a str; 2],
+        &'a str,
+        Vec<&'a str>,
+        &'a str,
+    );
+    let mut cases: Vec<Case> = Vec::new();
+    let (p, s) = (pub_bin(), sub_bin());
+    let (pb, sb) = (["--bind", ep], ["--connect", ep]);
+    let mut positive = seconds.to_vec();
+    positive.push("1e-300");
+    for flag in ["--duration", "--wait-timeout"] {
+        cases.push((p, pb, flag, positive.clone(), "31536000"));
+    }
+    for flag in ["--duration", "--stats-interval", "--snail-window"] {
+        cases.push((s, sb, flag, positive.clone(), "31536000"));
+    }
+    cases.push((s, sb, "--warmup", seconds.to_vec(), "31536000"));
+    for flag in ["--heartbeat-ms", "--eos-timeout-ms"] {
+        cases.push((p, pb, flag, unsigned_ms.to_vec(), "31536000000"));
+    }
+    for flag in ["--drain-timeout-ms", "--stall-worker-ms"] {
+        cases.push((s, sb, flag, unsigned_ms.to_vec(), "31536000000"));
+    }
+    for flag in ["--max-lag-ms", "--max-clock-skew-ms"] {
+        cases.push((s, sb, flag, day_ms.to_vec(), "86400000"));
+    }
+    cases.push((
+        s,
+        sb,
+        "--work-ns",
+        vec!["60000000001", "18446744073709551615", "1e300", "-1"],
+        "60000000000",
+    ));
+    cases.push((
+        p,
+        pb,
+        "--clock-offset-ms",
+        vec![
+            "86400001",
+            "-86400001",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "1e300",
+            "nan",
+        ],
+        "-86400000",
+    ));
+    for (bin, base, flag, bad, largest) in cases {
+        for v in bad {
+            // `--flag=VALUE`, so that clap takes `-inf` as the value.
+            assert_usage_error(bin, &[base[0], base[1], &format!("{flag}={v}")], flag);
+        }
+        let (st, err, _) = run(bin, &[base[0], base[1], flag, largest, "--print-config"]);
+        assert!(st.success(), "{flag} {largest} is taken: {err}");
+    }
+}
