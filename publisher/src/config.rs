@@ -199,6 +199,15 @@ impl Config {
         })
     }
 
+    /// Every output file a run writes, with its flag (the report only).
+    pub fn outputs(&self) -> Vec<(&'static str, &std::path::Path)> {
+        self.report_json
+            .as_deref()
+            .map(|p| ("--report-json", p))
+            .into_iter()
+            .collect()
+    }
+
     /// Offset from the start at which global message `i` falls due, ns.
     /// Messages are due in bursts of `burst`; the average rate holds.
     #[inline]

@@ -46,6 +46,10 @@ pub enum RunError {
         seen: u32,
         /// Subscribers wanted.
         wanted: u32,
+        /// The run's report (`end_reason` "wait-timeout", nothing sent),
+        /// written like any other: a failed run leaves its own report, not
+        /// a previous run's (issue 10, finding 10).
+        report: Box<Report>,
     },
     /// A stream thread panicked.
     #[error("stream thread {0} panicked")]
@@ -53,6 +57,16 @@ pub enum RunError {
     /// The feed could not be built.
     #[error("{0}")]
     Feed(#[from] shardcast_proto::feed::BadSymbolCount),
+}
+
+impl RunError {
+    /// The report a failed run still has (`--wait-timeout`), if any.
+    pub fn into_report(self) -> Option<Report> {
+        match self {
+            RunError::WaitTimeout { report, .. } => Some(*report),
+            _ => None,
+        }
+    }
 }
 
 /// Run the publisher to its end: wire the sockets, run one thread per
@@ -71,18 +85,20 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, RunError> {
     // Every stream socket closed with its thread (after end-of-stream and
     // linger); only then the ZAP handler and the contexts.
     let zap = wired.finish();
-    if let Some((i, (seen, wanted))) = results
+    let waited_out = results
         .iter()
         .enumerate()
-        .find_map(|(i, r)| r.waited_out.map(|w| (i, w)))
-    {
-        return Err(RunError::WaitTimeout {
-            stream: i,
+        .find_map(|(i, r)| r.waited_out.map(|w| (i, w)));
+    let report = Report::assemble(cfg, session, results, zap);
+    match waited_out {
+        Some((stream, (seen, wanted))) => Err(RunError::WaitTimeout {
+            stream,
             seen,
             wanted,
-        });
+            report: Box::new(report),
+        }),
+        None => Ok(report),
     }
-    Ok(Report::assemble(cfg, session, results, zap))
 }
 
 /// One named, pinned thread per stream, all running the same feed; joins

@@ -16,19 +16,32 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const ROLE: &str = "shardcast-pub";
 
 fn main() -> ExitCode {
+    // Before anything else: from here on SIGINT/SIGTERM is an orderly stop
+    // with a report, even while flags are still being parsed.
+    let signal = match launch::signals(ROLE) {
+        Ok(s) => s,
+        Err(code) => return ExitCode::from(code),
+    };
     let flags = Flags::parse(); // clap exits 2 on a bad flag, naming it.
-    let (cfg, signal) = match launch::start(ROLE, Config::resolve(&flags), flags.print_config) {
+    let cfg = match launch::start(ROLE, Config::resolve(&flags), flags.print_config) {
         Ok(v) => v,
         Err(code) => return ExitCode::from(code),
     };
-    let report = match run(&cfg, &signal) {
-        Ok(r) => r,
+    if let Err(code) = launch::clear_outputs(ROLE, &cfg.outputs()) {
+        return ExitCode::from(code);
+    }
+    let (report, mut code) = match run(&cfg, &signal) {
+        Ok(r) => (r, exit::OK),
         Err(e) => {
             eprintln!("{ROLE}: error: {e}");
-            return ExitCode::from(exit::FAILURE);
+            // A run that failed with a report (--wait-timeout) still
+            // writes it: its end_reason says what happened.
+            match e.into_report() {
+                Some(r) => (r, exit::FAILURE),
+                None => return ExitCode::from(exit::FAILURE),
+            }
         }
     };
-    let mut code = exit::OK;
     launch::write_output(
         ROLE,
         "--report-json",

@@ -18,7 +18,7 @@ pub enum EndReason {
     /// SIGINT or SIGTERM.
     Signal,
     /// `--wait-timeout` passed before enough subscribers came (the run
-    /// fails with exit 1; no report is written).
+    /// fails with exit 1; its report, nothing sent, is still written).
     WaitTimeout,
 }
 
@@ -93,7 +93,8 @@ pub struct Report {
     pub role: &'static str,
     /// Crate version.
     pub version: &'static str,
-    /// Why it ended: "count", "duration", "signal".
+    /// Why it ended: "count", "duration", "signal", or "wait-timeout" (the
+    /// run failed, exit 1, before sending anything).
     pub end_reason: EndReason,
     /// Publisher id.
     pub publisher_id: u32,

@@ -323,6 +323,22 @@ impl Config {
         })
     }
 
+    /// Every output file a run writes, with its flag (`--hdr-log` is
+    /// written as the run goes; the others at its end).
+    pub fn outputs(&self) -> Vec<(&'static str, &std::path::Path)> {
+        [
+            ("--report-json", &self.report_json),
+            ("--books-out", &self.books_out),
+            ("--hgrm", &self.hgrm),
+            ("--hdr-log", &self.hdr_log),
+            ("--plot", &self.plot),
+            ("--snail-report", &self.snail_report),
+        ]
+        .into_iter()
+        .filter_map(|(flag, p)| p.as_deref().map(|p| (flag, p)))
+        .collect()
+    }
+
     /// The snail's limit, for shards and workers alike.
     pub fn lag_limit(&self) -> LagLimit {
         LagLimit {

@@ -16,14 +16,23 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const ROLE: &str = "shardcast-sub";
 
 fn main() -> ExitCode {
+    // Before anything else: from here on SIGINT/SIGTERM is an orderly stop
+    // with a report, even while flags are still being parsed.
+    let signal = match launch::signals(ROLE) {
+        Ok(s) => s,
+        Err(code) => return ExitCode::from(code),
+    };
     let flags = Flags::parse(); // clap exits 2 on a bad flag, naming it.
     if flags.explain_hwm {
         return explain(&flags);
     }
-    let (cfg, signal) = match launch::start(ROLE, Config::resolve(&flags), flags.print_config) {
+    let cfg = match launch::start(ROLE, Config::resolve(&flags), flags.print_config) {
         Ok(v) => v,
         Err(code) => return ExitCode::from(code),
     };
+    if let Err(code) = launch::clear_outputs(ROLE, &cfg.outputs()) {
+        return ExitCode::from(code);
+    }
     let outcome = match run(&cfg, &signal) {
         Ok(o) => o,
         Err(e) => {

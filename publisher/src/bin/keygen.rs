@@ -8,7 +8,7 @@
 //! the system libzmq build, like CURVE itself.
 
 use clap::Parser;
-use shardcast_agent::{curve, exit};
+use shardcast_agent::{curve, exit, launch};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,6 +28,12 @@ struct Flags {
 }
 
 fn main() -> ExitCode {
+    // Before anything else, as in every shardcast binary: a SIGINT/SIGTERM
+    // then never cuts a key pair in half; it stops before the next one.
+    let signal = match launch::signals("shardcast-keygen") {
+        Ok(s) => s,
+        Err(code) => return ExitCode::from(code),
+    };
     let flags = Flags::parse();
     for name in &flags.names {
         if name.is_empty() || name.contains('/') || name.starts_with('.') {
@@ -47,6 +53,10 @@ fn main() -> ExitCode {
         return ExitCode::from(exit::FAILURE);
     }
     for name in &flags.names {
+        if signal.raised() {
+            eprintln!("shardcast-keygen: stopped by a signal before writing {name}");
+            return ExitCode::from(exit::FAILURE);
+        }
         match curve::write_key_pair(&flags.dir, name) {
             Ok((key, public, k)) => println!(
                 "{name}: public key {} in {} (hand it out); secret key in {} (mode 0600, keep it here)",

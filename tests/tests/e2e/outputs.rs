@@ -1,6 +1,7 @@
 //! Output files and reports (issue 10, findings 3 and 10): what a path that
 //! is a link, a FIFO or a device gets; that every output file goes through
-//! the one writer.
+//! the one writer; that a failed or signalled run leaves its own report (or
+//! none), never a previous run's.
 //!
 //! Nothing here writes the host's /dev: the devices are made in the test's
 //! directory (the old writer, run as root, replaced the device node it was
@@ -13,7 +14,8 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, FileTypeExt};
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use wait_timeout::ChildExt;
 
 fn cstr(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).unwrap()
@@ -273,4 +275,259 @@ fn the_snail_report_goes_through_the_report_writer() {
     );
     assert!(is_symlink(&forensics));
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+}
+
+// ---- Finding 10: stale or missing reports. ----
+
+#[test]
+fn a_wait_timeout_writes_its_report_over_a_stale_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("pub.json");
+    std::fs::write(&report, "a previous run's report").unwrap();
+    let (st, err, out) = run(
+        pub_bin(),
+        &[
+            "--bind",
+            "tcp://127.0.0.1:*",
+            "--wait-subscribers",
+            "1",
+            "--wait-timeout",
+            "0.2",
+            "--report-json",
+            &path_str(&report),
+        ],
+    );
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(err.contains("--wait-timeout"), "{err}");
+    let p = read_json(&report);
+    assert_eq!(p["end_reason"], "wait-timeout");
+    assert_eq!(u(&p, "sent"), 0);
+    assert_eq!(u(&p["streams"][0], "eos_sent"), 0);
+    assert!(out.contains("ended by wait-timeout"), "{out}");
+}
+
+#[test]
+fn a_run_that_fails_before_it_can_report_leaves_no_stale_report() {
+    let dir = tempfile::tempdir().unwrap();
+    // The publisher: its port is taken, so binding fails (exit 1).
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let report = dir.path().join("pub.json");
+    std::fs::write(&report, "a previous run's report").unwrap();
+    let (st, err, _) = run(
+        pub_bin(),
+        &[
+            "--bind",
+            &format!("tcp://127.0.0.1:{port}"),
+            "--report-json",
+            &path_str(&report),
+        ],
+    );
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(!report.exists(), "the stale report is gone");
+
+    // The subscriber: its --hdr-log cannot be created (exit 1); every
+    // output of a previous run is gone.
+    let stale: Vec<(&str, PathBuf)> = ["--report-json", "--books-out", "--snail-report"]
+        .iter()
+        .map(|f| (*f, dir.path().join(format!("{}.json", &f[2..]))))
+        .collect();
+    let mut args = vec![
+        "--hdr-log".to_string(),
+        path_str(&dir.path().join("no/such/dir/lat.hlog")),
+    ];
+    for (flag, p) in &stale {
+        std::fs::write(p, "a previous run's output").unwrap();
+        args.extend([flag.to_string(), path_str(p)]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (st, err, _) = sub_once(&args);
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(err.contains("--hdr-log"), "{err}");
+    for (flag, p) in &stale {
+        assert!(!p.exists(), "{flag}: the stale file is gone");
+    }
+}
+
+/// A child that is killed if the test fails before it exits.
+struct Guarded(Child);
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn wait_guarded(g: &mut Guarded) -> ExitStatus {
+    match g.0.wait_timeout(PROCESS_TIMEOUT).unwrap() {
+        Some(st) => st,
+        None => panic!("did not exit within {PROCESS_TIMEOUT:?}"),
+    }
+}
+
+/// The signals `pid` catches (SigCgt) and the system call it is blocked
+/// in, if any (/proc/PID/syscall).
+fn caught_and_syscall(pid: u32) -> (u64, Option<i64>) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let cgt = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let sc = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+    (
+        cgt,
+        sc.split_whitespace().next().and_then(|n| n.parse().ok()),
+    )
+}
+
+const SIGINT_SIGTERM: u64 = (1 << (libc::SIGINT - 1)) | (1 << (libc::SIGTERM - 1));
+
+#[test]
+fn signal_handlers_are_in_place_before_flags_are_parsed() {
+    for bin in [pub_bin(), sub_bin()] {
+        // Hold the process inside flag parsing: `--help` written to a pipe
+        // that is already full blocks until the test reads it.
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills `fds` with two new descriptors, each owned
+        // by a File below.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        let (mut rd, wr): (std::fs::File, std::fs::File) = unsafe {
+            use std::os::fd::FromRawFd;
+            (
+                std::fs::File::from_raw_fd(fds[0]),
+                std::fs::File::from_raw_fd(fds[1]),
+            )
+        };
+        let set_nonblock = |on: bool| {
+            // SAFETY: fcntl on our own pipe's write end.
+            unsafe {
+                let fl = libc::fcntl(fds[1], libc::F_GETFL);
+                let fl = if on {
+                    fl | libc::O_NONBLOCK
+                } else {
+                    fl & !libc::O_NONBLOCK
+                };
+                libc::fcntl(fds[1], libc::F_SETFL, fl);
+            }
+        };
+        set_nonblock(true);
+        let mut filled = 0usize;
+        loop {
+            use std::io::Write;
+            match (&wr).write(&[b'.'; 4096]) {
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("filling the pipe: {e}"),
+            }
+        }
+        set_nonblock(false);
+        let child = Command::new(bin)
+            .arg("--help")
+            .stdin(Stdio::null())
+            .stdout(wr)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut g = Guarded(child);
+        let pid = g.0.id();
+        poll_until(
+            &format!(
+                "{}: SIGINT and SIGTERM caught while blocked printing --help",
+                bin.display()
+            ),
+            || {
+                let (cgt, sc) = caught_and_syscall(pid);
+                cgt & SIGINT_SIGTERM == SIGINT_SIGTERM && sc == Some(libc::SYS_write)
+            },
+        );
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        // Let it finish: it was stopping in order, not killed.
+        let reader = std::thread::spawn(move || {
+            use std::io::Read;
+            let mut all = Vec::new();
+            let _ = rd.read_to_end(&mut all);
+            all
+        });
+        let st = wait_guarded(&mut g);
+        let all = reader.join().unwrap();
+        assert_eq!(st.code(), Some(0), "{}: {st:?}", bin.display());
+        let help = String::from_utf8_lossy(&all[filled..]);
+        assert!(help.contains("Usage"), "{help}");
+    }
+}
+
+#[test]
+fn a_sigterm_held_since_exec_stops_the_run_in_order_with_a_report() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let pub_json = dir.path().join("pub.json");
+    let sub_json = dir.path().join("sub.json");
+    // Without a signal, the publisher would wait for a subscriber until
+    // --wait-timeout (then exit 1), and the subscriber would run until
+    // --duration.
+    let runs = [
+        (
+            pub_bin(),
+            vec![
+                "--bind".to_string(),
+                "tcp://127.0.0.1:*".into(),
+                "--wait-subscribers".into(),
+                "1".into(),
+                "--wait-timeout".into(),
+                "60".into(),
+                "--report-json".into(),
+                path_str(&pub_json),
+            ],
+            &pub_json,
+        ),
+        (
+            sub_bin(),
+            vec![
+                "--connect".to_string(),
+                "tcp://127.0.0.1:9".into(),
+                "--duration".into(),
+                "60".into(),
+                "--report-json".into(),
+                path_str(&sub_json),
+            ],
+            &sub_json,
+        ),
+    ];
+    for (bin, args, json) in runs {
+        let mut cmd = Command::new(bin);
+        cmd.args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // The supervisor's way to close the window between exec and main:
+        // start with SIGINT and SIGTERM blocked, so a signal sent at once
+        // waits (pending) until main has its handlers and unblocks them.
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGINT);
+                libc::sigaddset(&mut set, libc::SIGTERM);
+                match libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) {
+                    0 => Ok(()),
+                    e => Err(std::io::Error::from_raw_os_error(e)),
+                }
+            });
+        }
+        let mut g = Guarded(cmd.spawn().unwrap());
+        // Sent before the process could have reached main.
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(g.0.id() as i32, libc::SIGTERM) };
+        let st = wait_guarded(&mut g);
+        assert_eq!(st.code(), Some(0), "{}: {st:?}", bin.display());
+        let r = read_json(json);
+        assert_eq!(r["end_reason"], "signal", "{}: {r}", bin.display());
+    }
 }
