@@ -35,6 +35,11 @@ use shardcast_proto::wire::CONTROL_TOPIC;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
+/// Most prefix bytes one connection's subscriptions may add up to (libzmq's
+/// trie costs about 32 bytes per prefix byte, so about 2 MiB); past it the
+/// connection is treated as past `--max-subscriptions`.
+pub const MAX_PREFIX_BYTES_PER_PEER: u64 = 64 << 10;
+
 /// Connection ids remembered as subscribed at most; past it new ones are
 /// counted but not remembered (see [`Roster::on_subscription`]).
 pub const MAX_TRACKED: usize = 65_536;
@@ -75,6 +80,8 @@ struct Peer {
     /// Subscriptions it holds (every topic; repeats count, as libzmq's trie
     /// work does).
     subscriptions: u32,
+    /// Their prefixes' bytes.
+    bytes: u64,
     /// It subscribed to the control topic (and did not unsubscribe).
     control: bool,
     /// Its address (`Peer-Address`), once seen.
@@ -141,11 +148,14 @@ impl Roster {
         }
         match kind {
             1 => {
-                if peer.subscriptions >= self.max_subscriptions {
+                let bytes = peer.bytes + topic.len() as u64;
+                if peer.subscriptions >= self.max_subscriptions || bytes > MAX_PREFIX_BYTES_PER_PEER
+                {
                     self.report.subscriptions_refused += 1;
                     return peer.address.map_or(Cut::None, Cut::Host);
                 }
                 peer.subscriptions += 1;
+                peer.bytes = bytes;
                 if control && !peer.control {
                     peer.control = true;
                     self.subscribed.insert(user.into());
@@ -157,6 +167,7 @@ impl Roster {
                     return Cut::None;
                 }
                 peer.subscriptions -= 1;
+                peer.bytes = peer.bytes.saturating_sub(topic.len() as u64);
                 if control && peer.control {
                     peer.control = false;
                     self.subscribed.remove(user);
@@ -454,5 +465,16 @@ mod tests {
         assert_eq!(r.report().subscriptions_refused, 1);
         // Another connection has its own allowance.
         assert_eq!(r.on_subscription(SUB, Some("g"), ip()), Cut::None);
+        // Few but long prefixes are bounded by their bytes.
+        let mut long = vec![1u8];
+        long.extend(std::iter::repeat(b'L').take(1000));
+        let mut r = Roster::new(1000);
+        for _ in 0..MAX_PREFIX_BYTES_PER_PEER / 1000 {
+            assert_eq!(r.on_subscription(&long, Some("h"), ip()), Cut::None);
+        }
+        assert_eq!(
+            r.on_subscription(&long, Some("h"), ip()),
+            Cut::Host(ip().unwrap())
+        );
     }
 }

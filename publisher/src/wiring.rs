@@ -12,10 +12,12 @@ use shardcast_agent::zmqx::{self, socket_with_own_io_thread};
 /// How long a waiting stream blocks on its XPUB before it looks at the clock.
 const SUB_POLL_MS: i32 = 50;
 /// Largest message a peer may send a stream (`ZMQ_MAXMSGSZ`): a
-/// subscription is 1 byte plus its prefix, and a symbol prefix is at most 9
-/// bytes (8 and a NUL). libzmq cuts off a peer that sends more, so one
-/// subscription costs the trie at most a few KiB.
-pub(crate) const MAX_SUBSCRIPTION_BYTES: i64 = 256;
+/// subscription is 1 byte plus its prefix (a symbol prefix is at most 9
+/// bytes: 8 and a NUL), and the limit also applies to handshake commands,
+/// of which CURVE's INITIATE is the largest (about 300 bytes). libzmq cuts
+/// off a peer that sends more, so one subscription costs the trie a few
+/// tens of KiB at most (`peers` bounds the total per connection).
+pub(crate) const MAX_MESSAGE_BYTES: i64 = 1024;
 
 /// One stream's bound socket: what its thread owns.
 pub(crate) struct Bound {
@@ -169,7 +171,7 @@ fn bind_stream(
         // each connection (see `peers`).
         s.set_zap_domain(curve::ZAP_DOMAIN)
             .map_err(zerr("setting ZMQ_ZAP_DOMAIN"))?;
-        s.set_maxmsgsize(MAX_SUBSCRIPTION_BYTES)
+        s.set_maxmsgsize(MAX_MESSAGE_BYTES)
             .map_err(zerr("setting ZMQ_MAXMSGSZ"))?;
         s.set_handshake_ivl(cfg.handshake_timeout.as_millis().min(i32::MAX as u128) as i32)
             .map_err(zerr("setting ZMQ_HANDSHAKE_IVL (--handshake-timeout-ms)"))?;

@@ -180,7 +180,7 @@ fn peak_rss(pid: u32) -> u64 {
 
 /// Finding 2: subscriptions were unbounded: 1 MiB prefixes and endless
 /// counts grew the publisher by gigabytes on the stream's thread, and a
-/// healthy subscriber croaked. Now a subscription over 256 bytes cuts its
+/// healthy subscriber croaked. Now a message over 1 KiB cuts its
 /// peer off inside libzmq, and a connection past --max-subscriptions gets
 /// its host cut off; the real subscriber (another host) is untouched.
 #[test]
@@ -274,7 +274,7 @@ fn half_open_connections_cannot_lock_a_subscriber_out() {
             "--max-peers-per-host",
             "150",
             "--handshake-timeout-ms",
-            "1000",
+            "3000",
             "--report-json",
             &path_str(&pub_json),
         ])
