@@ -10,6 +10,11 @@
 //!   raises ages above the floor and is caught. The price: a backlog that
 //!   builds more slowly than `max_lag / window` is absorbed into the floor,
 //!   and a subscriber that starts already behind never sees that first lag.
+//!
+//! A send time no clock could have written is not lag: one further ahead of
+//! ours than the skew limit ([`LagLimit::is_future`]) or older than anything
+//! this receiver could have been sent ([`LagLimit::is_ancient`]) is counted
+//! by the caller, never judged, and never fed to a [`DelayFloor`].
 
 /// Age of a message in ns: `now - sent`, negative when the sender's clock is
 /// ahead of ours.
@@ -81,7 +86,28 @@ impl LagLimit {
     pub fn is_future(&self, age_ns: i64) -> bool {
         age_ns < 0 && age_ns.unsigned_abs() > self.max_skew_ns
     }
+
+    /// Whether `age` is too old to be lag, for a receiver that has been
+    /// receiving for `up_ns`: older than `max(ANCIENT_MIN_NS, up_ns)` plus
+    /// the skew limit.
+    ///
+    /// Why this cannot hide real lag: a PUB socket never sends a subscriber
+    /// what was sent before the subscription reached it, so a real record
+    /// is at most as old as the receiver's own run (plus the clocks'
+    /// offset, which `max_skew_ns` bounds). A subscriber minutes or hours
+    /// behind, or frozen for a day, is still judged; `send_ts_ns = 1`, a
+    /// zeroed or corrupt stamp, is not. The one-hour floor keeps relative
+    /// mode's promise for a receiver that just started: a publisher clock
+    /// up to an hour behind ours is a constant offset, cancelled by the
+    /// floor, not an absurd stamp.
+    #[inline]
+    pub fn is_ancient(&self, age_ns: i64, up_ns: u64) -> bool {
+        age_ns > 0 && age_ns as u64 > up_ns.max(ANCIENT_MIN_NS).saturating_add(self.max_skew_ns)
+    }
 }
+
+/// The smallest age [`LagLimit::is_ancient`] takes for absurd, ns: one hour.
+pub const ANCIENT_MIN_NS: u64 = 3_600_000_000_000;
 
 /// Buckets of a [`DelayFloor`] window: the floor forgets in steps of
 /// `window / FLOOR_BUCKETS`.
@@ -179,6 +205,25 @@ mod tests {
         assert!(!l.is_future(-(10 * S as i64)));
         assert!(l.is_future(-(10 * S as i64) - 1));
         assert!(!l.is_future(5));
+    }
+
+    #[test]
+    fn an_ancient_stamp_is_not_lag_but_minutes_and_long_runs_are() {
+        let l = LagLimit::absolute_ms(1000);
+        let skew = l.max_skew_ns as i64;
+        let hour = ANCIENT_MIN_NS as i64;
+        // send_ts_ns = 1 seen today, by a receiver up one second.
+        assert!(l.is_ancient(age_ns(1_700_000_000 * S, 1), S));
+        // Minutes behind is lag, however young the receiver.
+        assert!(!l.is_ancient(10 * 60 * S as i64, 0));
+        assert!(!l.is_ancient(hour + skew, 0));
+        assert!(l.is_ancient(hour + skew + 1, 0));
+        // A receiver up two hours (frozen, say) can be two hours behind.
+        assert!(!l.is_ancient(2 * hour, 2 * hour as u64));
+        assert!(l.is_ancient(2 * hour + skew + 1, 2 * hour as u64));
+        // Negative and zero ages are never ancient; nothing overflows.
+        assert!(!l.is_ancient(-1, 0) && !l.is_ancient(0, u64::MAX));
+        assert!(!l.is_ancient(i64::MAX, u64::MAX));
     }
 
     /// Feed ages `offset + backlog(t)` every ms for `secs`; return the

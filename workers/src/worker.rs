@@ -118,17 +118,22 @@ pub struct WorkerCore {
     checksum: StreamChecksum,
     lag: LagCheck,
     latency: StageRecorder,
+    /// When the worker started: a send time older than the time since then
+    /// (and an hour) cannot be lag ([`LagLimit::is_ancient`]).
+    start_ns: u64,
 }
 
 impl WorkerCore {
-    /// A worker core recording its latencies into `latency`.
-    pub fn new(setup: WorkerSetup, latency: StageRecorder) -> WorkerCore {
+    /// A worker core recording its latencies into `latency`, started at
+    /// `start_ns`.
+    pub fn new(setup: WorkerSetup, latency: StageRecorder, start_ns: u64) -> WorkerCore {
         WorkerCore {
             setup,
             res: WorkerResult::default(),
             checksum: StreamChecksum::default(),
             lag: LagCheck::new(AgentKind::Worker, setup.index, setup.limit, setup.on_slow),
             latency,
+            start_ns,
         }
     }
 
@@ -184,13 +189,21 @@ impl WorkerCore {
             // Relative mode judges this stage by its time in our queue:
             // both ends of that are our clock, so no offset can fool it (the
             // shard judges the network part against its floor).
+            // An absurdly old send time is no lag (the shard counted it as
+            // `ts_ancient`); judging it would croak on a corrupt stamp.
             let age = match setup.limit.mode {
-                LagMode::Absolute => age_ns(prev, rec.send_ts_ns()),
-                LagMode::Relative => prev.saturating_sub(rx_ns) as i64,
+                LagMode::Absolute => Some(age_ns(prev, rec.send_ts_ns())).filter(|&a| {
+                    !setup
+                        .limit
+                        .is_ancient(a, prev.saturating_sub(self.start_ns))
+                }),
+                LagMode::Relative => Some(prev.saturating_sub(rx_ns) as i64),
             };
-            self.lag.observe(prev, age, &rec);
-            if let Some(ev) = self.lag.take_croak() {
-                croak.raise(ev);
+            if let Some(age) = age {
+                self.lag.observe(prev, age, &rec);
+                if let Some(ev) = self.lag.take_croak() {
+                    croak.raise(ev);
+                }
             }
             match setup.work {
                 WorkKind::Book => {
@@ -285,7 +298,7 @@ pub fn run_worker(
     latency: StageRecorder,
 ) -> WorkerResult {
     let counters = &board.workers[setup.index];
-    let mut core = WorkerCore::new(setup, latency);
+    let mut core = WorkerCore::new(setup, latency, now_ns());
     let mut stall = setup.stall;
     let mut msg = Msg::new();
     let mut stamp = Msg::new();
@@ -376,7 +389,7 @@ mod tests {
 
     fn core(s: WorkerSetup) -> (WorkerCore, StageCollector) {
         let c = StageCollector::new(0, 0);
-        (WorkerCore::new(s, c.recorder()), c)
+        (WorkerCore::new(s, c.recorder(), 0), c)
     }
 
     #[test]
@@ -466,6 +479,30 @@ mod tests {
         // Read before the first record, then after each one.
         assert_eq!(seen, [false, true, true, true]);
         assert_eq!(croak.event().unwrap().seq, 1);
+    }
+
+    /// Issue 10, finding 4: a record stamped `send_ts_ns = 1` croaked the
+    /// snail. Older than the worker's run (and an hour), a stamp is no lag;
+    /// ten minutes is, on a worker up for one second.
+    #[test]
+    fn one_ancient_timestamp_does_not_kill_the_worker() {
+        const S: u64 = 1_000_000_000;
+        let start = 1_700_000_000 * S;
+        let now = start + S;
+        let croak = Croak::default();
+        let c = StageCollector::new(0, 0);
+        let mut core = WorkerCore::new(setup(0, None, WorkKind::None), c.recorder(), start);
+        let frame = batch(&[quote("AAA", 1, 1), quote("BBB", 2, 0)]);
+        core.frame(now, &frame, &mut || now, &croak, &AgentCounters::default());
+        assert!(!croak.raised());
+        let late = quote("CCC", 3, now - 600 * S);
+        core.frame(now, &late, &mut || now, &croak, &AgentCounters::default());
+        assert_eq!(
+            croak.event().map(|e| e.seq),
+            Some(3),
+            "minutes behind croaks"
+        );
+        assert_eq!(core.finish(None).processed, 3, "delivered all the same");
     }
 
     /// A record waits behind the records before it in its frame: it is
