@@ -83,11 +83,28 @@ pub fn exercise(buf: &[u8]) -> Result<Decoded, DecodeError> {
             (meta.symbol, meta.seq, meta.session)
         );
 
-        // The subscriber shard's accounting (subscriber/src/shard.rs).
+        // The subscriber shard's accounting (subscriber/src/shard/core.rs).
         let key = SourceKey {
             publisher_id: rec.publisher_id(),
             stream_id: rec.stream_id(),
         };
+        if let Payload::EndOfStream { last_seq, checksum } = payload {
+            assert!(!batch, "control records travel alone");
+            assert_eq!(rec.seq(), last_seq, "an end-of-stream agrees with itself");
+            // The shard obeys end-of-stream only from a source it took a
+            // data record or heartbeat from, and creates no state for it.
+            let sources = tracker.streams().len();
+            match tracker.existing(key) {
+                Some(st) if st.joined() => {
+                    st.on_eos(rec.session(), last_seq, checksum);
+                    // The tracker may refuse it, but never record something else.
+                    let eos = st.eos();
+                    assert!(eos.is_none() || eos == Some(Eos { last_seq, checksum }));
+                }
+                _ => assert_eq!(tracker.streams().len(), sources),
+            }
+            continue;
+        }
         let st = tracker
             .source(key)
             .expect("a frame holds far fewer than MAX_SOURCES sources");
@@ -104,14 +121,7 @@ pub fn exercise(buf: &[u8]) -> Result<Decoded, DecodeError> {
                 assert!(!batch, "control records travel alone");
                 st.on_heartbeat(rec.session(), rec.seq());
             }
-            Payload::EndOfStream { last_seq, checksum } => {
-                assert!(!batch, "control records travel alone");
-                assert_eq!(rec.seq(), last_seq, "an end-of-stream agrees with itself");
-                st.on_eos(rec.session(), last_seq, checksum);
-                // The tracker may refuse it, but never record something else.
-                let eos = st.eos();
-                assert!(eos.is_none() || eos == Some(Eos { last_seq, checksum }));
-            }
+            Payload::EndOfStream { .. } => unreachable!("handled above"),
         }
         let _ = (st.complete(), st.last_seq(), st.first_seq(), st.checksum());
     }

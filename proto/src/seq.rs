@@ -6,10 +6,15 @@
 //! * Heartbeats and end-of-stream carry the last data `seq` sent, so a loss at
 //!   the tail of a burst is seen without waiting for the next data record.
 //! * A new session id for the same (publisher, stream) is a **restart**, not a
-//!   gap: counting restarts separately keeps `lost` honest.
+//!   gap: counting restarts separately keeps `lost` honest. A restart is
+//!   *confirmed* before the current session is given up: the new session's
+//!   first record is a candidate, and only its next record continuing it
+//!   makes the switch, so one foreign or corrupt session id changes nothing.
 //! * The first record seen from a session may have `seq > 1` when this
 //!   subscriber joined late (the slow joiner): those are `missed_before_join`,
-//!   not `lost`, and the stream cannot be `complete`.
+//!   not `lost`, and the stream cannot be `complete`. A first record further
+//!   than [`MAX_SEQ_JUMP`] from the start of its sequence space is a jump
+//!   like any other, taken only once the next record confirms it.
 
 use crate::wire::StreamChecksum;
 use serde::Serialize;
@@ -25,6 +30,8 @@ pub const MAX_SOURCES: usize = 4096;
 /// dropped and counted as a `seq_jump` instead of declaring billions lost and
 /// poisoning the duplicate window. A real jump (a long partition) is
 /// accepted when the next record confirms it (see [`StreamState::on_data`]).
+/// A session's first record is measured from seq 1: one claiming 2^62 is a
+/// jump too, not a late join.
 pub const MAX_SEQ_JUMP: u64 = 1 << 32;
 
 /// Identity of a sequence space (sessions come and go within it).
@@ -74,6 +81,11 @@ pub struct Counters {
     /// Records (data, heartbeat or end-of-stream) dropped for an
     /// unconfirmed sequence jump of more than [`MAX_SEQ_JUMP`].
     pub seq_jumps: u64,
+    /// Records of a session other than the current one that no following
+    /// record of that session confirmed as a restart: control records
+    /// ignored, data records delivered but kept out of the current
+    /// session's accounting (see [`StreamState::on_data`]).
+    pub session_unconfirmed: u64,
 }
 
 impl std::ops::AddAssign for Counters {
@@ -86,6 +98,9 @@ impl std::ops::AddAssign for Counters {
         self.missed_before_join = self.missed_before_join.saturating_add(o.missed_before_join);
         self.restarts = self.restarts.saturating_add(o.restarts);
         self.seq_jumps = self.seq_jumps.saturating_add(o.seq_jumps);
+        self.session_unconfirmed = self
+            .session_unconfirmed
+            .saturating_add(o.session_unconfirmed);
     }
 }
 
@@ -107,6 +122,8 @@ pub struct StreamState {
     /// The `expected` an implausible jump would have set: a next record
     /// that agrees with it confirms the jump.
     jump_to: u64,
+    /// A session that may be a restart, until its next record confirms it.
+    candidate: Candidate,
     /// The relative snail's delay floor for this source (each publisher
     /// host has its own clock offset).
     pub floor: crate::snail::DelayFloor,
@@ -127,6 +144,7 @@ impl StreamState {
             window: [0; (WINDOW / 64) as usize],
             totals: Counters::default(),
             jump_to: 0,
+            candidate: Candidate::default(),
             floor: crate::snail::DelayFloor::default(),
         }
     }
@@ -186,33 +204,133 @@ impl StreamState {
         }
     }
 
-    fn enter_session(&mut self, session: u64) {
-        if session == self.session && self.expected != 0 {
+    /// Whether anything of the current session was accounted for (a data
+    /// record or a heartbeat taken): then another session is a candidate
+    /// restart, and an end-of-stream comes from a source this state knows.
+    pub fn joined(&self) -> bool {
+        self.expected != 0
+    }
+
+    /// Make `session` the current one, with nothing of it seen yet.
+    fn reset_session(&mut self, session: u64) {
+        self.session = session;
+        self.expected = 0;
+        self.first_seq = 0;
+        self.session_received = 0;
+        self.session_lost = 0;
+        self.session_missed = 0;
+        self.checksum = StreamChecksum::default();
+        self.eos = None;
+        self.window = [0; (WINDOW / 64) as usize];
+        self.jump_to = 0;
+        self.candidate = Candidate::default();
+    }
+
+    /// The candidate session continues: it is a restart. The current
+    /// session is given up and the candidate's first record accounted for
+    /// as the new session's first. `at` is where the confirming record
+    /// joins when the candidate's own first record was an implausible jump.
+    #[cold]
+    fn confirm_restart(&mut self, at: u64) {
+        let c = self.candidate;
+        self.totals.restarts += 1;
+        self.totals.session_unconfirmed = self.totals.session_unconfirmed.saturating_sub(1);
+        self.reset_session(c.session);
+        if c.first == 0 {
+            self.join_at(at);
             return;
         }
-        if session != self.session {
-            if self.expected != 0 {
-                self.totals.restarts += 1;
-            }
-            self.session = session;
-            self.expected = 0;
-            self.first_seq = 0;
-            self.session_received = 0;
-            self.session_lost = 0;
-            self.session_missed = 0;
-            self.checksum = StreamChecksum::default();
-            self.eos = None;
-            self.window = [0; (WINDOW / 64) as usize];
-            self.jump_to = 0;
+        self.join_at(c.first);
+        if let Some(digest) = c.digest {
+            // Delivered when it came, and counted in `received` then.
+            self.set_bit(c.first);
+            self.expected = c.first + 1;
+            self.session_received = 1;
+            self.checksum.add(digest);
         }
+    }
+
+    /// A data record of another session than the current, live one: the
+    /// candidate's next record (confirming the restart when it continues
+    /// the candidate), or a new candidate.
+    #[cold]
+    fn foreign_data(&mut self, session: u64, seq: u64, digest: impl FnOnce() -> u64) -> Verdict {
+        let c = self.candidate;
+        if c.next != 0 && c.session == session {
+            if seq >= c.next {
+                if seq - c.next < MAX_SEQ_JUMP {
+                    self.confirm_restart(seq);
+                    return self.current_data(seq, digest);
+                }
+                // Implausibly far past the candidate: dropped, which stays.
+                self.totals.seq_jumps = self.totals.seq_jumps.saturating_add(1);
+                return Verdict::Implausible;
+            }
+            if c.digest.is_some() && seq == c.first {
+                self.totals.duplicates += 1;
+                return Verdict::Duplicate;
+            }
+            // Behind the candidate: it starts again from here (so one
+            // record claiming a high seq in the next session's name cannot
+            // turn that session's real records into duplicates).
+        }
+        // A new candidate (replacing another, which stays counted).
+        self.totals.session_unconfirmed = self.totals.session_unconfirmed.saturating_add(1);
+        if seq == 0 || seq > MAX_SEQ_JUMP {
+            // Not a plausible first record either: remembered, not delivered.
+            self.candidate = Candidate {
+                session,
+                next: seq.saturating_add(1),
+                first: 0,
+                digest: None,
+            };
+            return Verdict::Implausible;
+        }
+        // Delivered (a real restart's first record must not be lost), but
+        // counted in no session until the restart is confirmed.
+        self.candidate = Candidate {
+            session,
+            next: seq + 1,
+            first: seq,
+            digest: Some(digest()),
+        };
+        self.totals.received += 1;
+        Verdict::New
+    }
+
+    /// A heartbeat or end-of-stream of another session than the current,
+    /// live one, saying `next` = its last seq + 1: the candidate's next
+    /// record, or a new candidate. Returns whether it was applied (it
+    /// confirmed a restart).
+    #[cold]
+    fn foreign_control(&mut self, session: u64, next: u64) -> bool {
+        let c = self.candidate;
+        if c.next != 0 && c.session == session && next >= c.next {
+            if next - c.next <= MAX_SEQ_JUMP {
+                self.confirm_restart(next);
+                return self.current_control(next);
+            }
+            self.totals.seq_jumps = self.totals.seq_jumps.saturating_add(1);
+            return false;
+        }
+        self.totals.session_unconfirmed = self.totals.session_unconfirmed.saturating_add(1);
+        self.candidate = Candidate {
+            session,
+            next,
+            first: if next - 1 > MAX_SEQ_JUMP { 0 } else { next },
+            digest: None,
+        };
+        false
     }
 
     /// Whether moving `expected` to `next` is an implausible jump, to be
     /// dropped: the first time, remember where it leads and count it; when
     /// the following record leads to the same place, accept it (un-counting
     /// the record that announced it, which is then inside the gap, lost).
+    /// Before a session's first record, the distance is measured from seq 1.
     fn implausible(&mut self, next: u64, confirms: bool) -> bool {
-        if self.expected == 0 || next <= self.expected || next - self.expected <= MAX_SEQ_JUMP {
+        let from = self.expected.max(1);
+        if next <= from || next - from <= MAX_SEQ_JUMP {
             self.jump_to = 0;
             return false;
         }
@@ -291,21 +409,42 @@ impl StreamState {
     /// Account for a data record; returns whether to process it. `digest`
     /// is only computed for a record seen for the first time.
     ///
-    /// A record more than [`MAX_SEQ_JUMP`] ahead is [`Verdict::Implausible`]
-    /// unless it follows one that announced the same jump (`seq` one past
-    /// it), so one hostile or corrupt record cannot make the stream's real
-    /// records look like duplicates.
+    /// A record more than [`MAX_SEQ_JUMP`] ahead (of seq 1, for a session's
+    /// first record) is [`Verdict::Implausible`] unless it follows one that
+    /// announced the same jump (`seq` one past it), so one hostile or
+    /// corrupt record cannot make the stream's real records look like
+    /// duplicates.
+    ///
+    /// A record of another session, while the current one has been joined,
+    /// is a candidate restart: the current session stays. The candidate's
+    /// first data record is delivered ([`Verdict::New`], counted in
+    /// `received` and `session_unconfirmed`) but belongs to no session
+    /// until the candidate's next record continues it (a higher seq within
+    /// the jump limit): then the restart is counted and the candidate
+    /// becomes the current session, its first record included.
     #[inline]
     pub fn on_data(&mut self, session: u64, seq: u64, digest: impl FnOnce() -> u64) -> Verdict {
-        self.enter_session(session);
-        if self.expected == 0 {
-            self.join_at(seq.max(1));
+        if session != self.session {
+            if self.expected != 0 {
+                return self.foreign_data(session, seq, digest);
+            }
+            // Nothing of the current session was taken: not a restart.
+            self.reset_session(session);
         }
-        if self.jump_to != 0 || seq > self.expected.saturating_add(MAX_SEQ_JUMP) {
+        self.current_data(seq, digest)
+    }
+
+    /// [`Self::on_data`] for the current session.
+    #[inline]
+    fn current_data(&mut self, seq: u64, digest: impl FnOnce() -> u64) -> Verdict {
+        if self.jump_to != 0 || seq > self.expected.max(1).saturating_add(MAX_SEQ_JUMP) {
             let confirms = seq == self.jump_to;
             if self.implausible(seq.saturating_add(1), confirms) {
                 return Verdict::Implausible;
             }
+        }
+        if self.expected == 0 {
+            self.join_at(seq.max(1));
         }
         if seq >= self.expected {
             self.advance_to(seq);
@@ -329,31 +468,62 @@ impl StreamState {
     }
 
     /// Account for a heartbeat carrying the last data sequence sent.
-    /// Returns false when it was dropped as an implausible jump.
+    /// Returns false when it was dropped: an implausible jump, or a record
+    /// of an unconfirmed session (which it may confirm; see
+    /// [`Self::on_data`]).
     pub fn on_heartbeat(&mut self, session: u64, last_seq: u64) -> bool {
-        self.enter_session(session);
         let next = last_seq.saturating_add(1);
-        if self.expected == 0 {
-            self.join_at(next);
-        } else if next > self.expected {
+        if session != self.session {
+            if self.expected != 0 {
+                return self.foreign_control(session, next);
+            }
+            self.reset_session(session);
+        }
+        self.current_control(next)
+    }
+
+    /// [`Self::on_heartbeat`] for the current session.
+    fn current_control(&mut self, next: u64) -> bool {
+        if self.expected == 0 || next > self.expected {
             // A repeated heartbeat confirms a jump (an idle publisher after
             // a long partition says the same last_seq again).
             let confirms = self.jump_to == next;
             if self.implausible(next, confirms) {
                 return false;
             }
-            self.advance_to(next);
+            if self.expected == 0 {
+                self.join_at(next);
+            } else {
+                self.advance_to(next);
+            }
         }
         true
     }
 
     /// Account for end-of-stream (ignored, like a heartbeat, when its
-    /// `last_seq` is an unconfirmed implausible jump).
+    /// `last_seq` is an unconfirmed implausible jump or its session an
+    /// unconfirmed restart).
     pub fn on_eos(&mut self, session: u64, last_seq: u64, checksum: u64) {
         if self.on_heartbeat(session, last_seq) {
             self.eos = Some(Eos { last_seq, checksum });
         }
     }
+}
+
+/// A session seen while another was current: a restart once its next
+/// record continues it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Candidate {
+    session: u64,
+    /// Where its next record must be at or after (a seq + 1, so never 0
+    /// for a candidate); 0: no candidate.
+    next: u64,
+    /// Where the session starts if confirmed (its first data seq, or last
+    /// seq + 1 of a heartbeat); 0 when its first record was itself an
+    /// implausible jump (the confirming record is joined at instead).
+    first: u64,
+    /// Its first record's digest when that was delivered data.
+    digest: Option<u64>,
 }
 
 /// All sources seen by one reader (one subscriber shard).
@@ -394,6 +564,18 @@ impl Tracker {
             }
         }
         Some(&mut self.streams[self.last])
+    }
+
+    /// The state of `key` if one exists, without creating it (an
+    /// end-of-stream from a source never seen must cost nothing).
+    #[inline]
+    pub fn existing(&mut self, key: SourceKey) -> Option<&mut StreamState> {
+        if self.last < self.streams.len() && self.streams[self.last].key == key {
+            return Some(&mut self.streams[self.last]);
+        }
+        let i = *self.index.get(&key)?;
+        self.last = i;
+        Some(&mut self.streams[i])
     }
 
     /// Every source seen.
@@ -565,6 +747,149 @@ mod tests {
         assert_eq!(st.counters().lost, MAX_SEQ_JUMP - 1);
     }
 
+    fn sum(seqs: impl IntoIterator<Item = u64>) -> u64 {
+        seqs.into_iter().map(|s| s.wrapping_mul(31)).sum()
+    }
+
+    /// Issue 10, finding 5: a session's first record claiming seq 2^62 (data
+    /// or heartbeat) made every real record of the session a duplicate.
+    #[test]
+    fn a_sessions_first_record_is_not_trusted_blindly() {
+        for heartbeat in [false, true] {
+            let mut st = StreamState::new(KEY);
+            if heartbeat {
+                assert!(!st.on_heartbeat(9, 1 << 62));
+            } else {
+                assert_eq!(feed(&mut st, 9, &[1 << 62]), vec![Verdict::Implausible]);
+            }
+            assert!(!st.joined());
+            let real: Vec<u64> = (1..=3000).collect();
+            let v = feed(&mut st, 9, &real);
+            assert!(
+                v.iter().all(|v| *v == Verdict::New),
+                "heartbeat {heartbeat}"
+            );
+            let c = st.counters();
+            assert_eq!(
+                (c.received, c.duplicates, c.missed_before_join, c.lost),
+                (3000, 0, 0, 0),
+                "heartbeat {heartbeat}"
+            );
+            assert_eq!(c.seq_jumps, 1, "counted under its reason");
+            st.on_eos(9, 3000, sum(1..=3000));
+            assert!(st.complete());
+        }
+    }
+
+    #[test]
+    fn a_late_joiner_past_the_jump_limit_joins_at_its_second_record() {
+        // Up to the limit, a first record is an ordinary late join.
+        let mut st = StreamState::new(KEY);
+        assert_eq!(feed(&mut st, 1, &[MAX_SEQ_JUMP]), vec![Verdict::New]);
+        assert_eq!(st.counters().missed_before_join, MAX_SEQ_JUMP - 1);
+        // Past it, the next record confirms; the first is missed, not lost.
+        let far = MAX_SEQ_JUMP + 10;
+        let mut st = StreamState::new(KEY);
+        assert_eq!(
+            feed(&mut st, 1, &[far, far + 1, far + 2]),
+            vec![Verdict::Implausible, Verdict::New, Verdict::New]
+        );
+        let c = st.counters();
+        assert_eq!((c.missed_before_join, c.lost, c.seq_jumps), (far, 0, 0));
+        assert_eq!(st.first_seq(), far + 1);
+        // A heartbeat said twice confirms too (an idle stream joined late).
+        let mut st = StreamState::new(KEY);
+        assert!(!st.on_heartbeat(1, far));
+        assert!(st.on_heartbeat(1, far));
+        assert_eq!(st.counters().missed_before_join, far);
+        assert_eq!(feed(&mut st, 1, &[far + 1]), vec![Verdict::New]);
+    }
+
+    /// Issue 10, finding 7: a single record of another session in the middle
+    /// of a stream gave restarts 2, missed_before_join 1505 and an
+    /// incomplete stream, though every record arrived.
+    #[test]
+    fn one_foreign_session_record_does_not_rewrite_history() {
+        let mut st = StreamState::new(KEY);
+        feed(&mut st, 1, &(1..=1500).collect::<Vec<_>>());
+        // Delivered (it could be a restart's first record), in no session.
+        assert_eq!(feed(&mut st, 2, &[1505]), vec![Verdict::New]);
+        assert_eq!(st.session(), 1, "the current session stays");
+        let v = feed(&mut st, 1, &(1501..=3000).collect::<Vec<_>>());
+        assert!(v.iter().all(|v| *v == Verdict::New));
+        let c = st.counters();
+        assert_eq!(
+            (c.restarts, c.missed_before_join, c.lost, c.duplicates),
+            (0, 0, 0, 0)
+        );
+        assert_eq!((c.session_unconfirmed, c.received), (1, 3001));
+        st.on_eos(1, 3000, sum(1..=3000));
+        assert!(st.complete(), "{c:?}");
+        // A foreign heartbeat or end-of-stream is not obeyed either.
+        assert!(!st.on_heartbeat(3, 9000));
+        st.on_eos(4, 10, 0);
+        assert_eq!(st.eos().map(|e| e.last_seq), Some(3000));
+        assert_eq!(st.counters().session_unconfirmed, 3);
+        assert!(st.complete());
+    }
+
+    #[test]
+    fn a_restart_is_confirmed_by_the_new_sessions_next_record() {
+        let mut st = StreamState::new(KEY);
+        feed(&mut st, 1, &[1, 2, 3, 4, 5]);
+        // Data first: held to no session, then confirmed by seq 2.
+        assert_eq!(feed(&mut st, 2, &[1]), vec![Verdict::New]);
+        assert_eq!((st.session(), st.counters().restarts), (1, 0));
+        assert_eq!(feed(&mut st, 2, &[2]), vec![Verdict::New]);
+        assert_eq!((st.session(), st.counters().restarts), (2, 1));
+        let c = st.counters();
+        assert_eq!((c.received, c.lost, c.session_unconfirmed), (7, 0, 0));
+        assert_eq!(st.first_seq(), 1);
+        st.on_eos(2, 2, sum([1, 2]));
+        assert!(st.complete(), "the first record belongs to the new session");
+        // Heartbeat first (an idle publisher restarted), then data.
+        assert!(!st.on_heartbeat(3, 0));
+        assert_eq!(feed(&mut st, 3, &[1]), vec![Verdict::New]);
+        assert_eq!((st.session(), st.counters().restarts), (3, 2));
+        // End-of-stream confirms, and is kept.
+        assert_eq!(feed(&mut st, 4, &[1]), vec![Verdict::New]);
+        st.on_eos(4, 1, sum([1]));
+        assert_eq!(st.session(), 4);
+        assert!(st.complete());
+        // A restart seen late (a long outage) starts past the jump limit:
+        // confirmed by its next record, the rest missed.
+        let far = MAX_SEQ_JUMP + 7;
+        assert_eq!(
+            feed(&mut st, 5, &[far, far + 1]),
+            vec![Verdict::Implausible, Verdict::New]
+        );
+        let c = st.counters();
+        assert_eq!((st.session(), c.restarts, c.session_unconfirmed), (5, 4, 0));
+        assert_eq!(c.missed_before_join, far);
+        // A repeat of the candidate's first record is a duplicate.
+        feed(&mut st, 6, &[1]);
+        assert_eq!(feed(&mut st, 6, &[1]), vec![Verdict::Duplicate]);
+        assert_eq!(st.session(), 5);
+    }
+
+    #[test]
+    fn a_forged_candidate_cannot_make_the_next_sessions_records_duplicates() {
+        for forged in [1000, 1 << 62] {
+            let mut st = StreamState::new(KEY);
+            feed(&mut st, 1, &[1, 2, 3]);
+            // One record claims the next session is far along...
+            feed(&mut st, 2, &[forged]);
+            // ...and the real restart starts at 1 all the same.
+            let v = feed(&mut st, 2, &[1, 2, 3]);
+            assert!(v.iter().all(|v| *v == Verdict::New), "{forged}: {v:?}");
+            let c = st.counters();
+            assert_eq!((st.session(), c.restarts), (2, 1));
+            assert_eq!((c.missed_before_join, c.duplicates), (0, 0));
+            st.on_eos(2, 3, sum([1, 2, 3]));
+            assert!(st.complete(), "{forged}: {c:?}");
+        }
+    }
+
     #[test]
     fn gaps_of_every_size_clear_the_window_exactly() {
         // After any gap, the sequences inside it must read as missing (so a
@@ -615,6 +940,14 @@ mod tests {
         };
         assert!(t.source(extra).is_none());
         assert_eq!(t.refused(), 1);
+        assert!(t.existing(extra).is_none(), "looking creates nothing");
+        assert!(t
+            .existing(SourceKey {
+                publisher_id: 5,
+                stream_id: 0
+            })
+            .is_some());
+        assert_eq!(t.streams().len(), MAX_SOURCES);
         assert_eq!(t.totals().received, MAX_SOURCES as u64);
         assert!(!t.all_ended());
     }
