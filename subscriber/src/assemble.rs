@@ -27,6 +27,8 @@ struct ShardSums {
     totals: Counters,
     refused: u64,
     ts_future: u64,
+    ts_ancient: u64,
+    eos_unknown: u64,
     first_rx: u64,
     last_rx: u64,
 }
@@ -39,6 +41,8 @@ fn shard_sums(cfg: &Config, shards: &[Option<ShardResult>]) -> ShardSums {
         totals: Counters::default(),
         refused: 0,
         ts_future: 0,
+        ts_ancient: 0,
+        eos_unknown: 0,
         first_rx: u64::MAX,
         last_rx: 0,
     };
@@ -49,6 +53,8 @@ fn shard_sums(cfg: &Config, shards: &[Option<ShardResult>]) -> ShardSums {
         }
         s.refused += r.tracker.refused();
         s.ts_future += r.ts_future;
+        s.ts_ancient += r.ts_ancient;
+        s.eos_unknown += r.eos_unknown;
         if r.first_rx_ns != 0 {
             s.first_rx = s.first_rx.min(r.first_rx_ns);
             s.last_rx = s.last_rx.max(r.last_rx_ns);
@@ -198,6 +204,9 @@ pub fn report(
         suspect_reasons: BTreeMap::from([
             ("seq_jump", totals.seq_jumps),
             ("ts_future", s.ts_future),
+            ("ts_ancient", s.ts_ancient),
+            ("session_unconfirmed", totals.session_unconfirmed),
+            ("eos_unknown", s.eos_unknown),
             ("unknown_symbol", w.unknown_symbol),
             ("refused_source", s.refused),
         ]),

@@ -32,8 +32,14 @@ pub struct Report {
     pub refused_sources: u64,
     /// Valid records with implausible fields, by reason, each counted where
     /// it was caught: `seq_jump` (an unconfirmed sequence jump of more than
-    /// 2^32, dropped), `ts_future` (a send time further ahead of our clock
-    /// than --max-clock-skew-ms: delivered, not timed or judged),
+    /// 2^32, a session's first record included: dropped), `ts_future` (a
+    /// send time further ahead of our clock than --max-clock-skew-ms:
+    /// delivered, not timed or judged), `ts_ancient` (a send time older
+    /// than max(1 h, the shard's run) plus --max-clock-skew-ms: delivered,
+    /// not timed or judged), `session_unconfirmed` (a record of another
+    /// session that no next record of it confirmed as a restart: data
+    /// delivered in no session, control ignored), `eos_unknown` (an
+    /// end-of-stream from a source that sent nothing else: ignored),
     /// `unknown_symbol` (a new symbol past --max-symbols: not booked),
     /// `refused_source` (past the 4096 sources a shard tracks: dropped).
     pub suspect_reasons: BTreeMap<&'static str, u64>,

@@ -98,9 +98,17 @@ pub struct ShardResult {
     pub error: Option<zmq::Error>,
     /// Records received during the warm-up (counted, not timed).
     pub warmup_records: u64,
-    /// Data records whose send time was further ahead of our clock than
-    /// the skew limit: delivered, but neither timed nor judged by the snail.
+    /// New data records whose send time was further ahead of our clock
+    /// than the skew limit: delivered, but neither timed nor judged by the
+    /// snail.
     pub ts_future: u64,
+    /// New data records whose send time was older than anything this shard
+    /// could have been sent ([`LagLimit::is_ancient`]): delivered, but
+    /// neither timed nor judged by the snail.
+    pub ts_ancient: u64,
+    /// End-of-stream records from a source that had sent no data or
+    /// heartbeat this shard took: counted, not obeyed.
+    pub eos_unknown: u64,
 }
 
 /// Records of single-record frames waiting to go to one worker as a batch.
@@ -128,13 +136,16 @@ pub struct ShardCore {
     last_seq: u64,
     /// Keyed fan-out: records given to each worker since the last publish.
     enqueued: Vec<u64>,
+    /// When the shard started receiving: a record older than the time since
+    /// then (and an hour) cannot be lag ([`LagLimit::is_ancient`]).
+    start_ns: u64,
 }
 
 impl ShardCore {
     /// A core for a shard with `outs` PUSH sockets (one per worker under
     /// keyed fan-out, one under push), recording wire latency into
-    /// `latency`.
-    pub fn new(setup: ShardSetup, outs: usize, latency: StageRecorder) -> ShardCore {
+    /// `latency`, started at `start_ns` (when its SUB has just subscribed).
+    pub fn new(setup: ShardSetup, outs: usize, latency: StageRecorder, start_ns: u64) -> ShardCore {
         ShardCore {
             setup,
             res: ShardResult {
@@ -150,6 +161,8 @@ impl ShardCore {
                 error: None,
                 warmup_records: 0,
                 ts_future: 0,
+                ts_ancient: 0,
+                eos_unknown: 0,
             },
             lag: LagCheck::new(AgentKind::Shard, setup.index, setup.limit, setup.on_slow),
             latency,
@@ -173,6 +186,7 @@ impl ShardCore {
                     0
                 }
             ],
+            start_ns,
         }
     }
 
@@ -200,61 +214,78 @@ impl ShardCore {
                 publisher_id: rec.publisher_id(),
                 stream_id: rec.stream_id(),
             };
+            if rec.kind() == Kind::EndOfStream {
+                saw_eos = true;
+                match self.res.tracker.existing(key) {
+                    Some(st) if st.joined() => {
+                        if let Payload::EndOfStream { last_seq, checksum } = rec.payload() {
+                            st.on_eos(rec.session(), last_seq, checksum);
+                        }
+                    }
+                    // From a source that sent no data or heartbeat we took:
+                    // obeying it would let one forged record end a shard
+                    // whose real stream has not arrived yet.
+                    _ => self.res.eos_unknown += 1,
+                }
+                continue;
+            }
             let Some(st) = self.res.tracker.source(key) else {
                 dups += 1;
                 continue;
             };
-            match rec.kind() {
-                Kind::Quote | Kind::Trade => {
-                    let age = age_ns(now, rec.send_ts_ns());
-                    let future = self.setup.limit.is_future(age);
-                    if future {
-                        // A broken or hostile clock: judging it would hide
-                        // real lag (and, relative, move the floor).
-                        self.res.ts_future += 1;
-                    } else {
-                        let lag = match self.setup.limit.mode {
-                            LagMode::Absolute => age,
-                            LagMode::Relative => st.floor.lag(now, age, self.setup.limit.window_ns),
-                        };
-                        self.lag.observe(now, lag, &rec);
-                    }
-                    match st.on_data(rec.session(), rec.seq(), || rec.digest()) {
-                        Verdict::New => {
-                            new += 1;
-                            accepted[i / 64] |= 1 << (i % 64);
-                            if warmup {
-                                self.latency.warmup_records += 1;
-                            } else if !future {
-                                self.latency
-                                    .record(Stage::Wire, now.saturating_sub(rec.send_ts_ns()));
-                            }
-                            let w = match self.setup.keyed_workers {
-                                Some(n) => {
-                                    let w = worker_for(&rec.symbol(), n);
-                                    self.enqueued[w] += 1;
-                                    w
-                                }
-                                None => 0,
-                            };
-                            workers_mask |= 1 << w;
-                            single_target = w;
-                            self.last_seq = rec.seq();
-                        }
-                        // Dropped: left out of a batch that goes on.
-                        Verdict::Duplicate | Verdict::Implausible => dups += 1,
-                    }
-                }
-                Kind::Heartbeat => {
-                    st.on_heartbeat(rec.session(), rec.seq());
-                }
-                Kind::EndOfStream => {
-                    if let Payload::EndOfStream { last_seq, checksum } = rec.payload() {
-                        st.on_eos(rec.session(), last_seq, checksum);
-                    }
-                    saw_eos = true;
+            if rec.kind() == Kind::Heartbeat {
+                st.on_heartbeat(rec.session(), rec.seq());
+                continue;
+            }
+            // Data. The verdict comes first: a record that is dropped is
+            // never judged (one old duplicate must not croak the snail).
+            match st.on_data(rec.session(), rec.seq(), || rec.digest()) {
+                Verdict::New => {}
+                // Dropped: left out of a batch that goes on.
+                Verdict::Duplicate | Verdict::Implausible => {
+                    dups += 1;
+                    continue;
                 }
             }
+            new += 1;
+            accepted[i / 64] |= 1 << (i % 64);
+            let age = age_ns(now, rec.send_ts_ns());
+            let limit = &self.setup.limit;
+            // A broken or hostile clock: judging its stamp would hide real
+            // lag or invent it (and, relative, move the floor).
+            let sane = if limit.is_future(age) {
+                self.res.ts_future += 1;
+                false
+            } else if limit.is_ancient(age, now.saturating_sub(self.start_ns)) {
+                self.res.ts_ancient += 1;
+                false
+            } else {
+                true
+            };
+            if sane {
+                let lag = match limit.mode {
+                    LagMode::Absolute => age,
+                    LagMode::Relative => st.floor.lag(now, age, limit.window_ns),
+                };
+                self.lag.observe(now, lag, &rec);
+            }
+            if warmup {
+                self.latency.warmup_records += 1;
+            } else if sane {
+                self.latency
+                    .record(Stage::Wire, now.saturating_sub(rec.send_ts_ns()));
+            }
+            let w = match self.setup.keyed_workers {
+                Some(n) => {
+                    let w = worker_for(&rec.symbol(), n);
+                    self.enqueued[w] += 1;
+                    w
+                }
+                None => 0,
+            };
+            workers_mask |= 1 << w;
+            single_target = w;
+            self.last_seq = rec.seq();
         }
         if new > 0 {
             if self.res.first_rx_ns == 0 {
@@ -462,18 +493,30 @@ mod tests {
     /// A core with `outs` PUSH sockets; the collector must outlive it.
     fn core(keyed: Option<usize>, outs: usize) -> (ShardCore, StageCollector) {
         let c = StageCollector::new(0, 0);
-        (ShardCore::new(setup(keyed), outs, c.recorder()), c)
+        (ShardCore::new(setup(keyed), outs, c.recorder(), T0), c)
     }
 
     fn record(symbol: &str, seq: u64, payload: Payload) -> Vec<u8> {
+        record_from(7, 1, T0, symbol, seq, payload)
+    }
+
+    /// A record of publisher `publisher`, session `session`, sent at `ts`.
+    fn record_from(
+        publisher: u32,
+        session: u64,
+        ts: u64,
+        symbol: &str,
+        seq: u64,
+        payload: Payload,
+    ) -> Vec<u8> {
         let meta = RecordMeta {
             symbol: Symbol::new(symbol).unwrap_or(Symbol::CONTROL),
-            publisher_id: 7,
+            publisher_id: publisher,
             stream_id: 0,
-            session: 1,
+            session,
             seq,
-            send_ts_ns: T0,
-            intended_ts_ns: T0,
+            send_ts_ns: ts,
+            intended_ts_ns: ts,
         };
         let mut buf = vec![0u8; 256];
         let n = encode(&mut buf, &meta, &payload, 0).unwrap();
@@ -481,14 +524,15 @@ mod tests {
         buf
     }
 
+    const QUOTE: Payload = Payload::Quote(Quote {
+        bid_px: 1,
+        ask_px: 2,
+        bid_sz: 3,
+        ask_sz: 4,
+    });
+
     fn quote(symbol: &str, seq: u64) -> Vec<u8> {
-        let q = Quote {
-            bid_px: 1,
-            ask_px: 2,
-            bid_sz: 3,
-            ask_sz: 4,
-        };
-        record(symbol, seq, Payload::Quote(q))
+        record(symbol, seq, QUOTE)
     }
 
     fn eos(last_seq: u64, checksum: u64) -> Vec<u8> {
@@ -712,5 +756,140 @@ mod tests {
         assert_eq!((ev.seq, ev.lag_ns), (1, 2_000_000_000));
         assert_eq!(core.take_croak(), None);
         assert_eq!(core.finish(None).slow, 2);
+    }
+
+    /// Issue 10, finding 4: one duplicate stamped `send_ts_ns = 1` croaked
+    /// the snail in both lag modes. A dropped record is not judged; an
+    /// ancient stamp on a new one is counted, not judged, and moves no
+    /// floor; a record minutes behind still croaks.
+    #[test]
+    fn one_ancient_timestamp_does_not_kill_the_subscriber() {
+        const S: u64 = 1_000_000_000;
+        let start = 1_700_000_000 * S;
+        let now = start + S;
+        for mode in [LagMode::Absolute, LagMode::Relative] {
+            let c = StageCollector::new(0, 0);
+            let mut limit = LagLimit::absolute_ms(1_000);
+            limit.mode = mode;
+            let setup = ShardSetup {
+                limit,
+                ..setup(None)
+            };
+            let mut core = ShardCore::new(setup, 1, c.recorder(), start);
+            let feed = |core: &mut ShardCore, seq: u64, ts: u64| {
+                let f = record_from(7, 1, ts, "AAA", seq, QUOTE);
+                core.on_frame(now, &f);
+                drain(core, &f);
+                core.take_croak()
+            };
+            assert_eq!(feed(&mut core, 1, now), None);
+            // The issue's record: a duplicate from 1970.
+            assert_eq!(feed(&mut core, 1, 1), None, "{mode:?}");
+            // A duplicate ten minutes old is dropped, so not judged either.
+            assert_eq!(feed(&mut core, 1, now - 600 * S), None, "{mode:?}");
+            // A new record from 1970: delivered, counted, not judged.
+            assert_eq!(feed(&mut core, 2, 1), None, "{mode:?}");
+            // It did not drag the relative floor: a fresh record is on time.
+            assert_eq!(feed(&mut core, 3, now), None, "{mode:?}");
+            // Ten minutes behind is lag.
+            let ev = feed(&mut core, 4, now - 600 * S).expect("minutes behind croaks");
+            assert_eq!((ev.seq, ev.lag_ns), (4, 600 * S), "{mode:?}");
+            core.flush();
+            drain(&mut core, &[]);
+            let r = core.finish(None);
+            assert_eq!((r.ts_ancient, r.ts_future, r.slow), (1, 0, 1), "{mode:?}");
+            assert_eq!((r.forwarded, r.tracker.totals().duplicates), (4, 2));
+        }
+    }
+
+    /// Issue 10, finding 5, through the shard: a first record claiming seq
+    /// 2^62 is dropped, and the real records after it all go on.
+    #[test]
+    fn a_sessions_first_record_is_not_trusted_blindly() {
+        let (mut core, _c) = core(None, 1);
+        for seq in [1 << 62, 1, 2, 3] {
+            let f = quote("AAA", seq);
+            core.on_frame(T0, &f);
+            drain(&mut core, &f);
+        }
+        core.flush();
+        assert_eq!(seqs(&drain(&mut core, &[])[0].1), [1, 2, 3]);
+        let r = core.finish(None);
+        let t = r.tracker.totals();
+        assert_eq!((t.received, t.duplicates, t.missed_before_join), (3, 0, 0));
+        assert_eq!(t.seq_jumps, 1);
+    }
+
+    /// Issue 10, finding 6: an end-of-stream from a source never seen,
+    /// arriving first, ended the shard with nothing received.
+    #[test]
+    fn one_end_of_stream_from_a_source_never_seen_does_not_end_the_shard() {
+        let (mut core, _c) = core(None, 1);
+        let stranger = record_from(
+            99,
+            5,
+            T0,
+            "",
+            0,
+            Payload::EndOfStream {
+                last_seq: 0,
+                checksum: 0,
+            },
+        );
+        core.on_frame(T0, &stranger);
+        assert!(drain(&mut core, &stranger).is_empty());
+        assert!(!core.ended(), "counted, not obeyed");
+        // Nor from a source whose only record was dropped (a jump).
+        let jump = quote("AAA", 1 << 62);
+        core.on_frame(T0, &jump);
+        let early = eos(0, 0);
+        core.on_frame(T0, &early);
+        assert!(!core.ended());
+        // The real stream, then its end-of-stream, ends the shard.
+        let mut checksum = shardcast_proto::wire::StreamChecksum::default();
+        for seq in 1..=3 {
+            let f = quote("AAA", seq);
+            checksum.add(shardcast_proto::wire::digest(&f));
+            core.on_frame(T0, &f);
+            drain(&mut core, &f);
+        }
+        let e = eos(3, checksum.0);
+        core.on_frame(T0, &e);
+        drain(&mut core, &e);
+        assert!(core.ended());
+        let r = core.finish(None);
+        assert_eq!((r.eos_unknown, r.forwarded), (2, 3));
+        assert_eq!(r.tracker.streams().len(), 1, "the stranger got no state");
+        assert!(r.tracker.streams()[0].complete());
+    }
+
+    /// Issue 10, finding 7, through the shard: a record of another session
+    /// mid-stream goes on (it could be a restart's first) but changes
+    /// nothing of the current session, which ends complete.
+    #[test]
+    fn one_foreign_session_record_does_not_rewrite_history() {
+        let (mut core, _c) = core(None, 1);
+        let mut checksum = shardcast_proto::wire::StreamChecksum::default();
+        for seq in 1..=6 {
+            if seq == 4 {
+                let foreign = record_from(7, 2, T0, "ZZZ", 9, QUOTE);
+                core.on_frame(T0, &foreign);
+                drain(&mut core, &foreign);
+            }
+            let f = quote("AAA", seq);
+            checksum.add(shardcast_proto::wire::digest(&f));
+            core.on_frame(T0, &f);
+            drain(&mut core, &f);
+        }
+        let e = eos(6, checksum.0);
+        core.on_frame(T0, &e);
+        drain(&mut core, &e);
+        assert!(core.ended());
+        let r = core.finish(None);
+        let st = &r.tracker.streams()[0];
+        let c = st.counters();
+        assert_eq!((c.restarts, c.missed_before_join, c.lost), (0, 0, 0));
+        assert_eq!((c.session_unconfirmed, c.received, r.forwarded), (1, 7, 7));
+        assert!(st.complete(), "{c:?}");
     }
 }

@@ -43,7 +43,7 @@ pub fn run_shard(
     latency: StageRecorder,
 ) -> ShardResult {
     let counters = &board.shards[setup.index];
-    let mut core = ShardCore::new(setup, io.outs.len(), latency);
+    let mut core = ShardCore::new(setup, io.outs.len(), latency, now_ns());
     let mut msg = Msg::new();
     let mut shard = Io {
         idle,
