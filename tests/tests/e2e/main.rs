@@ -15,6 +15,7 @@ mod outputs;
 mod pipeline;
 mod placement;
 mod security;
+mod sequencing;
 mod signals;
 mod snail;
 mod support;
