@@ -118,7 +118,7 @@ fn subscriber(liar: &Liar, json: &std::path::Path, extra: &[&str]) -> Proc {
     // machine must not croak for real.
     let mut args = vec!["--max-lag-ms", "30000", "--report-json", &json];
     args.extend_from_slice(extra);
-    start_sub(&[liar.endpoint.clone()], &args)
+    start_sub(std::slice::from_ref(&liar.endpoint), &args)
 }
 
 /// Issue 10, finding 4: a single duplicate record stamped `send_ts_ns = 1`
