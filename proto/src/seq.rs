@@ -66,7 +66,9 @@ pub struct Eos {
 /// Counters of one source, cumulative over its sessions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counters {
-    /// Data records accepted (each sequence number once).
+    /// Data records accepted and delivered (each sequence number of a
+    /// session once; a candidate restart's first record is counted when it
+    /// is delivered, whether or not the restart is then confirmed).
     pub received: u64,
     /// Sequence numbers never received (gaps, including tail gaps).
     pub lost: u64,
