@@ -144,8 +144,9 @@ pub struct Flags {
     pub snail_window: f64,
 
     /// A send time further ahead of our clock than this is implausible:
-    /// counted as `ts_future`, delivered, but not timed or judged. At most
-    /// a day.
+    /// counted as `ts_future`, delivered, but not timed or judged. It also
+    /// widens the past bound: a record older than max(1 h, this run) plus
+    /// this is counted as `ts_ancient`, likewise. At most a day.
     #[arg(
         long,
         default_value_t = 10_000,
