@@ -50,6 +50,30 @@ pub struct OwnIoSocket {
     pub threads: Vec<(String, i32)>,
 }
 
+/// Start libzmq's socket monitor on `socket` for `events`, publishing at
+/// `addr` (an inproc endpoint unique in `ctx`), and return the PAIR socket
+/// that reads the events (two frames each: 2-byte event, 4-byte value;
+/// then the endpoint). Started before the socket connects or binds, so no
+/// event is missed.
+pub fn monitor_pair(
+    ctx: &zmq::Context,
+    socket: &zmq::Socket,
+    addr: &str,
+    events: i32,
+) -> Result<zmq::Socket, crate::exit::SetupError> {
+    use crate::exit::zerr;
+    socket
+        .monitor(addr, events)
+        .map_err(zerr("starting the socket monitor"))?;
+    let pair = ctx
+        .socket(zmq::PAIR)
+        .map_err(zerr("creating the monitor socket"))?;
+    pair.set_linger(0).map_err(zerr("monitor ZMQ_LINGER"))?;
+    pair.connect(addr)
+        .map_err(zerr("connecting the monitor socket"))?;
+    Ok(pair)
+}
+
 /// Set an integer socket option the `zmq` crate has no setter for
 /// (`ZMQ_XPUB_VERBOSER`).
 pub fn set_int_option(socket: &mut zmq::Socket, option: u32, value: i32) -> Result<(), zmq::Error> {

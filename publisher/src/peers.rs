@@ -231,6 +231,10 @@ pub struct PeerWatch {
     fds: HashMap<i32, IpAddr>,
     per_host: HashMap<IpAddr, u32>,
     max_per_host: u32,
+    /// Refusals not logged yet, and when the last line was (a host retrying
+    /// in a loop gets one line a second, with a count, not one per try).
+    unlogged: u64,
+    last_log: Option<std::time::Instant>,
 }
 
 impl PeerWatch {
@@ -247,6 +251,8 @@ impl PeerWatch {
             fds: HashMap::new(),
             per_host: HashMap::new(),
             max_per_host,
+            unlogged: 0,
+            last_log: None,
         }
     }
 
@@ -317,11 +323,29 @@ impl PeerWatch {
         let refused = *n >= self.max_per_host;
         if refused {
             cut(fd);
+            self.log_refusal(ip);
         } else {
             *n += 1;
             self.fds.insert(fd, ip);
         }
         self.roster.on_accepted(refused);
+    }
+
+    #[cold]
+    fn log_refusal(&mut self, ip: IpAddr) {
+        self.unlogged += 1;
+        if self
+            .last_log
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1))
+        {
+            return;
+        }
+        eprintln!(
+            "shardcast-pub: refused {} connection(s), the last from {ip}: it already has {} (--max-peers-per-host)",
+            self.unlogged, self.max_per_host
+        );
+        self.unlogged = 0;
+        self.last_log = Some(std::time::Instant::now());
     }
 
     fn forget(&mut self, fd: i32) {

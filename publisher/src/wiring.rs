@@ -97,19 +97,11 @@ fn watch_connections(
     sock: &zmq::Socket,
     index: usize,
 ) -> Result<zmq::Socket, SetupError> {
-    let addr = format!("inproc://shardcast-pub-monitor-{index}");
     let events = zmq::SocketEvent::ACCEPTED.to_raw()
         | zmq::SocketEvent::DISCONNECTED.to_raw()
         | zmq::SocketEvent::CLOSED.to_raw();
-    sock.monitor(&addr, events as i32)
-        .map_err(zerr("starting the stream's socket monitor"))?;
-    let pair = ctx
-        .socket(zmq::PAIR)
-        .map_err(zerr("creating the monitor socket"))?;
-    pair.set_linger(0).map_err(zerr("monitor ZMQ_LINGER"))?;
-    pair.connect(&addr)
-        .map_err(zerr("connecting the monitor socket"))?;
-    Ok(pair)
+    let addr = format!("inproc://shardcast-pub-monitor-{index}");
+    zmqx::monitor_pair(ctx, sock, &addr, events as i32)
 }
 
 /// Raise this process's descriptor limit from its soft value to its hard

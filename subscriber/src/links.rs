@@ -20,7 +20,7 @@
 //! Those are counted apart from cut-offs and logged with their remedy.
 
 use serde::Serialize;
-use shardcast_agent::exit::{zerr, SetupError};
+use shardcast_agent::exit::SetupError;
 use std::time::{Duration, Instant};
 
 /// How long after a disconnect a reconnect must have been scheduled.
@@ -85,14 +85,7 @@ impl Link {
         endpoint: &str,
     ) -> Result<Link, SetupError> {
         let addr = format!("inproc://shardcast-monitor-{index}");
-        sub.monitor(&addr, events())
-            .map_err(zerr("starting the socket monitor"))?;
-        let pair = ctx
-            .socket(zmq::PAIR)
-            .map_err(zerr("creating the monitor socket"))?;
-        pair.set_linger(0).map_err(zerr("monitor ZMQ_LINGER"))?;
-        pair.connect(&addr)
-            .map_err(zerr("connecting the monitor socket"))?;
+        let pair = shardcast_agent::zmqx::monitor_pair(ctx, sub, &addr, events())?;
         Ok(Link {
             pair,
             endpoint: endpoint.to_string(),

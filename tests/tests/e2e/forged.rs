@@ -93,6 +93,22 @@ fn pub_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
+/// A publisher waiting for two subscribers, and a forger connected to it
+/// from another host.
+fn waiting_for_two(pub_json: &Path) -> (Publisher, Zmtp) {
+    let publ = start_pub(
+        1,
+        &pub_args(&[
+            "--wait-subscribers",
+            "2",
+            "--report-json",
+            &path_str(pub_json),
+        ]),
+    );
+    let forger = Zmtp::connect([127, 0, 0, 2], port_of(&publ.endpoints[0]));
+    (publ, forger)
+}
+
 /// The real subscriber got every message of the stream.
 fn assert_whole(sub: Proc, json: &Path) {
     let (st, err, _) = sub.wait();
@@ -109,16 +125,7 @@ fn one_peer_subscribing_twice_is_one_subscriber() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     let (sub_json, pub_json) = (dir.path().join("sub.json"), dir.path().join("pub.json"));
-    let publ = start_pub(
-        1,
-        &pub_args(&[
-            "--wait-subscribers",
-            "2",
-            "--report-json",
-            &path_str(&pub_json),
-        ]),
-    );
-    let mut forger = Zmtp::connect([127, 0, 0, 2], port_of(&publ.endpoints[0]));
+    let (publ, mut forger) = waiting_for_two(&pub_json);
     forger.send(b"\x01\x00");
     forger.send(b"\x01\x00");
     publ.proc.wait_line("1 of 2 subscribers so far");
@@ -138,16 +145,7 @@ fn forged_unsubscribes_cannot_cancel_a_real_subscriber() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     let (sub_json, pub_json) = (dir.path().join("sub.json"), dir.path().join("pub.json"));
-    let publ = start_pub(
-        1,
-        &pub_args(&[
-            "--wait-subscribers",
-            "2",
-            "--report-json",
-            &path_str(&pub_json),
-        ]),
-    );
-    let mut forger = Zmtp::connect([127, 0, 0, 2], port_of(&publ.endpoints[0]));
+    let (publ, mut forger) = waiting_for_two(&pub_json);
     for _ in 0..3 {
         forger.send(b"\x00\x00");
     }
@@ -294,11 +292,16 @@ fn half_open_connections_cannot_lock_a_subscriber_out() {
     let port = port_of(&ep);
     // 200 connections from one host that never send a byte.
     let stalled: Vec<TcpStream> = (0..200).map(|_| tcp_from([127, 0, 0, 2], port)).collect();
+    // The 151st from that host is cut off as it arrives.
+    publ.wait_line("the last from 127.0.0.2: it already has 150 (--max-peers-per-host)");
     let sub = start_sub(&[ep], &["--report-json", &path_str(&sub_json)]);
     assert_whole(sub, &sub_json);
     drop(stalled);
     let (st, err, _) = publ.wait();
     assert!(st.success(), "{st:?}\n{err}");
     let peers = &read_json(&pub_json)["streams"][0]["peers"];
-    assert!(u(peers, "connections_refused") >= 50, "{peers}");
+    // Every connection past the 150th that the publisher saw while the
+    // others were open (the kernel hands them over over time: at least one).
+    assert!(u(peers, "connections_refused") >= 1, "{peers}");
+    assert!(u(peers, "connections") >= 151, "{peers}");
 }
