@@ -69,6 +69,11 @@ pub fn monitor_pair(
         .socket(zmq::PAIR)
         .map_err(zerr("creating the monitor socket"))?;
     pair.set_linger(0).map_err(zerr("monitor ZMQ_LINGER"))?;
+    // libzmq's I/O thread sends monitor events with a blocking send: a
+    // full pipe would stall the socket's I/O (libzmq issue 3575). Room for
+    // 100K events (a few MiB) covers any gap between our reads.
+    pair.set_rcvhwm(100_000)
+        .map_err(zerr("monitor ZMQ_RCVHWM"))?;
     pair.connect(addr)
         .map_err(zerr("connecting the monitor socket"))?;
     Ok(pair)

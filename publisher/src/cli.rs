@@ -184,9 +184,11 @@ pub struct Flags {
           value_parser = clap::value_parser!(i32).range(1..=255), env = "SHARDCAST_PUB_MULTICAST_HOPS")]
     pub multicast_hops: i32,
 
-    /// Most subscriptions one connection may hold; past it, every
-    /// connection from that peer's address is cut off (a subscription flood
-    /// costs the publisher memory and time on the stream's thread).
+    /// Most subscription messages one connection may send (subscribes and
+    /// unsubscribes together, never given back; also at most 64 KiB of
+    /// prefixes); past it, every connection from that peer's address is cut
+    /// off (a subscription flood costs the publisher memory and time on the
+    /// stream's thread).
     #[arg(long, default_value_t = 10_000, value_name = "N", help_heading = "Defence",
           value_parser = clap::value_parser!(u32).range(1..), env = "SHARDCAST_PUB_MAX_SUBSCRIPTIONS")]
     pub max_subscriptions: u32,

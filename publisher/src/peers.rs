@@ -33,15 +33,15 @@
 use serde::Serialize;
 use shardcast_proto::wire::CONTROL_TOPIC;
 use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Most prefix bytes one connection's subscriptions may add up to (libzmq's
 /// trie costs about 32 bytes per prefix byte, so about 2 MiB); past it the
 /// connection is treated as past `--max-subscriptions`.
 pub const MAX_PREFIX_BYTES_PER_PEER: u64 = 64 << 10;
 
-/// Connection ids remembered as subscribed at most; past it new ones are
-/// counted but not remembered (see [`Roster::on_subscription`]).
+/// Connections whose budgets are remembered at most; past it the budgets
+/// start afresh (see `Roster::charge`).
 pub const MAX_TRACKED: usize = 65_536;
 
 /// What the roster refused or ignored, for the report (`streams[].peers`).
@@ -55,7 +55,8 @@ pub struct PeerReport {
     /// Connections cut off because a connection from their address held
     /// more than `--max-subscriptions` subscriptions.
     pub connections_cut: u64,
-    /// Subscriptions past `--max-subscriptions` on one connection.
+    /// Upstream messages past a connection's allowance
+    /// (`--max-subscriptions` messages, 64 KiB of prefixes).
     pub subscriptions_refused: u64,
     /// Unsubscribes from a connection for a topic it never subscribed to
     /// (ignored; forged, or a confused client).
@@ -74,25 +75,28 @@ pub enum Cut {
     Host(IpAddr),
 }
 
-/// One connection's subscriptions, as far as they matter here.
+/// What one connection has sent upstream, as far as it costs us.
 #[derive(Debug, Default)]
-struct Peer {
-    /// Subscriptions it holds (every topic; repeats count, as libzmq's trie
-    /// work does).
-    subscriptions: u32,
-    /// Their prefixes' bytes.
+struct Budget {
+    /// Messages it sent (subscribe, unsubscribe, anything): cumulative,
+    /// never given back, so unsubscribing cannot buy room for more.
+    messages: u32,
+    /// Their prefixes' bytes, likewise.
     bytes: u64,
-    /// It subscribed to the control topic (and did not unsubscribe).
-    control: bool,
     /// Its address (`Peer-Address`), once seen.
     address: Option<IpAddr>,
 }
 
 /// The subscribers of one stream, from its subscription events (sans-IO).
+///
+/// `subscribed` must hold every connection libzmq holds a control-topic
+/// subscription for, refused ones included (libzmq applied it before we
+/// saw it): libzmq's id-less unsubscribes for ended connections are counted
+/// against it, so one it lacked would make a real subscriber uncounted.
 #[derive(Debug)]
 pub struct Roster {
     max_subscriptions: u32,
-    peers: HashMap<Box<str>, Peer>,
+    budgets: HashMap<Box<str>, Budget>,
     /// Connections subscribed to the control topic.
     subscribed: HashSet<Box<str>>,
     /// Control-topic unsubscribes libzmq made up for connections that
@@ -102,11 +106,12 @@ pub struct Roster {
 }
 
 impl Roster {
-    /// A roster that allows `max_subscriptions` subscriptions per connection.
+    /// A roster that allows `max_subscriptions` subscription messages per
+    /// connection.
     pub fn new(max_subscriptions: u32) -> Roster {
         Roster {
             max_subscriptions,
-            peers: HashMap::new(),
+            budgets: HashMap::new(),
             subscribed: HashSet::new(),
             departed: 0,
             report: PeerReport::default(),
@@ -137,56 +142,51 @@ impl Roster {
             }
             return Cut::None;
         };
-        if !self.peers.contains_key(user) && self.peers.len() >= MAX_TRACKED {
-            // Remembering more would let connection churn grow us without
-            // bound; such a peer is not counted.
-            return Cut::None;
-        }
-        let peer = self.peers.entry(user.into()).or_default();
-        if peer.address.is_none() {
-            peer.address = address;
-        }
-        match kind {
-            1 => {
-                let bytes = peer.bytes + topic.len() as u64;
-                if peer.subscriptions >= self.max_subscriptions || bytes > MAX_PREFIX_BYTES_PER_PEER
-                {
-                    self.report.subscriptions_refused += 1;
-                    return peer.address.map_or(Cut::None, Cut::Host);
-                }
-                peer.subscriptions += 1;
-                peer.bytes = bytes;
-                if control && !peer.control {
-                    peer.control = true;
-                    self.subscribed.insert(user.into());
-                }
+        // The count first: libzmq has already applied this event.
+        match (kind, control) {
+            (1, true) => {
+                self.subscribed.insert(user.into());
             }
-            0 => {
-                if peer.subscriptions == 0 {
-                    self.report.unsubscribes_ignored += 1;
-                    return Cut::None;
-                }
-                peer.subscriptions -= 1;
-                peer.bytes = peer.bytes.saturating_sub(topic.len() as u64);
-                if control && peer.control {
-                    peer.control = false;
-                    self.subscribed.remove(user);
+            (0, true) => {
+                if self.subscribed.remove(user) {
                     self.forget_if_empty();
-                } else if control {
+                } else {
                     self.report.unsubscribes_ignored += 1;
                 }
             }
             _ => {}
         }
+        self.charge(user, topic.len() as u64, address)
+    }
+
+    /// Charge one upstream message to its connection's budget; past it, cut
+    /// the connection's host off.
+    fn charge(&mut self, user: &str, bytes: u64, address: Option<IpAddr>) -> Cut {
+        if !self.budgets.contains_key(user) && self.budgets.len() >= MAX_TRACKED {
+            // Connection churn must not grow this without bound: start the
+            // budgets afresh (each connection can again send its allowance;
+            // the per-host connection bound limits how many do at once).
+            self.budgets.clear();
+        }
+        let b = self.budgets.entry(user.into()).or_default();
+        if b.address.is_none() {
+            b.address = address;
+        }
+        b.messages = b.messages.saturating_add(1);
+        b.bytes = b.bytes.saturating_add(bytes);
+        if b.messages > self.max_subscriptions || b.bytes > MAX_PREFIX_BYTES_PER_PEER {
+            self.report.subscriptions_refused += 1;
+            return b.address.map_or(Cut::None, Cut::Host);
+        }
         Cut::None
     }
 
-    /// Once nobody is left, every id remembered belongs to a connection
-    /// that ended: forget them (so churn does not accumulate).
+    /// Once nobody is left, every id remembered as subscribed belongs to a
+    /// connection that ended: forget them (so churn does not accumulate).
+    /// Budgets are kept: dropping to zero must not buy anyone more room.
     fn forget_if_empty(&mut self) {
         if self.count() == 0 {
             self.subscribed.clear();
-            self.peers.clear();
             self.departed = 0;
         }
     }
@@ -227,8 +227,9 @@ pub struct PeerWatch {
     /// The socket monitor's PAIR (`None` on pgm/epgm, where there are no
     /// connections).
     monitor: Option<zmq::Socket>,
-    /// Open connections: descriptor to address.
-    fds: HashMap<i32, IpAddr>,
+    /// Open connections: descriptor to peer address and port (checked again
+    /// before a cut, so a descriptor reused meanwhile is left alone).
+    fds: HashMap<i32, SocketAddr>,
     per_host: HashMap<IpAddr, u32>,
     max_per_host: u32,
     /// Refusals not logged yet, and when the last line was (a host retrying
@@ -264,6 +265,12 @@ impl PeerWatch {
     /// What was refused or ignored.
     pub fn report(&self) -> PeerReport {
         self.roster.report()
+    }
+
+    /// Take in connection events only (cheap; the stream calls it while it
+    /// waits for its next message too, so the monitor never backs up).
+    pub fn poll_connections(&mut self) {
+        self.poll_monitor();
     }
 
     /// Take in connection events, then subscription events from `xpub`:
@@ -318,7 +325,8 @@ impl PeerWatch {
     }
 
     fn on_accepted(&mut self, fd: i32) {
-        let Some(ip) = peer_ip(fd) else { return };
+        let Some(peer) = peer_addr(fd) else { return };
+        let ip = peer.ip();
         let n = self.per_host.entry(ip).or_default();
         let refused = *n >= self.max_per_host;
         if refused {
@@ -326,7 +334,7 @@ impl PeerWatch {
             self.log_refusal(ip);
         } else {
             *n += 1;
-            self.fds.insert(fd, ip);
+            self.fds.insert(fd, peer);
         }
         self.roster.on_accepted(refused);
     }
@@ -349,8 +357,8 @@ impl PeerWatch {
     }
 
     fn forget(&mut self, fd: i32) {
-        if let Some(ip) = self.fds.remove(&fd) {
-            if let Some(n) = self.per_host.get_mut(&ip) {
+        if let Some(peer) = self.fds.remove(&fd) {
+            if let Some(n) = self.per_host.get_mut(&peer.ip()) {
                 *n = n.saturating_sub(1);
             }
         }
@@ -359,14 +367,18 @@ impl PeerWatch {
     /// Cut off every connection from `ip` (a subscription flood).
     #[cold]
     fn cut_host(&mut self, ip: IpAddr) {
-        let fds: Vec<i32> = self
+        let fds: Vec<(i32, SocketAddr)> = self
             .fds
             .iter()
-            .filter(|(_, a)| **a == ip)
-            .map(|(fd, _)| *fd)
+            .filter(|(_, a)| a.ip() == ip)
+            .map(|(fd, a)| (*fd, *a))
             .collect();
-        for fd in &fds {
-            cut(*fd);
+        for (fd, peer) in &fds {
+            // Still the same connection? A descriptor closed meanwhile may
+            // already be another's.
+            if peer_addr(*fd) == Some(*peer) {
+                cut(*fd);
+            }
             self.forget(*fd);
         }
         if !fds.is_empty() {
@@ -379,8 +391,8 @@ impl PeerWatch {
     }
 }
 
-/// The address of the peer on `fd`, or `None` if it is gone.
-fn peer_ip(fd: i32) -> Option<IpAddr> {
+/// The address and port of the peer on `fd`, or `None` if it is gone.
+fn peer_addr(fd: i32) -> Option<SocketAddr> {
     // SAFETY: getpeername writes at most `len` bytes into `addr`, a
     // sockaddr_storage, which is large enough for any address family.
     let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
@@ -400,13 +412,17 @@ fn peer_ip(fd: i32) -> Option<IpAddr> {
             // SAFETY: the family says this storage holds a sockaddr_in.
             let a: &libc::sockaddr_in =
                 unsafe { &*(&addr as *const libc::sockaddr_storage).cast() };
-            Some(IpAddr::from(u32::from_be(a.sin_addr.s_addr).to_be_bytes()))
+            let ip = IpAddr::from(u32::from_be(a.sin_addr.s_addr).to_be_bytes());
+            Some(SocketAddr::new(ip, u16::from_be(a.sin_port)))
         }
         libc::AF_INET6 => {
             // SAFETY: the family says this storage holds a sockaddr_in6.
             let a: &libc::sockaddr_in6 =
                 unsafe { &*(&addr as *const libc::sockaddr_storage).cast() };
-            Some(IpAddr::from(a.sin6_addr.s6_addr))
+            Some(SocketAddr::new(
+                IpAddr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+            ))
         }
         _ => None,
     }
@@ -472,7 +488,7 @@ mod tests {
         assert_eq!(r.count(), 1);
         r.on_subscription(UNSUB, Some("a"), ip());
         assert_eq!(r.count(), 0);
-        assert!(r.subscribed.is_empty() && r.peers.is_empty(), "forgotten");
+        assert!(r.subscribed.is_empty() && r.departed == 0, "forgotten");
     }
 
     /// Issue 10, finding 2: subscriptions were unbounded per peer.
@@ -500,5 +516,41 @@ mod tests {
             r.on_subscription(&long, Some("h"), ip()),
             Cut::Host(ip().unwrap())
         );
+    }
+
+    /// Review of finding 2: unsubscribing (even a topic never held) must
+    /// not give a connection room for more subscriptions.
+    #[test]
+    fn unsubscribing_buys_no_room_for_more_subscriptions() {
+        let mut r = Roster::new(4);
+        for _ in 0..2 {
+            assert_eq!(r.on_subscription(b"\x01A", Some("f"), ip()), Cut::None);
+            assert_eq!(r.on_subscription(b"\x00ZZZ", Some("f"), ip()), Cut::None);
+        }
+        assert_eq!(
+            r.on_subscription(b"\x01B", Some("f"), ip()),
+            Cut::Host(ip().unwrap())
+        );
+    }
+
+    /// Review of finding 1: a control subscription refused for its budget
+    /// is already in libzmq's trie, and libzmq reports its departure when
+    /// the connection is cut: it must be counted, or that departure would
+    /// uncount a real subscriber.
+    #[test]
+    fn a_refused_control_subscription_still_balances_its_departure() {
+        let mut r = Roster::new(2);
+        r.on_subscription(SUB, Some("real"), Some(IpAddr::from([127, 0, 0, 1])));
+        r.on_subscription(b"\x01A", Some("f"), ip());
+        r.on_subscription(b"\x01B", Some("f"), ip());
+        assert_eq!(
+            r.on_subscription(SUB, Some("f"), ip()),
+            Cut::Host(ip().unwrap())
+        );
+        // The cut: libzmq's id-less unsubscribes for f's topics.
+        for t in [&b"\x00A"[..], b"\x00B", UNSUB] {
+            r.on_subscription(t, None, None);
+        }
+        assert_eq!(r.count(), 1, "the real subscriber is still counted");
     }
 }

@@ -483,6 +483,12 @@ impl<'a> Stream<'a> {
                 continue;
             }
             let until = due.min(hb_at).min(now + MAX_NAP_NS);
+            if until - now >= 1_000_000 {
+                // A millisecond or more to spare: read the socket monitor,
+                // whose events libzmq's I/O thread must be able to hand
+                // over (housekeeping alone comes only every 1024 events).
+                self.peers.poll_connections();
+            }
             match self.cfg.pace {
                 Pace::Spin => std::hint::spin_loop(),
                 Pace::Sleep => std::thread::sleep(Duration::from_nanos(until - now)),
