@@ -116,19 +116,28 @@ fn kind_name(t: &std::fs::FileType) -> &'static str {
 
 /// Open a FIFO or character device for writing, following no link, and
 /// check that what opened is still one (the path may have changed since
-/// it was looked at).
+/// it was looked at). The open does not wait: a FIFO nobody reads (one
+/// planted at a report path, say) is an error (ENXIO), not a process that
+/// never exits; once open, writes block as usual.
 fn open_device(path: &Path) -> Result<File, OutputError> {
     let f = OpenOptions::new()
         .write(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(libc::ELOOP) {
-                OutputError::Symlink
-            } else {
-                io("opening it")(e)
-            }
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => OutputError::Symlink,
+            Some(libc::ENXIO) => io("opening it: a FIFO with no reader")(e),
+            _ => io("opening it")(e),
         })?;
+    // SAFETY: fcntl on a descriptor this File owns; only the status flags
+    // change.
+    unsafe {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+        }
+    }
     let t = f.metadata().map_err(io("looking at it"))?.file_type();
     if t.is_fifo() || t.is_char_device() {
         Ok(f)

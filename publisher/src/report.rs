@@ -128,7 +128,10 @@ pub struct Security {
     pub server_public_key: Option<PublicKey>,
     /// Keys in --curve-allow.
     pub allowed_keys: usize,
-    /// Handshakes allowed and refused, and the refused peers (CURVE only).
+    /// Handshakes the ZAP handler allowed and refused, and the refused
+    /// peers. Plain-text streams go through it too (it names every
+    /// connection, see `peers`), so these are there either way; on a
+    /// plain-text stream nothing speaking ZMTP 3 with NULL is refused.
     #[serde(flatten)]
     pub zap: Option<ZapReport>,
 }

@@ -143,6 +143,27 @@ fn report_writer_refuses_a_link_at_the_report_path_and_exits_1() {
     assert!(!nowhere.exists() && is_symlink(&dangling));
 }
 
+/// Review of finding 3: a FIFO planted at a report path with nobody
+/// reading it made the writer's open wait forever: the process never
+/// exited. Now it is an error naming the flag (exit 1), and the FIFO stays.
+#[test]
+fn a_fifo_nobody_reads_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("report.fifo");
+    // SAFETY: mkfifo with a valid C string path.
+    assert_eq!(unsafe { libc::mkfifo(cstr(&fifo).as_ptr(), 0o600) }, 0);
+    let (st, err, _) = pub_once(&["--report-json", &path_str(&fifo)]);
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--report-json") && err.contains("no reader"),
+        "{err}"
+    );
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+}
+
 #[test]
 fn report_writer_writes_through_a_fifo_or_device_and_fails_on_a_full_one() {
     let dir = tempfile::tempdir().unwrap();
