@@ -15,6 +15,10 @@
 //!   not `lost`, and the stream cannot be `complete`. A first record further
 //!   than [`MAX_SEQ_JUMP`] from the start of its sequence space is a jump
 //!   like any other, taken only once the next record confirms it.
+//! * Below that limit, a session's first record and any jump of [`WINDOW`]
+//!   or more are taken on trust: applied at once, but undone (and counted
+//!   as a `seq_jump`) when the session's next record stays below what they
+//!   claimed, so one lie cannot turn the real records into duplicates.
 
 use crate::wire::StreamChecksum;
 use serde::Serialize;
@@ -81,7 +85,9 @@ pub struct Counters {
     /// Sessions after the first (publisher restarts).
     pub restarts: u64,
     /// Records (data, heartbeat or end-of-stream) dropped for an
-    /// unconfirmed sequence jump of more than [`MAX_SEQ_JUMP`].
+    /// unconfirmed sequence jump of more than [`MAX_SEQ_JUMP`], or taken on
+    /// trust (a session's first record, a jump of [`WINDOW`] or more) and
+    /// undone because the session's next record stayed below them.
     pub seq_jumps: u64,
     /// Records of a session other than the current one that no following
     /// record of that session confirmed as a restart: control records
@@ -126,6 +132,9 @@ pub struct StreamState {
     jump_to: u64,
     /// A session that may be a restart, until its next record confirms it.
     candidate: Candidate,
+    /// The last record taken on trust (a session's first, or a jump of
+    /// [`WINDOW`] or more), until the session's next record confirms it.
+    tentative: Tentative,
     /// The relative snail's delay floor for this source (each publisher
     /// host has its own clock offset).
     pub floor: crate::snail::DelayFloor,
@@ -147,6 +156,7 @@ impl StreamState {
             totals: Counters::default(),
             jump_to: 0,
             candidate: Candidate::default(),
+            tentative: Tentative::default(),
             floor: crate::snail::DelayFloor::default(),
         }
     }
@@ -226,6 +236,7 @@ impl StreamState {
         self.window = [0; (WINDOW / 64) as usize];
         self.jump_to = 0;
         self.candidate = Candidate::default();
+        self.tentative.next = 0;
     }
 
     /// The candidate session continues: it is a restart. The current
@@ -356,6 +367,82 @@ impl StreamState {
         self.expected = next;
     }
 
+    /// Take the record that moved `expected` from `from` (0: the session's
+    /// first record) to where it is now on trust, counting `lost` lost
+    /// meanwhile; `window` is the window before it. Cold: a session's
+    /// first record, or a jump of [`WINDOW`] or more.
+    #[cold]
+    fn trust(
+        &mut self,
+        from: u64,
+        lost: u64,
+        digest: Option<u64>,
+        window: [u64; (WINDOW / 64) as usize],
+    ) {
+        self.tentative = Tentative {
+            next: self.expected,
+            from,
+            lost,
+            digest,
+            window,
+        };
+    }
+
+    /// The session's record after a tentative one reaches no higher than
+    /// what that one claimed: it lied. Its effect is undone (it stays
+    /// delivered and in `received`) and counted as a `seq_jump`; the
+    /// caller then handles the record as if the lie had never come.
+    /// Accept data record `seq` on trust: the session's first (`from` 0)
+    /// or a jump of [`WINDOW`] or more past `from`.
+    #[cold]
+    fn data_on_trust(&mut self, from: u64, seq: u64, digest: u64) -> Verdict {
+        let window = self.window;
+        let lost = seq - self.expected;
+        self.advance_to(seq);
+        self.clear_bit(seq);
+        self.set_bit(seq);
+        self.expected = seq.saturating_add(1);
+        self.trust(from, lost, Some(digest), window);
+        self.session_received += 1;
+        self.totals.received += 1;
+        self.checksum.add(digest);
+        Verdict::New
+    }
+
+    #[cold]
+    fn undo_tentative(&mut self) {
+        let t = self.tentative;
+        self.tentative.next = 0;
+        self.totals.seq_jumps = self.totals.seq_jumps.saturating_add(1);
+        if t.digest.is_none() {
+            if let Some(eos) = self.eos {
+                if eos.last_seq.saturating_add(1) == t.next {
+                    self.eos = None;
+                }
+            }
+        }
+        if t.from == 0 {
+            // The session's first record: the session is not joined yet.
+            self.totals.missed_before_join = self
+                .totals
+                .missed_before_join
+                .saturating_sub(self.session_missed);
+            self.totals.lost = self.totals.lost.saturating_sub(self.session_lost);
+            let candidate = self.candidate;
+            self.reset_session(self.session);
+            self.candidate = candidate;
+            return;
+        }
+        self.expected = t.from;
+        self.window = t.window;
+        self.session_lost = self.session_lost.saturating_sub(t.lost);
+        self.totals.lost = self.totals.lost.saturating_sub(t.lost);
+        if let Some(d) = t.digest {
+            self.session_received -= 1;
+            self.checksum.0 = self.checksum.0.wrapping_sub(d);
+        }
+    }
+
     #[inline]
     fn bit(&self, seq: u64) -> bool {
         let i = seq % WINDOW;
@@ -415,7 +502,10 @@ impl StreamState {
     /// first record) is [`Verdict::Implausible`] unless it follows one that
     /// announced the same jump (`seq` one past it), so one hostile or
     /// corrupt record cannot make the stream's real records look like
-    /// duplicates.
+    /// duplicates. A session's first record and a jump of [`WINDOW`] or
+    /// more within the limit are accepted on trust: if the session's next
+    /// record is below them, they are undone (counted as a `seq_jump`, the
+    /// data still delivered) and that record handled as if they never came.
     ///
     /// A record of another session, while the current one has been joined,
     /// is a candidate restart: the current session stays. The candidate's
@@ -439,16 +529,34 @@ impl StreamState {
     /// [`Self::on_data`] for the current session.
     #[inline]
     fn current_data(&mut self, seq: u64, digest: impl FnOnce() -> u64) -> Verdict {
+        // A jump of more than MAX_SEQ_JUMP confirmed by this record.
+        let mut vouched = false;
         if self.jump_to != 0 || seq > self.expected.max(1).saturating_add(MAX_SEQ_JUMP) {
             let confirms = seq == self.jump_to;
             if self.implausible(seq.saturating_add(1), confirms) {
                 return Verdict::Implausible;
             }
+            vouched = confirms;
         }
-        if self.expected == 0 {
+        if self.tentative.next != 0 {
+            // The record after one taken on trust: at or past what that one
+            // claimed confirms it (a repeat of its data is a duplicate);
+            // below, it lied.
+            let t = self.tentative;
+            if seq >= t.next || vouched {
+                self.tentative.next = 0;
+            } else if !(t.digest.is_some() && seq.saturating_add(1) == t.next) {
+                self.undo_tentative();
+            }
+        }
+        let from = self.expected;
+        if from == 0 {
             self.join_at(seq.max(1));
         }
         if seq >= self.expected {
+            if (from == 0 || seq - self.expected >= WINDOW) && !vouched {
+                return self.data_on_trust(from, seq, digest());
+            }
             self.advance_to(seq);
             self.clear_bit(seq);
             self.set_bit(seq);
@@ -486,6 +594,8 @@ impl StreamState {
 
     /// [`Self::on_heartbeat`] for the current session.
     fn current_control(&mut self, next: u64) -> bool {
+        // A jump of more than MAX_SEQ_JUMP confirmed by this record.
+        let mut vouched = false;
         if self.expected == 0 || next > self.expected {
             // A repeated heartbeat confirms a jump (an idle publisher after
             // a long partition says the same last_seq again).
@@ -493,10 +603,28 @@ impl StreamState {
             if self.implausible(next, confirms) {
                 return false;
             }
-            if self.expected == 0 {
+            vouched = confirms;
+        }
+        if self.tentative.next != 0 {
+            // At or past the record taken on trust confirms it; behind it
+            // (the publisher's last seq below what that one claimed), it lied.
+            if next >= self.tentative.next || vouched {
+                self.tentative.next = 0;
+            } else {
+                self.undo_tentative();
+            }
+        }
+        if self.expected == 0 || next > self.expected {
+            let from = self.expected;
+            let window = self.window;
+            if from == 0 {
                 self.join_at(next);
             } else {
                 self.advance_to(next);
+            }
+            let lost = if from == 0 { 0 } else { next - from };
+            if (from == 0 || lost >= WINDOW) && !vouched {
+                self.trust(from, lost, None, window);
             }
         }
         true
@@ -526,6 +654,23 @@ struct Candidate {
     first: u64,
     /// Its first record's digest when that was delivered data.
     digest: Option<u64>,
+}
+
+/// A record taken on trust: the session's first, or a jump of [`WINDOW`]
+/// or more. The session's next record confirms it by reaching at least as
+/// far, or shows it lied by staying below: then it is undone.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tentative {
+    /// The `expected` it set; 0: nothing tentative.
+    next: u64,
+    /// The `expected` before it; 0: it was the session's first record.
+    from: u64,
+    /// What it counted as lost.
+    lost: u64,
+    /// Its digest when it was data (delivered, in the session's checksum).
+    digest: Option<u64>,
+    /// The duplicate window before it.
+    window: [u64; (WINDOW / 64) as usize],
 }
 
 /// All sources seen by one reader (one subscriber shard).
@@ -780,6 +925,98 @@ mod tests {
             assert_eq!(c.seq_jumps, 1, "counted under its reason");
             st.on_eos(9, 3000, sum(1..=3000));
             assert!(st.complete());
+        }
+    }
+
+    /// Review of issue 10, finding 5: a first record (or heartbeat) ahead of
+    /// the real stream but under the jump limit made every real record
+    /// below it a duplicate.
+    #[test]
+    fn a_first_record_below_the_jump_limit_cannot_make_real_records_duplicates() {
+        for bogus in [10_000, 4_000_000_000] {
+            for heartbeat in [false, true] {
+                for real_from in [1u64, 5] {
+                    let ctx = format!("bogus {bogus} heartbeat {heartbeat} from {real_from}");
+                    let mut st = StreamState::new(KEY);
+                    if heartbeat {
+                        assert!(st.on_heartbeat(9, bogus), "{ctx}");
+                    } else {
+                        assert_eq!(feed(&mut st, 9, &[bogus]), vec![Verdict::New], "{ctx}");
+                    }
+                    let real: Vec<u64> = (real_from..=100).collect();
+                    let v = feed(&mut st, 9, &real);
+                    assert!(v.iter().all(|v| *v == Verdict::New), "{ctx}: {v:?}");
+                    let c = st.counters();
+                    assert_eq!(
+                        (c.duplicates, c.missed_before_join, c.lost, c.seq_jumps),
+                        (0, real_from - 1, 0, 1),
+                        "{ctx}: the bogus record counted as a seq_jump"
+                    );
+                    // Delivered when it came: it stays in `received`.
+                    let bogus_received = u64::from(!heartbeat);
+                    assert_eq!(c.received, 101 - real_from + bogus_received, "{ctx}");
+                    assert_eq!(st.first_seq(), real_from, "{ctx}");
+                    st.on_eos(9, 100, sum(real_from..=100));
+                    assert!(st.ended(), "{ctx}");
+                    if real_from == 1 {
+                        assert!(st.complete(), "{ctx}: {c:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_bogus_jump_mid_stream_cannot_make_the_continuation_duplicates() {
+        for how in ["data", "heartbeat", "eos"] {
+            let mut st = StreamState::new(KEY);
+            feed(&mut st, 1, &(1..=100).collect::<Vec<_>>());
+            match how {
+                "data" => assert_eq!(feed(&mut st, 1, &[5100]), vec![Verdict::New]),
+                "heartbeat" => assert!(st.on_heartbeat(1, 5100)),
+                _ => st.on_eos(1, 5100, 0),
+            }
+            let lost = if how == "data" { 4999 } else { 5000 };
+            assert_eq!(st.counters().lost, lost, "{how}: taken on trust");
+            let v = feed(&mut st, 1, &(101..=3000).collect::<Vec<_>>());
+            assert!(v.iter().all(|v| *v == Verdict::New), "{how}: {v:?}");
+            let c = st.counters();
+            assert_eq!(
+                (c.duplicates, c.lost, c.out_of_order, c.seq_jumps),
+                (0, 0, 0, 1),
+                "{how}"
+            );
+            assert!(!st.ended(), "{how}: a refuted end-of-stream is forgotten");
+            st.on_eos(1, 3000, sum(1..=3000));
+            assert!(st.complete(), "{how}: {c:?}");
+        }
+    }
+
+    #[test]
+    fn real_gaps_and_late_joins_past_the_window_are_confirmed_and_exact() {
+        // A late joiner: the second record confirms the first.
+        let mut st = StreamState::new(KEY);
+        feed(&mut st, 1, &(500..=600).collect::<Vec<_>>());
+        let c = st.counters();
+        assert_eq!((c.missed_before_join, c.lost, c.seq_jumps), (499, 0, 0));
+        // Drops (a PUB at its HWM): gaps of every size, each exact, with the
+        // records before them still duplicates and the gap's out-of-order.
+        for gap in [WINDOW - 1, WINDOW, WINDOW + 1, 5000, 1 << 20] {
+            let mut st = StreamState::new(KEY);
+            feed(&mut st, 1, &(1..=100).collect::<Vec<_>>());
+            let v = feed(&mut st, 1, &[101 + gap, 102 + gap]);
+            assert_eq!(v, vec![Verdict::New, Verdict::New], "gap {gap}");
+            let c = st.counters();
+            assert_eq!((c.lost, c.seq_jumps, c.received), (gap, 0, 102), "{gap}");
+            assert_eq!(feed(&mut st, 1, &[101 + gap]), vec![Verdict::Duplicate]);
+            // A heartbeat confirms too, and a tail gap before end-of-stream
+            // stays counted.
+            assert!(st.on_heartbeat(1, 102 + 2 * gap));
+            assert!(st.on_heartbeat(1, 102 + 2 * gap));
+            st.on_eos(1, 102 + 3 * gap, 0);
+            let c = st.counters();
+            assert_eq!((c.lost, c.seq_jumps), (3 * gap, 0), "gap {gap}");
+            assert!(st.ended());
         }
     }
 
