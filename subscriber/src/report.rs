@@ -32,7 +32,9 @@ pub struct Report {
     pub refused_sources: u64,
     /// Valid records with implausible fields, by reason, each counted where
     /// it was caught: `seq_jump` (an unconfirmed sequence jump of more than
-    /// 2^32, a session's first record included: dropped), `ts_future` (a
+    /// 2^32, a session's first record included: dropped; or a first record
+    /// or a jump of 1024 or more taken on trust that the session's next
+    /// record contradicted: undone, see PROTOCOL.md 4), `ts_future` (a
     /// send time further ahead of our clock than --max-clock-skew-ms:
     /// delivered, not timed or judged), `ts_ancient` (a send time older
     /// than max(1 h, the shard's run) plus --max-clock-skew-ms: delivered,
