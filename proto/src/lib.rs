@@ -13,6 +13,7 @@
 //! touches a socket, a thread or a clock**. Callers pass time in as nanoseconds.
 
 pub mod feed;
+pub mod itch;
 pub mod seq;
 pub mod shard;
 pub mod snail;
