@@ -6,6 +6,7 @@
 //! feed's seed alone, the books a subscriber must end with ([`Books`]).
 
 mod book;
+pub mod itch_book;
 mod worker;
 
 pub use book::{Book, BookSnapshot, Books};
