@@ -99,6 +99,10 @@ pub fn set_int_option(socket: &mut zmq::Socket, option: u32, value: i32) -> Resu
 /// application, so it can count subscribers as they come and go.
 pub const XPUB_VERBOSER: u32 = zmq_sys::ZMQ_XPUB_VERBOSER;
 
+/// `ZMQ_XPUB_NODROP`: at a subscriber's HWM the send fails with `EAGAIN`
+/// (or a blocking send waits) instead of dropping for that subscriber.
+pub const XPUB_NODROP: u32 = zmq_sys::ZMQ_XPUB_NODROP;
+
 /// A libzmq message owned by us: received into, forwarded, and shared
 /// without copying its payload. The `zmq` crate's `Message` hides the raw
 /// `zmq_msg_t`, which zero-copy fan-out needs.

@@ -889,6 +889,19 @@ impl BatchWriter {
         &self.buf[..self.len]
     }
 
+    /// What to send when a lone record needs no batch around it: the frame
+    /// of [`Self::frame`], except that a batched writer holding exactly one
+    /// record gives that record alone, a bare-record frame (its topic is then
+    /// its symbol, so prefix filtering at the publisher applies to it, and
+    /// it is 8 bytes shorter). Receivers take both kinds of frame from one
+    /// stream in any mix (section 10 of PROTOCOL.md, `--batch auto`).
+    pub fn frame_or_lone_record(&mut self) -> &[u8] {
+        if self.batched && self.count == 1 {
+            return &self.buf[BATCH_HEADER_LEN..self.len];
+        }
+        self.frame()
+    }
+
     /// Empty the frame for the next one, keeping the buffer (no allocation).
     pub fn clear(&mut self) {
         self.len = if self.batched { BATCH_HEADER_LEN } else { 0 };
@@ -1168,6 +1181,29 @@ mod tests {
         let parsed = Frame::parse(frame).unwrap();
         assert!(!parsed.is_batch());
         assert_eq!(parsed.records().next().unwrap().seq(), 1);
+    }
+
+    #[test]
+    fn a_batch_of_one_goes_as_its_bare_record_and_of_two_as_a_batch() {
+        let (mut w, recs) = written(1, 100);
+        let lone = w.frame_or_lone_record().to_vec();
+        assert_eq!(lone, recs[0], "the record alone, no batch header");
+        let parsed = Frame::parse(&lone).unwrap();
+        assert!(!parsed.is_batch());
+        assert!(lone.starts_with(b"AAPL"), "the symbol is the topic");
+
+        let (mut w, recs) = written(2, 100);
+        let both = w.frame_or_lone_record().to_vec();
+        assert!(both.starts_with(&[0x00]), "a batch rides the control topic");
+        let parsed = Frame::parse(&both).unwrap();
+        assert!(parsed.is_batch());
+        let got: Vec<&[u8]> = parsed.records().map(|r| r.bytes).collect();
+        assert_eq!(got, [&recs[0][..], &recs[1][..]]);
+
+        // A bare writer's frame is its one record either way.
+        let mut bare = BatchWriter::new(false, 100);
+        let rec = bare.encode(&meta(1), &QUOTE, 100).unwrap().to_vec();
+        assert_eq!(bare.frame_or_lone_record(), &rec[..]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Command-line flags of `shardcast-pub`. Every flag has an environment twin
 //! `SHARDCAST_PUB_<FLAG>`. Flag names are a contract: add, never rename.
 
-use crate::config::Pace;
+use crate::config::{batch_arg, Batch, Pace, WhenFull};
 use clap::Parser;
 use shardcast_agent::cpu::{cpu_list_arg, CpuList};
 use shardcast_agent::exit::{positive_seconds, DAY_MS, MAX_MS};
@@ -58,10 +58,36 @@ pub struct Flags {
 
     /// Pack up to N messages of a stream per ZeroMQ frame, flushing as soon
     /// as the next message is not yet due (batching never adds waiting).
-    /// 1 = one message per frame, with symbol prefix filtering at the XPUB.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024),
+    ///
+    /// `auto` (the default) packs only what is already due, up to 64
+    /// records (fewer when --size is large: a frame stays within 4 MiB): a
+    /// stream that keeps its schedule sends every record alone, as with 1; a
+    /// stream that is behind (or flat out) packs what is queued. A lone
+    /// record always goes as a bare record frame, and while any connection
+    /// holds a symbol prefix subscription (a SUB filtering at the
+    /// publisher) every record goes alone, so its filtering still works. On
+    /// pgm/epgm streams, where subscriptions are not seen, `auto` is 1.
+    /// 1 = one message per frame, with symbol prefix filtering at the XPUB;
+    /// N > 1 = every data frame is a batch, with no filtering at the XPUB.
+    #[arg(long, default_value = "auto", value_name = "auto|N", value_parser = batch_arg,
           env = "SHARDCAST_PUB_BATCH")]
-    pub batch: u32,
+    pub batch: Batch,
+
+    /// What a stream does when a subscriber's queue is full: `drop` (it
+    /// skips that subscriber, who sees a gap; a slow subscriber never holds
+    /// up the others: the mode for live feeds) or `block` (ZMQ_XPUB_NODROP:
+    /// it waits until every subscriber has room, so nothing is lost and the
+    /// stream runs at the slowest subscriber's pace).
+    ///
+    /// In block mode a paced stream falls behind its schedule rather than
+    /// dropping: the intended send time keeps the schedule, so a subscriber
+    /// that holds it up more than --max-lag-ms still croaks as a snail.
+    /// Any connected subscriber holds the stream back, counted or not (a
+    /// peer that never reads stalls it: use CURVE with --curve-allow on
+    /// networks you do not trust). Heartbeats and end-of-stream are never
+    /// waited for; end-of-stream repeats until delivered (--eos-timeout-ms).
+    #[arg(long, value_enum, default_value_t = WhenFull::Drop, env = "SHARDCAST_PUB_WHEN_FULL")]
+    pub when_full: WhenFull,
 
     /// Send this many messages (across streams), then end-of-stream.
     #[arg(long, env = "SHARDCAST_PUB_COUNT")]

@@ -23,6 +23,44 @@ pub enum Pace {
     Spin,
 }
 
+/// What a stream does when a subscriber's queue is full (`--when-full`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Skip that subscriber (it sees a gap); never wait. Live feeds.
+    Drop,
+    /// Wait until every subscriber has room (ZMQ_XPUB_NODROP); lose nothing.
+    Block,
+}
+
+/// `--batch`: records per frame, fixed or packed from what is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Batch {
+    /// Pack what is already due, up to [`AUTO_BATCH`] records; a lone
+    /// record goes bare; no packing while a peer filters by symbol.
+    Auto,
+    /// Up to N records per frame (1: every record its own frame).
+    Records(u32),
+}
+
+/// Most records `--batch auto` packs into one frame: enough to amortise
+/// libzmq's per-frame costs (PROTOCOL.md 10), few enough that a frame of
+/// 100 B records (6.4 KB) is still one small write.
+pub const AUTO_BATCH: usize = 64;
+
+/// Parse `--batch`: `auto` or 1..=1024.
+pub fn batch_arg(s: &str) -> Result<Batch, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(Batch::Auto);
+    }
+    match s.parse::<u32>() {
+        Ok(n) if (1..=MAX_BATCH as u32).contains(&n) => Ok(Batch::Records(n)),
+        _ => Err(format!(
+            "`auto` or a number of records from 1 to {MAX_BATCH}"
+        )),
+    }
+}
+
 /// One stream.
 #[derive(Clone, Debug, Serialize)]
 pub struct StreamPlan {
@@ -55,8 +93,14 @@ pub struct Config {
     pub rate: u64,
     /// Burst size.
     pub burst: u64,
-    /// Records per frame.
+    /// Most records per frame (`--batch N`; [`AUTO_BATCH`] or fewer for
+    /// `auto`).
     pub batch: usize,
+    /// `--batch auto`: pack only what is due, bare lone records, no packing
+    /// while a peer filters by symbol.
+    pub batch_auto: bool,
+    /// `--when-full`.
+    pub when_full: WhenFull,
     /// Message limit.
     pub count: Option<u64>,
     /// Time limit.
@@ -116,17 +160,27 @@ impl Config {
             n,
             "stream",
         )?;
-        if f.batch as usize > MAX_BATCH {
+        let (batch, batch_auto) = match f.batch {
+            // Auto on multicast is 1: PGM carries no subscriptions back, so
+            // a receiver filtering by prefix could not be seen.
+            Batch::Auto if f.bind.iter().any(|b| is_multicast(b)) => (1, false),
+            Batch::Auto => (
+                AUTO_BATCH.min((MAX_FRAME_LEN - BATCH_HEADER_LEN) / f.size as usize),
+                true,
+            ),
+            Batch::Records(n) => (n as usize, false),
+        };
+        if batch > MAX_BATCH {
             return Err(UsageError::new("--batch", format!("at most {MAX_BATCH}")));
         }
-        let frame = BATCH_HEADER_LEN + (f.batch as usize) * (f.size as usize);
+        let frame = BATCH_HEADER_LEN + batch * (f.size as usize);
         if frame > MAX_FRAME_LEN {
             return Err(UsageError::new(
                 "--batch",
                 format!(
-                    "--batch {} x --size {} makes {frame}-byte frames, above the {MAX_FRAME_LEN}-byte \
+                    "--batch {batch} x --size {} makes {frame}-byte frames, above the {MAX_FRAME_LEN}-byte \
                      limit subscribers accept by default; use a smaller batch",
-                    f.batch, f.size
+                    f.size
                 ),
             ));
         }
@@ -177,7 +231,9 @@ impl Config {
             size: f.size as usize,
             rate: f.rate,
             burst: f.burst,
-            batch: f.batch as usize,
+            batch,
+            batch_auto,
+            when_full: f.when_full,
             count: f.count,
             duration: f.duration.map(Duration::from_secs_f64),
             sndhwm: f.sndhwm,
@@ -279,6 +335,9 @@ mod tests {
             (vec!["--rate", "-1"], "--rate"),
             (vec!["--size", "10"], "--size"),
             (vec!["--batch", "0"], "--batch"),
+            (vec!["--batch", "sometimes"], "--batch"),
+            (vec!["--batch", "1025"], "--batch"),
+            (vec!["--when-full", "wait"], "--when-full"),
             (vec!["--duration", "0"], "--duration"),
         ] {
             let mut v = vec!["shardcast-pub", "--bind", "tcp://127.0.0.1:*"];

@@ -102,6 +102,11 @@ pub struct Roster {
     /// Control-topic unsubscribes libzmq made up for connections that
     /// ended: each one of `subscribed` that left, which one unknown.
     departed: u64,
+    /// Symbol prefix subscriptions libzmq holds (topics other than the
+    /// control topic and the empty prefix), by topic, with the connections
+    /// holding them: while any is held, `--batch auto` sends every record
+    /// alone so that the XPUB's prefix filtering applies to it.
+    selective: HashMap<Box<[u8]>, HashSet<Box<str>>>,
     report: PeerReport,
 }
 
@@ -114,6 +119,7 @@ impl Roster {
             budgets: HashMap::new(),
             subscribed: HashSet::new(),
             departed: 0,
+            selective: HashMap::new(),
             report: PeerReport::default(),
         }
     }
@@ -131,6 +137,9 @@ impl Roster {
             return Cut::None;
         };
         let control = topic == CONTROL_TOPIC;
+        if !control && !topic.is_empty() {
+            self.on_selective(kind, topic, user);
+        }
         let Some(user) = user else {
             // libzmq's own unsubscribe for a connection that ended.
             if kind == 0 {
@@ -157,6 +166,46 @@ impl Roster {
             _ => {}
         }
         self.charge(user, topic.len() as u64, address)
+    }
+
+    /// Track a symbol prefix (un)subscription. An unsubscribe from a
+    /// connection that does not hold the topic is forged or confused and
+    /// changes nothing; libzmq's own (no id, for a connection that ended)
+    /// removes one holder of the topic, which one unknown: if it was a
+    /// live one, that holder's own unsubscribe is later ignored, so the
+    /// error only ever keeps a topic held (fewer records packed, nothing
+    /// lost by a filtering subscriber).
+    fn on_selective(&mut self, kind: u8, topic: &[u8], user: Option<&str>) {
+        match (kind, user) {
+            (1, Some(user)) => {
+                self.selective
+                    .entry(topic.into())
+                    .or_default()
+                    .insert(user.into());
+            }
+            (0, Some(user)) => {
+                if let Some(holders) = self.selective.get_mut(topic) {
+                    holders.remove(user);
+                }
+            }
+            (0, None) => {
+                if let Some(holders) = self.selective.get_mut(topic) {
+                    if let Some(any) = holders.iter().next().cloned() {
+                        holders.remove(&any);
+                    }
+                }
+            }
+            _ => {}
+        }
+        if self.selective.get(topic).is_some_and(HashSet::is_empty) {
+            self.selective.remove(topic);
+        }
+    }
+
+    /// Whether any connection holds a symbol prefix subscription (filters
+    /// at the publisher) now.
+    pub fn filtering(&self) -> bool {
+        !self.selective.is_empty()
     }
 
     /// Charge one upstream message to its connection's budget; past it, cut
@@ -260,6 +309,12 @@ impl PeerWatch {
     /// Subscribers counted now.
     pub fn count(&self) -> u64 {
         self.roster.count()
+    }
+
+    /// Whether a connection filters by symbol prefix now (see
+    /// [`Roster::filtering`]).
+    pub fn filtering(&self) -> bool {
+        self.roster.filtering()
     }
 
     /// What was refused or ignored.
@@ -445,6 +500,40 @@ mod tests {
 
     fn ip() -> Option<IpAddr> {
         Some(IpAddr::from([127, 0, 0, 2]))
+    }
+
+    #[test]
+    fn a_symbol_prefix_subscription_is_filtering_until_its_holders_leave() {
+        let mut r = Roster::new(100);
+        // shardcast-sub's two subscriptions filter nothing.
+        r.on_subscription(SUB, Some("sub"), ip());
+        r.on_subscription(b"\x01", Some("sub"), ip());
+        assert!(!r.filtering());
+        r.on_subscription(b"\x01AAPL", Some("a"), ip());
+        r.on_subscription(b"\x01AAPL", Some("a"), ip());
+        r.on_subscription(b"\x01AAPL", Some("b"), ip());
+        assert!(r.filtering());
+        // A forger's unsubscribe cancels nobody's filter.
+        r.on_subscription(b"\x00AAPL", Some("forger"), ip());
+        assert!(r.filtering());
+        r.on_subscription(b"\x00AAPL", Some("a"), ip());
+        assert!(r.filtering(), "b still filters");
+        // b's connection ends: libzmq unsubscribes for it, without an id.
+        r.on_subscription(b"\x00AAPL", None, None);
+        assert!(!r.filtering());
+        // A stray id-less unsubscribe of a topic nobody holds is harmless.
+        r.on_subscription(b"\x00MSFT", None, None);
+        assert!(!r.filtering());
+    }
+
+    #[test]
+    fn an_id_less_departure_never_clears_a_topic_someone_still_holds() {
+        let mut r = Roster::new(100);
+        r.on_subscription(b"\x01IBM", Some("dead"), ip());
+        r.on_subscription(b"\x01IBM", Some("live"), ip());
+        // "dead" ended; libzmq's unsubscribe may take "live" out instead.
+        r.on_subscription(b"\x00IBM", None, None);
+        assert!(r.filtering(), "one holder is left");
     }
 
     /// Issue 10, finding 1: one peer subscribing twice counted as two.

@@ -2,7 +2,7 @@
 //! streams' results. Keys and their values are a contract: add, never
 //! rename or drop.
 
-use crate::config::Config;
+use crate::config::{Config, WhenFull};
 use crate::stream::StreamResult;
 use serde::{Serialize, Serializer};
 use shardcast_agent::curve::{PublicKey, ZapReport};
@@ -60,6 +60,18 @@ pub struct StreamReport {
     pub sent: u64,
     /// ZeroMQ frames sent (batches count once).
     pub frames: u64,
+    /// Of `frames`, those holding more than one record (batch frames).
+    pub batched_frames: u64,
+    /// `--when-full block`: sends that found a subscriber's queue full and
+    /// waited for room (0 in drop mode, where such a frame is dropped for
+    /// that subscriber instead, unseen here).
+    pub blocked: u64,
+    /// `--when-full block`: total time those sends waited, ns.
+    pub blocked_ns: u64,
+    /// `--when-full block`: records of a frame still waiting for room when
+    /// a signal stopped the stream (counted in `sent` and the checksum, so
+    /// subscribers see the run as incomplete, which it is). 0 otherwise.
+    pub unsent_at_stop: u64,
     /// Heartbeats sent.
     pub heartbeats: u64,
     /// Last data sequence.
@@ -108,6 +120,8 @@ pub struct Report {
     pub msgs_per_sec: f64,
     /// Target rate (0: flat out).
     pub rate: u64,
+    /// `--when-full`: "drop" or "block".
+    pub when_full: WhenFull,
     /// How late messages were sent relative to their intended time, ns
     /// (all zero when flat out: there is no schedule to fall behind).
     pub behind_schedule_ns: LatencySummary,
@@ -178,6 +192,7 @@ impl Report {
                 0.0
             },
             rate: cfg.rate,
+            when_full: cfg.when_full,
             behind_schedule_ns: behind_summary,
             max_behind_ms: behind_summary.max as f64 / 1e6,
             streams: results.into_iter().map(|r| r.report).collect(),

@@ -3,7 +3,7 @@
 //! (end-of-stream until every subscriber has it). A stream that never
 //! started skips the last two: it sends nothing at all.
 
-use crate::config::{is_multicast, Config, Pace};
+use crate::config::{is_multicast, Config, Pace, WhenFull};
 use crate::peers::PeerWatch;
 use crate::report::{EndReason, StreamReport};
 use crate::wiring::Bound;
@@ -71,6 +71,9 @@ pub(crate) struct Stream<'a> {
     signal: &'a StopSignal,
     announced: bool,
     send_errors: u64,
+    /// Most records the next frame may hold: `--batch`, or 1 while
+    /// `--batch auto` sees a connection filtering by symbol prefix.
+    limit: usize,
 }
 
 impl<'a> Stream<'a> {
@@ -92,6 +95,7 @@ impl<'a> Stream<'a> {
             signal,
             announced: false,
             send_errors: 0,
+            limit: cfg.batch,
         }
     }
 
@@ -108,6 +112,10 @@ impl<'a> Stream<'a> {
                 endpoint: self.endpoint.clone(),
                 sent: 0,
                 frames: 0,
+                batched_frames: 0,
+                blocked: 0,
+                blocked_ns: 0,
+                unsent_at_stop: 0,
                 heartbeats: 0,
                 last_seq: 0,
                 checksum: 0,
@@ -228,6 +236,7 @@ impl<'a> Stream<'a> {
         let mut checksum = StreamChecksum::default();
         let mut last_frame_ns = t0;
         let mut i = 0u64;
+        let rep = &mut res.report;
         let reason = loop {
             if cfg.count.is_some_and(|c| i >= c) {
                 break EndReason::Count;
@@ -253,11 +262,10 @@ impl<'a> Stream<'a> {
                 if now < due {
                     // The next message is not due: what is packed goes now,
                     // so batching never adds waiting.
-                    if self.send_frame(&mut out) {
-                        res.report.frames += 1;
+                    if self.send_frame(&mut out, rep) {
                         last_frame_ns = now;
                     }
-                    if !self.idle_until(due, &mut last_frame_ns, seq, &mut res.report.heartbeats) {
+                    if !self.idle_until(due, &mut last_frame_ns, seq, &mut rep.heartbeats) {
                         break EndReason::Signal;
                     }
                 }
@@ -273,21 +281,18 @@ impl<'a> Stream<'a> {
             };
             seq += 1;
             checksum.add(wire::digest(record));
-            res.report.sent += 1;
+            rep.sent += 1;
             if cfg.rate > 0 {
                 stats::record(&mut res.behind, send.saturating_sub(due));
             }
             res.last_send_ns = send;
-            if out.count() >= cfg.batch && self.send_frame(&mut out) {
-                res.report.frames += 1;
+            if out.count() >= self.limit && self.send_frame(&mut out, rep) {
                 last_frame_ns = send;
             }
         };
-        if self.send_frame(&mut out) {
-            res.report.frames += 1;
-        }
-        res.report.last_seq = seq;
-        res.report.checksum = checksum.0;
+        self.send_frame(&mut out, rep);
+        rep.last_seq = seq;
+        rep.checksum = checksum.0;
         reason
     }
 
@@ -403,23 +408,40 @@ impl<'a> Stream<'a> {
     /// Take in connection and subscription events (see `peers`: one count
     /// per connection subscribed to the control topic) and set `subs`.
     fn poll_subscriptions(&mut self, subs: &mut i64, flags: i32) {
-        self.peers.poll(&mut self.sock, flags);
+        self.refresh_peers(flags);
         *subs = self.peers.count() as i64;
     }
 
-    /// Send what `out` holds as one frame, then clear it; false when empty.
-    fn send_frame(&mut self, out: &mut BatchWriter) -> bool {
+    /// Take in peer events and follow them: `--batch auto` packs nothing
+    /// while a connection filters by symbol prefix, so the XPUB's filtering
+    /// applies to every record.
+    fn refresh_peers(&mut self, flags: i32) {
+        self.peers.poll(&mut self.sock, flags);
+        self.limit = if self.cfg.batch_auto && self.peers.filtering() {
+            1
+        } else {
+            self.cfg.batch
+        };
+    }
+
+    /// Send what `out` holds as one frame (`--batch auto`: a lone record
+    /// bare), count it, then clear it; false when empty.
+    fn send_frame(&mut self, out: &mut BatchWriter, rep: &mut StreamReport) -> bool {
         if out.is_empty() {
             return false;
         }
-        // A PUB never blocks: at the HWM it drops for that subscriber, who
-        // sees the gap in the sequence numbers; libzmq says nothing of it.
-        // An error here is something else (out of memory, a closed context).
-        let sent = Msg::from_slice(out.frame())
-            .and_then(|mut msg| msg.send(&mut self.sock, zmq::DONTWAIT));
+        let records = out.count();
+        let bytes = if self.cfg.batch_auto {
+            out.frame_or_lone_record()
+        } else {
+            out.frame()
+        };
+        let sent = Msg::from_slice(bytes).and_then(|mut msg| self.send_msg(&mut msg, records, rep));
         if sent.is_err() {
             self.send_errors += 1;
         }
+        rep.frames += 1;
+        rep.batched_frames += u64::from(records > 1);
         if !self.announced {
             // Once per run; tests and operators use this line as the "data is
             // flowing" handshake.
@@ -431,6 +453,41 @@ impl<'a> Stream<'a> {
         }
         out.clear();
         true
+    }
+
+    /// Send one data frame of `records` records. Drop mode (a PUB): it never
+    /// waits; at a subscriber's HWM libzmq drops it for that subscriber,
+    /// who sees the gap in the sequence numbers, and says nothing of it.
+    /// Block mode (ZMQ_XPUB_NODROP): at a full queue libzmq refuses it with
+    /// EAGAIN instead, and we wait for room in slices of SEND_WAIT_MS,
+    /// looking at signals and peers between them (a subscriber that leaves
+    /// must be able to free the stream). An error is something else (out of
+    /// memory, a closed context).
+    fn send_msg(
+        &mut self,
+        msg: &mut Msg,
+        records: usize,
+        rep: &mut StreamReport,
+    ) -> Result<(), zmq::Error> {
+        match msg.send(&mut self.sock, zmq::DONTWAIT) {
+            Err(zmq::Error::EAGAIN) if self.cfg.when_full == WhenFull::Block => {}
+            done => return done,
+        }
+        let started = now_ns();
+        rep.blocked += 1;
+        let done = loop {
+            if self.signal.raised() {
+                rep.unsent_at_stop += records as u64;
+                break Ok(());
+            }
+            self.refresh_peers(zmq::DONTWAIT);
+            match msg.send(&mut self.sock, 0) {
+                Err(zmq::Error::EAGAIN) => continue,
+                done => break done,
+            }
+        };
+        rep.blocked_ns += now_ns().saturating_sub(started);
+        done
     }
 
     /// End-of-stream, its header `seq` and body `last_seq` from one value:

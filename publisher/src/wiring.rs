@@ -3,7 +3,7 @@
 //! and the ZAP handler in place first when CURVE is on. Every socket option
 //! the publisher sets is here.
 
-use crate::config::{is_multicast, Config, StreamPlan};
+use crate::config::{is_multicast, Config, StreamPlan, WhenFull};
 use crate::peers::PeerWatch;
 use shardcast_agent::curve::{self, Zap, ZapReport};
 use shardcast_agent::exit::{zerr, SetupError};
@@ -11,6 +11,10 @@ use shardcast_agent::zmqx::{self, socket_with_own_io_thread};
 
 /// How long a waiting stream blocks on its XPUB before it looks at the clock.
 const SUB_POLL_MS: i32 = 50;
+
+/// `--when-full block`: a send waiting for room gives up after this long
+/// to look at signals and peers, then waits again.
+pub(crate) const SEND_WAIT_MS: i32 = 20;
 /// Largest message a peer may send a stream (`ZMQ_MAXMSGSZ`): a
 /// subscription is 1 byte plus its prefix (a symbol prefix is at most 9
 /// bytes: 8 and a NUL), and the limit also applies to handshake commands,
@@ -153,6 +157,15 @@ fn bind_stream(
         curve::make_server(&s, &c.keys).map_err(zerr(
             "making the stream a CURVE server (--curve-secret-key)",
         ))?;
+    }
+    if cfg.when_full == WhenFull::Block {
+        // At a subscriber's HWM a send waits instead of dropping; it waits
+        // in slices of SEND_WAIT_MS, so the stream still sees signals and
+        // reads its socket monitor and subscriptions while it waits.
+        zmqx::set_int_option(&mut s, zmqx::XPUB_NODROP, 1)
+            .map_err(zerr("setting ZMQ_XPUB_NODROP (--when-full block)"))?;
+        s.set_sndtimeo(SEND_WAIT_MS)
+            .map_err(zerr("setting ZMQ_SNDTIMEO (--when-full block)"))?;
     }
     // Every subscribe and unsubscribe reaches us, not only the first and
     // last per topic: that is how subscribers are counted.

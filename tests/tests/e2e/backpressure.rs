@@ -22,6 +22,9 @@ fn a_stalled_worker_makes_the_pub_drop_and_the_gaps_are_exact() {
             &count.to_string(),
             "--size",
             &size.to_string(),
+            // One record per frame: the bounds below count frames as records.
+            "--batch",
+            "1",
             "--sndhwm",
             &sndhwm.to_string(),
             "--sndbuf",
@@ -186,6 +189,9 @@ fn a_long_stall_of_one_subscriber_leaves_memory_bounded_and_others_whole() {
             &count.to_string(),
             "--sndhwm",
             &sndhwm.to_string(),
+            // One record per frame: the bounds count frames as records.
+            "--batch",
+            "1",
             // Small kernel buffers, so the HWMs are what bounds the queue.
             "--sndbuf",
             "65536",

@@ -324,9 +324,14 @@ fn profiles_are_flag_twins_whose_values_both_binaries_take() {
             &pub_env,
         );
         let compared = compare_config(&what, &cfg, &pub_env, "SHARDCAST_PUB_");
+        // `--batch 64` prints the same `batch` as the default `auto` (at
+        // most 64 records a frame); `batch_auto` tells them apart.
         let changed: Vec<&String> = compared
             .iter()
-            .filter(|f| cfg[f.as_str()] != pub_default[f.as_str()])
+            .filter(|f| {
+                let auto = format!("{f}_auto");
+                cfg[f.as_str()] != pub_default[f.as_str()] || cfg[&auto] != pub_default[&auto]
+            })
             .collect();
         assert!(
             changed.len() >= 3,

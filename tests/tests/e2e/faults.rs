@@ -505,6 +505,10 @@ fn subscriber_sigterm_during_the_publishers_end_phase_writes_valid_files() {
             "0",
             "--count",
             "50000",
+            // One record per frame: the drain budget counts queued frames
+            // as records.
+            "--batch",
+            "1",
             "--sndhwm",
             "1000",
             "--sndbuf",

@@ -19,3 +19,4 @@ mod sequencing;
 mod signals;
 mod snail;
 mod support;
+mod whenfull;
