@@ -7,7 +7,7 @@
 //! [--nodrop]` waits for one subscription (XPUB, so no message is lost to the
 //! slow joiner), sends N messages of B bytes (or, with `--duration`, until S
 //! seconds have passed: by the clock flat out, by the schedule when paced, as
-//! shardcast-pub does), flat out or paced exactly like shardcast-pub
+//! shardcast-pub does; `subscribed; sending` on stderr marks the start), flat out or paced exactly like shardcast-pub
 //! (message i due at t0 + i/R, sleeping until then), then repeats an `END`
 //! frame carrying the last sequence until the subscriber leaves, and prints
 //! JSON: sent, elapsed_s, msgs_per_sec. `--nodrop` sets `ZMQ_XPUB_NODROP`:
@@ -119,6 +119,9 @@ fn main() -> Result<(), zmq::Error> {
                     break;
                 }
             }
+            // A marker for harnesses that time from the first message (the
+            // first is sent at once, paced or not).
+            eprintln!("raw-zmq: subscribed; sending");
             let mut buf = vec![0u8; size.max(16) as usize];
             if rate > 0 {
                 // SAFETY: only this thread's timer slack changes (1 ns: sleeps
