@@ -99,7 +99,6 @@ pub struct SymbolState {
     pub trading_state: u8,
     mid: u32,
     live: Vec<u64>,
-    last_match: Option<u64>,
 }
 
 impl SymbolState {
@@ -310,7 +309,6 @@ impl Generator {
                     trading_state: b'T',
                     mid,
                     live: Vec::new(),
-                    last_match: None,
                 }
             })
             .collect();
@@ -740,7 +738,6 @@ impl Generator {
             s.trades += 1;
             s.volume += matched;
             s.last_px = Some(price);
-            s.last_match = Some(match_number);
         }
         let stock = pad_stock(&s.name);
         self.emit(
@@ -934,7 +931,6 @@ impl Generator {
         s.trades += 1;
         s.volume += u64::from(shares);
         s.last_px = Some(price.unwrap_or(o.price));
-        s.last_match = Some(match_number);
         let body = match price {
             None => Body::Executed {
                 order_ref: r,
@@ -999,7 +995,6 @@ impl Generator {
         s.trades += 1;
         s.volume += u64::from(shares);
         s.last_px = Some(price);
-        s.last_match = Some(match_number);
         self.emit(
             out,
             locate,

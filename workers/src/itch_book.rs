@@ -53,7 +53,8 @@
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use shardcast_proto::itch::{self, Check, Side, View};
-use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::collections::{hash_map, BTreeMap};
 
 /// One live order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,13 +120,14 @@ impl SymbolBook {
 
     /// Take `shares` off a level; `gone`: the order left it too.
     fn reduce(&mut self, side: Side, price: u32, shares: u32, gone: bool) {
-        let levels = self.side(side);
-        if let Some(l) = levels.get_mut(&price) {
+        // One search of the level map, whether the level stays or goes.
+        if let Entry::Occupied(mut e) = self.side(side).entry(price) {
+            let l = e.get_mut();
             l.shares = l.shares.saturating_sub(u64::from(shares));
             if gone {
                 l.orders = l.orders.saturating_sub(1);
                 if l.orders == 0 {
-                    levels.remove(&price);
+                    e.remove();
                 }
             }
         }
@@ -315,9 +317,10 @@ impl ItchBooks {
                 }
             }
             View::Trade(p) => match Side::from_byte(p.side_byte()) {
-                // NASDAQ fills the side of a P in with `B` since 2014; the
-                // side does not change the print, but a byte that is no
-                // side at all is not a P we understand.
+                // NASDAQ has sent `B` as a P's side since July 2014
+                // whatever the resting side: the side does not change the
+                // print, but a byte that is no side at all is not a P we
+                // understand.
                 Some(_) => self
                     .named(p.locate(), p.stock())
                     .print(u64::from(p.shares()), p.price()),
@@ -368,20 +371,22 @@ impl ItchBooks {
     /// Take `shares` off an order (all of it for `u32::MAX`, a delete);
     /// returns the order as it was, `None` (counted) if it is not live.
     fn take(&mut self, order_ref: u64, shares: u32) -> Option<Order> {
-        let Some(o) = self.orders.get_mut(&order_ref) else {
+        // One hash lookup whether the order stays or goes: deletes and
+        // executions are most of a day's messages.
+        let hash_map::Entry::Occupied(mut e) = self.orders.entry(order_ref) else {
             self.stats.unknown_order += 1;
             return None;
         };
-        let before = *o;
-        if shares < o.shares {
-            o.shares -= shares;
+        let before = *e.get();
+        if shares < before.shares {
+            e.get_mut().shares -= shares;
             self.book(before.locate)
                 .reduce(before.side, before.price, shares, false);
         } else {
             if shares > before.shares && shares != u32::MAX {
                 self.stats.overfill += 1;
             }
-            self.orders.remove(&order_ref);
+            e.remove();
             self.book(before.locate)
                 .reduce(before.side, before.price, before.shares, true);
         }
