@@ -699,8 +699,26 @@ fn idle(
         .collect();
     let mut sub = spawn_logged(&sibling(sub_bin), &sub_args, log);
     let window = Duration::from_secs_f64(f.idle_window);
-    let measured = match first_rx.recv_timeout(Duration::from_secs(30)) {
-        Err(_) => Err(format!("{pub_bin} sent no first message within 30 s")),
+    // Wait for the first message; a subscriber that exits first (bad
+    // flags) fails the measurement at once.
+    let waited = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        match first_rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(()) => break Ok(()),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                break Err(format!("{pub_bin} ended before its first message"))
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if let Ok(Some(st)) = sub.try_wait() {
+            break Err(format!("{sub_bin} exited ({st}): {}", last_line(log)));
+        }
+        if Instant::now() >= waited {
+            break Err(format!("{pub_bin} sent no first message within 30 s"));
+        }
+    };
+    let measured = match first {
+        Err(why) => Err(why),
         Ok(()) => {
             std::thread::sleep(Duration::from_secs_f64(IDLE_SETTLE_S));
             let a = cpu_sample(sub.id());
@@ -718,7 +736,10 @@ fn idle(
     };
     let end = Instant::now() + window + Duration::from_secs(15);
     let (_, st) = finish_by(sub, end);
-    let (_, pst) = finish_by(publ, Instant::now() + Duration::from_secs(15));
+    // A failed measurement ends the publisher at once (it may be waiting
+    // for a subscriber that is gone).
+    let grace = Duration::from_secs(if measured.is_ok() { 15 } else { 0 });
+    let (_, pst) = finish_by(publ, Instant::now() + grace);
     let (a, b) = match measured {
         Err(why) => return fail(why),
         Ok(s) => s,
@@ -1299,10 +1320,12 @@ fn main() {
         let mut t = String::from(
             "| subscriber | window s | CPU s | % of one core | busiest threads (CPU s) |\n|---|---|---|---|---|\n",
         );
-        for (name, m) in [
-            ("shardcast-sub, default flags", &shard),
-            ("raw-zmq sub", &rawi),
-        ] {
+        let shard_name = if f.sub_args.trim().is_empty() {
+            "shardcast-sub, default flags".to_string()
+        } else {
+            format!("shardcast-sub, default flags + `{}`", f.sub_args.trim())
+        };
+        for (name, m) in [(shard_name.as_str(), &shard), ("raw-zmq sub", &rawi)] {
             let (c, p) = m.cells();
             let mut th: Vec<(&String, &f64)> = m.threads.iter().collect();
             th.sort_by(|a, b| b.1.total_cmp(a.1));
@@ -1320,7 +1343,7 @@ fn main() {
         }
         let pct = |m: &Idle| m.ok.then(|| m.percent());
         let line = format!(
-            "idle CPU over {} s of a quiet feed (1 msg/s): shardcast-sub with default flags {} CPU s = {}% of one core; raw-zmq sub {} CPU s = {}%",
+            "idle CPU over {} s of a quiet feed (1 msg/s): {shard_name} {} CPU s = {}% of one core; raw-zmq sub {} CPU s = {}%",
             f.idle_window,
             or_na(shard.ok.then_some(shard.cpu_s), 3),
             or_na(pct(&shard), 2),
