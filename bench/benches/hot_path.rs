@@ -169,5 +169,86 @@ fn histogram(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, codec, sharding, fanout_hop, histogram);
+/// The publisher's frame path end to end over TCP loopback, per record:
+/// encode into the stream's `BatchWriter`, send with `ZMQ_XPUB_NODROP`
+/// (`--when-full block`), receive and parse at a SUB. One record per frame
+/// (`--batch 1`) against frames of 64 (what `--batch auto` sends when the
+/// stream is behind or flat out): the per-frame costs auto batching saves.
+fn publisher_frames(c: &mut Criterion) {
+    const N: u64 = 64_000;
+    let mut g =
+        c.benchmark_group("publisher frames (100 B records, XPUB NODROP -> SUB, tcp loopback)");
+    g.throughput(Throughput::Elements(N));
+    g.sample_size(10);
+    let ctx = zmq::Context::new();
+    for per_frame in [1usize, 64] {
+        let name = if per_frame == 1 {
+            "--batch 1".to_string()
+        } else {
+            format!("{per_frame} records a frame (auto, behind)")
+        };
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let mut xpub = ctx.socket(zmq::XPUB).unwrap();
+                    shardcast_agent::zmqx::set_int_option(
+                        &mut xpub,
+                        shardcast_agent::zmqx::XPUB_NODROP,
+                        1,
+                    )
+                    .unwrap();
+                    xpub.set_sndhwm(1000).unwrap();
+                    xpub.bind("tcp://127.0.0.1:*").unwrap();
+                    let ep = xpub.get_last_endpoint().unwrap().unwrap();
+                    let sub = ctx.socket(zmq::SUB).unwrap();
+                    sub.set_rcvhwm(1000).unwrap();
+                    sub.set_subscribe(b"").unwrap();
+                    sub.connect(&ep).unwrap();
+                    // The subscription is the handshake: nothing is sent
+                    // before the SUB is there.
+                    xpub.recv_bytes(0).unwrap();
+                    let consumer = std::thread::spawn(move || {
+                        let mut sub = sub;
+                        let mut m = Msg::new();
+                        let mut got = 0u64;
+                        while got < N {
+                            m.recv(&mut sub, 0).unwrap();
+                            got += Frame::parse(m.bytes()).unwrap().len() as u64;
+                        }
+                        sub
+                    });
+                    (xpub, consumer)
+                },
+                |(mut xpub, consumer)| {
+                    let mut out = wire::BatchWriter::new(
+                        per_frame > 1,
+                        wire::BATCH_HEADER_LEN + per_frame * 100,
+                    );
+                    for seq in 1..=N {
+                        out.encode(&meta(seq), &QUOTE, 100).unwrap();
+                        if out.count() >= per_frame {
+                            Msg::from_slice(out.frame_or_lone_record())
+                                .unwrap()
+                                .send(&mut xpub, 0)
+                                .unwrap();
+                            out.clear();
+                        }
+                    }
+                    drop(consumer.join().unwrap());
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    codec,
+    sharding,
+    fanout_hop,
+    histogram,
+    publisher_frames
+);
 criterion_main!(benches);
