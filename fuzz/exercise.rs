@@ -9,15 +9,16 @@
 
 use shardcast_proto::seq::{Eos, SourceKey, Tracker, Verdict};
 use shardcast_proto::wire::{
-    self, DecodeError, Frame, Payload, RecordMeta, BATCH_HEADER_LEN, MAX_BATCH,
+    self, DecodeError, Frame, Kind, Payload, RecordMeta, BATCH_HEADER_LEN, MAX_BATCH,
 };
 
 /// What a valid frame held; the replay uses it to check that the corpus
 /// still covers every kind and a batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Decoded {
-    /// Records per kind, indexed by `Kind as usize - 1`.
-    pub kinds: [usize; 4],
+    /// Records per kind, indexed by `Kind as usize - 1` (quote, trade,
+    /// heartbeat, end-of-stream, ITCH).
+    pub kinds: [usize; 5],
     /// Whether the frame was a batch.
     pub batch: bool,
 }
@@ -51,9 +52,17 @@ pub fn exercise(buf: &[u8]) -> Result<Decoded, DecodeError> {
         assert_eq!(usize::from(rec.header.len.get()), rec.bytes.len());
         assert!(rec.bytes.len() >= kind.min_len());
         // payload() falls back to a heartbeat when a body is unreadable; a
-        // validated record must never take that path.
+        // validated record must never take that path. An ITCH record's
+        // message is all of the record after the header.
         let payload = rec.payload();
         assert_eq!(payload.kind(), kind);
+        let itch = rec.itch();
+        assert_eq!(itch.is_some(), kind == Kind::Itch);
+        if let Some(msg) = itch {
+            assert_eq!(payload, Payload::Itch(msg));
+            assert_eq!(msg.len() + wire::HEADER_LEN, rec.bytes.len());
+            assert!(msg.len() >= wire::ITCH_MIN_BODY);
+        }
         assert_eq!(rec.digest(), wire::digest(rec.bytes));
         out.kinds[kind as usize - 1] += 1;
 
@@ -78,6 +87,7 @@ pub fn exercise(buf: &[u8]) -> Result<Decoded, DecodeError> {
         let (r2, rest) = wire::decode_record(&reencoded).expect("a re-encoded record decodes");
         assert!(rest.is_empty());
         assert_eq!(r2.payload(), payload);
+        assert_eq!(r2.itch(), itch);
         assert_eq!(
             (r2.symbol(), r2.seq(), r2.session()),
             (meta.symbol, meta.seq, meta.session)
@@ -108,8 +118,8 @@ pub fn exercise(buf: &[u8]) -> Result<Decoded, DecodeError> {
         let st = tracker
             .source(key)
             .expect("a frame holds far fewer than MAX_SOURCES sources");
-        match payload {
-            Payload::Quote(_) | Payload::Trade(_) => {
+        match kind {
+            Kind::Quote | Kind::Trade | Kind::Itch => {
                 data += 1;
                 // Any verdict but New drops the record (not a match: the set
                 // of reasons to drop one grows).
@@ -117,11 +127,11 @@ pub fn exercise(buf: &[u8]) -> Result<Decoded, DecodeError> {
                     new += 1;
                 }
             }
-            Payload::Heartbeat => {
+            Kind::Heartbeat => {
                 assert!(!batch, "control records travel alone");
                 st.on_heartbeat(rec.session(), rec.seq());
             }
-            Payload::EndOfStream { .. } => unreachable!("handled above"),
+            Kind::EndOfStream => unreachable!("handled above"),
         }
         let _ = (st.complete(), st.last_seq(), st.first_seq(), st.checksum());
     }

@@ -31,7 +31,7 @@ pub struct Event {
     /// Index of the symbol in [`Feed::symbols`].
     pub symbol: u32,
     /// Quote or trade.
-    pub payload: Payload,
+    pub payload: Payload<'static>,
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -12,6 +12,11 @@
 //! frame that is not a single data record therefore starts with `0x00`, which is
 //! the [`CONTROL_TOPIC`] every shardcast subscriber subscribes to.
 //!
+//! Data records are quotes and trades of the synthetic feed, or
+//! [`Kind::Itch`]: one NASDAQ TotalView-ITCH 5.0 message carried unchanged
+//! as the record's body ([`Record::itch`]), under the same header, sequence
+//! numbers and checksum as any other data record.
+//!
 //! Decoding never allocates and never panics: a short, foreign or
 //! unknown-version frame is a [`DecodeError`] value the caller counts.
 
@@ -47,6 +52,16 @@ pub const MAX_FRAME_LEN: usize = 4 << 20;
 /// Fixed price scale: prices are integers in units of 1/10_000.
 pub const PRICE_SCALE: i64 = 10_000;
 
+/// Shortest body of a [`Kind::Itch`] record: the 11 bytes every ITCH
+/// message starts with (type, stock locate, tracking number, timestamp), so
+/// a receiver can always read those from a record that decoded.
+pub const ITCH_MIN_BODY: usize = 11;
+
+/// Longest [`Kind::Itch`] record `shardcast-pub` sends: the header and the
+/// longest ITCH 5.0 message (`I`, 50 bytes). It sends only messages of the
+/// types ITCH 5.0 defines, at their fixed lengths.
+pub const ITCH_RECORD_MAX: usize = HEADER_LEN + 50;
+
 /// Message kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[repr(u8)]
@@ -59,6 +74,11 @@ pub enum Kind {
     Heartbeat = 3,
     /// The stream ends; carries the last sequence and the stream checksum.
     EndOfStream = 4,
+    /// One NASDAQ TotalView-ITCH 5.0 message, its bytes unchanged (those
+    /// after the file's 2-byte length prefix), as the whole body: `len` is
+    /// 56 + the message's length, no padding. Market data: consumes a
+    /// sequence number like a quote or a trade.
+    Itch = 5,
 }
 
 impl Kind {
@@ -68,13 +88,14 @@ impl Kind {
             2 => Some(Kind::Trade),
             3 => Some(Kind::Heartbeat),
             4 => Some(Kind::EndOfStream),
+            5 => Some(Kind::Itch),
             _ => None,
         }
     }
 
     /// Whether the kind is market data (consumes a sequence number).
     pub fn is_data(self) -> bool {
-        matches!(self, Kind::Quote | Kind::Trade)
+        matches!(self, Kind::Quote | Kind::Trade | Kind::Itch)
     }
 
     /// Smallest valid record length for this kind.
@@ -85,6 +106,7 @@ impl Kind {
                 Kind::Trade => std::mem::size_of::<TradeBody>(),
                 Kind::Heartbeat => 0,
                 Kind::EndOfStream => std::mem::size_of::<EosBody>(),
+                Kind::Itch => ITCH_MIN_BODY,
             }
     }
 }
@@ -183,6 +205,27 @@ impl Symbol {
     /// The all-zero symbol of control records.
     pub const CONTROL: Symbol = Symbol([0; SYMBOL_LEN]);
 
+    /// The symbol of [`Kind::Itch`] records that concern no one stock:
+    /// market-wide messages (stock locate 0: system events, MWCB decline
+    /// levels and status), which the publisher sends on every stream.
+    /// `~` is not in NASDAQ's symbology (upper-case letters and a few
+    /// share-class punctuation marks), so no stock maps to this symbol.
+    pub const MARKET_WIDE: Symbol = Symbol(*b"~MARKET\0");
+
+    /// The record symbol of an ITCH `Stock` field (8 bytes, left-justified,
+    /// space-padded): the stock without its padding spaces, NUL-padded. A
+    /// byte that is not a graphic ASCII character inside the stock (an
+    /// inner space) becomes `?`, so the symbol keeps section 2.1's rule.
+    /// `None` for an all-space stock, which names nothing.
+    pub fn from_itch_stock(stock: &[u8; SYMBOL_LEN]) -> Option<Symbol> {
+        let n = stock.iter().rposition(|&b| b != b' ')? + 1;
+        let mut out = [0u8; SYMBOL_LEN];
+        for (o, &b) in out.iter_mut().zip(&stock[..n]) {
+            *o = if b.is_ascii_graphic() { b } else { b'?' };
+        }
+        Some(Symbol(out))
+    }
+
     /// Parse a symbol; `None` unless 1..=8 ASCII graphic characters.
     pub fn new(s: &str) -> Option<Symbol> {
         let b = s.as_bytes();
@@ -251,9 +294,10 @@ pub struct Trade {
     pub side: Side,
 }
 
-/// A record body as plain values.
+/// A record body as plain values; an ITCH message is borrowed (from the
+/// received buffer, or from the caller when encoding).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Payload {
+pub enum Payload<'a> {
     /// See [`Quote`].
     Quote(Quote),
     /// See [`Trade`].
@@ -267,9 +311,12 @@ pub enum Payload {
         /// Checksum of all data records sent.
         checksum: u64,
     },
+    /// One NASDAQ TotalView-ITCH 5.0 message ([`Kind::Itch`]): the bytes
+    /// after its length prefix, unchanged, at least [`ITCH_MIN_BODY`].
+    Itch(&'a [u8]),
 }
 
-impl Payload {
+impl Payload<'_> {
     /// The kind of this payload.
     pub fn kind(&self) -> Kind {
         match self {
@@ -277,6 +324,18 @@ impl Payload {
             Payload::Trade(_) => Kind::Trade,
             Payload::Heartbeat => Kind::Heartbeat,
             Payload::EndOfStream { .. } => Kind::EndOfStream,
+            Payload::Itch(_) => Kind::Itch,
+        }
+    }
+
+    /// The length of this payload's record padded to `pad_to`: at least the
+    /// kind's minimum. An ITCH record is never padded: it is the header and
+    /// the message, whatever `pad_to` says.
+    #[inline]
+    pub fn record_len(&self, pad_to: usize) -> usize {
+        match self {
+            Payload::Itch(msg) => HEADER_LEN + msg.len(),
+            _ => pad_to.max(self.kind().min_len()),
         }
     }
 }
@@ -452,10 +511,25 @@ impl<'a> Record<'a> {
         self.header.intended_ts_ns.get()
     }
 
+    /// The ITCH message a [`Kind::Itch`] record carries (the bytes after the
+    /// header: at least [`ITCH_MIN_BODY`], unchanged from the source);
+    /// `None` for every other kind: [`Payload::Itch`] without the match.
+    /// The message is not checked against the ITCH specification here:
+    /// `shardcast_proto::itch::check` does that.
+    #[inline]
+    pub fn itch(&self) -> Option<&'a [u8]> {
+        match self.kind {
+            Kind::Itch => self.bytes.get(HEADER_LEN..),
+            _ => None,
+        }
+    }
+
     /// The body as plain values. Infallible: lengths were checked by
     /// [`decode_record`]; a body that cannot be read yields a heartbeat, which
     /// carries no data (unreachable for records from [`decode_record`]).
-    pub fn payload(&self) -> Payload {
+    /// A [`Kind::Itch`] record's payload borrows its message from the
+    /// record's bytes.
+    pub fn payload(&self) -> Payload<'a> {
         let body = &self.bytes[HEADER_LEN..];
         match self.kind {
             Kind::Quote => match QuoteBody::ref_from_prefix(body) {
@@ -482,6 +556,10 @@ impl<'a> Record<'a> {
                     checksum: e.checksum.get(),
                 },
                 Err(_) => Payload::Heartbeat,
+            },
+            Kind::Itch => match self.bytes.get(HEADER_LEN..) {
+                Some(msg) if msg.len() >= ITCH_MIN_BODY => Payload::Itch(msg),
+                _ => Payload::Heartbeat,
             },
         }
     }
@@ -650,36 +728,26 @@ impl<'a> Iterator for Records<'a> {
 }
 
 /// Encode one record into the front of `out`, padded with zeros to
-/// `max(pad_to, kind minimum)` bytes. Returns the record length.
+/// `max(pad_to, kind minimum)` bytes ([`Payload::record_len`]: an ITCH
+/// record is never padded). Returns the record length.
 pub fn encode(
     out: &mut [u8],
     meta: &RecordMeta,
-    payload: &Payload,
+    payload: &Payload<'_>,
     pad_to: usize,
 ) -> Result<usize, EncodeError> {
+    if let Payload::Itch(msg) = payload {
+        return encode_itch(out, meta, msg);
+    }
     let kind = payload.kind();
-    let len = pad_to.max(kind.min_len());
+    let len = payload.record_len(pad_to);
     if len > MAX_RECORD_LEN {
         return Err(EncodeError::BadLength);
     }
     if out.len() < len {
         return Err(EncodeError::BufferTooSmall);
     }
-    let header = Header {
-        symbol: meta.symbol.0,
-        magic: MAGIC,
-        version: VERSION,
-        kind: kind as u8,
-        len: U16::new(len as u16),
-        stream_id: U16::new(meta.stream_id),
-        publisher_id: U32::new(meta.publisher_id),
-        flags: U32::new(0),
-        session: U64::new(meta.session),
-        seq: U64::new(meta.seq),
-        send_ts_ns: U64::new(meta.send_ts_ns),
-        intended_ts_ns: U64::new(meta.intended_ts_ns),
-    };
-    out[..HEADER_LEN].copy_from_slice(header.as_bytes());
+    write_header(out, meta, kind, len);
     let body = &mut out[HEADER_LEN..len];
     let written = match *payload {
         Payload::Quote(q) => write_body(
@@ -711,8 +779,57 @@ pub fn encode(
                 checksum: U64::new(checksum),
             },
         ),
+        // Encoded by `encode_itch` above.
+        Payload::Itch(_) => 0,
     };
     body[written..].fill(0);
+    Ok(len)
+}
+
+/// The header of a `len`-byte record of `kind` into `out[..HEADER_LEN]`
+/// (the caller checked that `out` holds `len >= HEADER_LEN` bytes).
+#[inline]
+fn write_header(out: &mut [u8], meta: &RecordMeta, kind: Kind, len: usize) {
+    let header = Header {
+        symbol: meta.symbol.0,
+        magic: MAGIC,
+        version: VERSION,
+        kind: kind as u8,
+        len: U16::new(len as u16),
+        stream_id: U16::new(meta.stream_id),
+        publisher_id: U32::new(meta.publisher_id),
+        flags: U32::new(0),
+        session: U64::new(meta.session),
+        seq: U64::new(meta.seq),
+        send_ts_ns: U64::new(meta.send_ts_ns),
+        intended_ts_ns: U64::new(meta.intended_ts_ns),
+    };
+    out[..HEADER_LEN].copy_from_slice(header.as_bytes());
+}
+
+/// The length of the [`Kind::Itch`] record carrying `msg`, or
+/// [`EncodeError::BadLength`] for a message shorter than
+/// [`ITCH_MIN_BODY`] or too long for the `len` field.
+#[inline]
+fn itch_len(msg: &[u8]) -> Result<usize, EncodeError> {
+    let len = HEADER_LEN + msg.len();
+    if msg.len() < ITCH_MIN_BODY || len > MAX_RECORD_LEN {
+        return Err(EncodeError::BadLength);
+    }
+    Ok(len)
+}
+
+/// Encode one [`Kind::Itch`] record carrying the ITCH message `msg` (the
+/// bytes after its length prefix) into the front of `out`. Returns the
+/// record length, `56 + msg.len()`: the message is the whole body,
+/// unchanged and unpadded.
+pub fn encode_itch(out: &mut [u8], meta: &RecordMeta, msg: &[u8]) -> Result<usize, EncodeError> {
+    let len = itch_len(msg)?;
+    if out.len() < len {
+        return Err(EncodeError::BufferTooSmall);
+    }
+    write_header(out, meta, Kind::Itch, len);
+    out[HEADER_LEN..len].copy_from_slice(msg);
     Ok(len)
 }
 
@@ -860,15 +977,28 @@ impl BatchWriter {
     pub fn encode(
         &mut self,
         meta: &RecordMeta,
-        payload: &Payload,
+        payload: &Payload<'_>,
         size: usize,
     ) -> Result<&[u8], EncodeError> {
-        let need = size.max(payload.kind().min_len());
+        let need = payload.record_len(size);
         if need > MAX_RECORD_LEN {
             return Err(EncodeError::BadLength);
         }
         let at = self.reserve(need).ok_or(EncodeError::Full)?;
         let n = encode(&mut self.buf[at..], meta, payload, size)?;
+        self.len += n;
+        self.count += 1;
+        Ok(&self.buf[at..at + n])
+    }
+
+    /// Encode a [`Kind::Itch`] record carrying `msg` in place at the end of
+    /// the frame (see [`encode_itch`]) and return its bytes, as
+    /// [`Self::encode`] does.
+    #[inline]
+    pub fn encode_itch(&mut self, meta: &RecordMeta, msg: &[u8]) -> Result<&[u8], EncodeError> {
+        let need = itch_len(msg)?;
+        let at = self.reserve(need).ok_or(EncodeError::Full)?;
+        let n = encode_itch(&mut self.buf[at..], meta, msg)?;
         self.len += n;
         self.count += 1;
         Ok(&self.buf[at..at + n])
@@ -1269,12 +1399,189 @@ mod tests {
         assert_eq!(Symbol::new("MSFT").unwrap().as_str(), "MSFT");
     }
 
+    /// An ITCH 5.0 Add Order (`A`, 36 bytes): locate 7, tracking 0,
+    /// timestamp 34_200_000_000_123, ref 42, buy 100 AAPL at 123.45.
+    fn add_order() -> [u8; 36] {
+        let mut m = [0u8; 36];
+        m[0] = b'A';
+        m[1..3].copy_from_slice(&7u16.to_be_bytes());
+        m[5..11].copy_from_slice(&34_200_000_000_123u64.to_be_bytes()[2..]);
+        m[11..19].copy_from_slice(&42u64.to_be_bytes());
+        m[19] = b'B';
+        m[20..24].copy_from_slice(&100u32.to_be_bytes());
+        m[24..32].copy_from_slice(b"AAPL    ");
+        m[32..36].copy_from_slice(&1_234_500u32.to_be_bytes());
+        m
+    }
+
+    #[test]
+    fn an_itch_record_carries_its_message_unchanged_and_unpadded() {
+        let msg = add_order();
+        let mut buf = [0xAAu8; 200];
+        let n = encode_itch(&mut buf, &meta(9), &msg).unwrap();
+        assert_eq!(n, HEADER_LEN + msg.len(), "len = 56 + the message");
+        assert_eq!(&buf[12..14], &(n as u16).to_le_bytes());
+        assert_eq!(buf[11], Kind::Itch as u8);
+        assert_eq!(&buf[HEADER_LEN..n], &msg[..], "the body is the message");
+        let frame = Frame::parse(&buf[..n]).unwrap();
+        let rec = frame.records().next().unwrap();
+        assert_eq!(rec.kind(), Kind::Itch);
+        assert!(rec.kind().is_data());
+        assert_eq!(rec.itch(), Some(&msg[..]));
+        assert_eq!(rec.seq(), 9);
+        assert_eq!(rec.symbol(), Symbol::new("AAPL").unwrap());
+        assert_eq!(
+            rec.digest(),
+            digest(&buf[..n]),
+            "checksummed like any record"
+        );
+        assert_eq!(rec.payload(), Payload::Itch(&msg[..]));
+        assert_eq!(Payload::Itch(&msg[..]).kind(), Kind::Itch);
+
+        // Through `encode` and the payload: the same bytes, never padded.
+        let mut again = [0x55u8; 200];
+        let m = encode(&mut again, &meta(9), &Payload::Itch(&msg), 100).unwrap();
+        assert_eq!(&again[..m], &buf[..n]);
+        let mut w = BatchWriter::new(false, 200);
+        assert_eq!(
+            w.encode(&meta(9), &Payload::Itch(&msg), 100).unwrap(),
+            &buf[..n]
+        );
+        assert_eq!(
+            encode(&mut again, &meta(9), &Payload::Itch(&msg[..5]), 0),
+            Err(EncodeError::BadLength)
+        );
+
+        // Other kinds have no ITCH message.
+        let q = encode(&mut buf, &meta(1), &QUOTE, 0).unwrap();
+        let frame = Frame::parse(&buf[..q]).unwrap();
+        assert_eq!(frame.records().next().unwrap().itch(), None);
+    }
+
+    #[test]
+    fn the_itch_example_of_protocol_section_2_4() {
+        // docs/PROTOCOL.md 2.4: the market-wide System Event "start of
+        // messages" at 09:30:00, publisher 1, stream 0, session 3, seq 4.
+        let mut msg = [0u8; 12];
+        msg[0] = b'S';
+        msg[5..11].copy_from_slice(&34_200_000_000_000u64.to_be_bytes()[2..]);
+        msg[11] = b'O';
+        let m = RecordMeta {
+            symbol: Symbol::MARKET_WIDE,
+            publisher_id: 1,
+            stream_id: 0,
+            session: 3,
+            seq: 4,
+            send_ts_ns: 5,
+            intended_ts_ns: 6,
+        };
+        let mut buf = [0u8; 68];
+        assert_eq!(encode_itch(&mut buf, &m, &msg).unwrap(), 68);
+        let hex: Vec<String> = buf
+            .chunks(16)
+            .enumerate()
+            .map(|(i, c)| {
+                let bytes: Vec<String> = c.iter().map(|b| format!("{b:02x}")).collect();
+                format!("{:04x}: {}", i * 16, bytes.join(" "))
+            })
+            .collect();
+        assert_eq!(
+            hex,
+            [
+                "0000: 7e 4d 41 52 4b 45 54 00 53 43 01 05 44 00 00 00",
+                "0010: 01 00 00 00 00 00 00 00 03 00 00 00 00 00 00 00",
+                "0020: 04 00 00 00 00 00 00 00 05 00 00 00 00 00 00 00",
+                "0030: 06 00 00 00 00 00 00 00 53 00 00 00 00 1f 1a ce",
+                "0040: d9 f0 00 4f",
+            ]
+        );
+        assert_eq!(digest(&buf), ITCH_EXAMPLE_DIGEST, "{:#018x}", digest(&buf));
+    }
+
+    /// xxh3-64 of the example record above, as PROTOCOL.md 2.4 gives it.
+    const ITCH_EXAMPLE_DIGEST: u64 = 0x2900_a35c_7840_af2a;
+
+    #[test]
+    fn itch_records_batch_and_keep_the_data_rules() {
+        let msg = add_order();
+        let mut w = BatchWriter::new(true, 1024);
+        for s in 1..=3 {
+            w.encode_itch(&meta(s), &msg[..]).unwrap();
+        }
+        w.encode(&meta(4), &QUOTE, 0).unwrap();
+        let bytes = w.frame().to_vec();
+        let frame = Frame::parse(&bytes).unwrap();
+        assert!(frame.is_batch());
+        let kinds: Vec<Kind> = frame.records().map(|r| r.kind()).collect();
+        assert_eq!(kinds, [Kind::Itch, Kind::Itch, Kind::Itch, Kind::Quote]);
+
+        let mut buf = [0u8; 128];
+        // Sequence 0 is never data, ITCH or not.
+        let n = encode_itch(&mut buf, &meta(0), &msg).unwrap();
+        assert_eq!(
+            Frame::parse(&buf[..n]).unwrap_err(),
+            DecodeError::BadSequence
+        );
+        // Shorter than the ITCH header: refused by the encoder and the decoder.
+        assert_eq!(
+            encode_itch(&mut buf, &meta(1), &msg[..10]),
+            Err(EncodeError::BadLength)
+        );
+        let n = encode_itch(&mut buf, &meta(1), &msg[..11]).unwrap();
+        assert_eq!(n, Kind::Itch.min_len());
+        buf[12] = (n - 1) as u8;
+        assert_eq!(
+            Frame::parse(&buf[..n - 1]).unwrap_err(),
+            DecodeError::BadLength
+        );
+        assert_eq!(
+            encode_itch(&mut buf[..60], &meta(1), &msg),
+            Err(EncodeError::BufferTooSmall)
+        );
+        let huge = vec![b'z'; MAX_RECORD_LEN];
+        let mut big = vec![0u8; 2 * MAX_RECORD_LEN];
+        assert_eq!(
+            encode_itch(&mut big, &meta(1), &huge),
+            Err(EncodeError::BadLength)
+        );
+        // The writer refuses what does not fit and takes it once cleared.
+        let mut small = BatchWriter::new(true, BATCH_HEADER_LEN + 100);
+        small.encode_itch(&meta(1), &msg).unwrap();
+        assert_eq!(small.encode_itch(&meta(2), &msg), Err(EncodeError::Full));
+        small.clear();
+        assert!(small.encode_itch(&meta(2), &msg).is_ok());
+    }
+
+    #[test]
+    fn itch_stocks_become_symbols_and_market_wide_has_its_own() {
+        let s = |b: &[u8; 8]| Symbol::from_itch_stock(b);
+        assert_eq!(s(b"AAPL    "), Symbol::new("AAPL"));
+        assert_eq!(s(b"ABCDEFGH"), Symbol::new("ABCDEFGH"));
+        assert_eq!(s(b"BRK A   "), Symbol::new("BRK?A"), "inner space");
+        assert_eq!(s(b"        "), None);
+        assert_eq!(Symbol::MARKET_WIDE, Symbol::new("~MARKET").unwrap());
+        assert!(Symbol::MARKET_WIDE.0[0] != 0, "data, not the control topic");
+    }
+
     proptest::proptest! {
+        #[test]
+        fn corrupting_any_byte_of_an_itch_record_never_panics(pos in 0usize..92, val in proptest::num::u8::ANY) {
+            let mut buf = [0u8; 92];
+            encode_itch(&mut buf, &meta(1), &add_order()).unwrap();
+            buf[pos] = val;
+            if let Ok(frame) = Frame::parse(&buf) {
+                proptest::prop_assert_eq!(frame.len(), 1);
+                for r in frame.records() {
+                    let _ = (r.payload(), r.itch());
+                }
+            }
+        }
+
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
             if let Ok(frame) = Frame::parse(&bytes) {
                 for r in frame.records() {
-                    let _ = r.payload();
+                    let _ = (r.payload(), r.itch());
                 }
             }
         }

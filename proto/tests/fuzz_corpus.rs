@@ -4,8 +4,8 @@
 //! (`write_seed_corpus`, ignored; see docs/FUZZING.md).
 
 use shardcast_proto::wire::{
-    encode, encode_batch_header, DecodeError, Payload, Quote, RecordMeta, Side, Symbol, Trade,
-    BATCH_HEADER_LEN,
+    encode, encode_batch_header, encode_itch, DecodeError, Payload, Quote, RecordMeta, Side,
+    Symbol, Trade, BATCH_HEADER_LEN,
 };
 use std::path::PathBuf;
 
@@ -39,7 +39,7 @@ fn corpus_files() -> Vec<PathBuf> {
 fn corpus_replays_through_the_fuzz_checks() {
     let mut failed = Vec::new();
     let (mut valid, mut invalid, mut batches) = (0, 0, 0);
-    let mut kinds = [0usize; 4];
+    let mut kinds = [0usize; 5];
     for path in corpus_files() {
         let bytes = std::fs::read(&path).unwrap();
         match std::panic::catch_unwind(|| exercise(&bytes)) {
@@ -60,7 +60,7 @@ fn corpus_replays_through_the_fuzz_checks() {
     assert!(batches > 0, "no valid batch in the corpus");
     assert!(
         kinds.iter().all(|&n| n > 0),
-        "valid records per kind (quote, trade, heartbeat, eos): {kinds:?}"
+        "valid records per kind (quote, trade, heartbeat, eos, itch): {kinds:?}"
     );
     eprintln!("replayed {valid} valid and {invalid} invalid frames");
 }
@@ -72,7 +72,7 @@ const QUOTE: Payload = Payload::Quote(Quote {
     ask_sz: 200,
 });
 
-fn trade(side: Side) -> Payload {
+fn trade(side: Side) -> Payload<'static> {
     Payload::Trade(Trade {
         px: 1_234_550,
         sz: 300,
@@ -112,8 +112,30 @@ fn batch(count: u16, records: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-fn valid(kinds: [usize; 4], batch: bool) -> Result<Decoded, DecodeError> {
+/// A valid frame of these quotes, trades, heartbeats, end-of-streams and
+/// ITCH records.
+fn valid5(kinds: [usize; 5], batch: bool) -> Result<Decoded, DecodeError> {
     Ok(Decoded { kinds, batch })
+}
+
+/// A valid frame without ITCH records (the kinds before it existed).
+fn valid([q, t, h, e]: [usize; 4], batch: bool) -> Result<Decoded, DecodeError> {
+    valid5([q, t, h, e, 0], batch)
+}
+
+/// An ITCH record carrying a System Event `S` (12 bytes: start of
+/// messages), as the publisher sends a market-wide message.
+fn itch_record(seq: u64) -> Vec<u8> {
+    let mut msg = [0u8; 12];
+    msg[0] = b'S';
+    msg[5..11].copy_from_slice(&34_200_000_000_000u64.to_be_bytes()[2..]);
+    msg[11] = b'O';
+    let mut m = meta("~MARKET", 7, seq);
+    m.symbol = Symbol::MARKET_WIDE;
+    let mut buf = vec![0u8; 128];
+    let n = encode_itch(&mut buf, &m, &msg).unwrap();
+    buf.truncate(n);
+    buf
 }
 
 /// The seed corpus: valid frames of every kind and batches that reach the
@@ -165,6 +187,12 @@ fn seeds() -> Vec<(&'static str, Vec<u8>, Result<Decoded, DecodeError>)> {
             valid([2, 1, 0, 0], true),
         ),
         ("batch-of-one", batch(1, &[q(1)]), valid([1, 0, 0, 0], true)),
+        ("itch", itch_record(1), valid5([0, 0, 0, 0, 1], false)),
+        (
+            "itch-batch",
+            batch(2, &[itch_record(1), itch_record(2)]),
+            valid5([0, 0, 0, 0, 2], true),
+        ),
         (
             // gap, late fill, duplicates, a jump past the window, a restart.
             "batch-gaps-dups-restart",

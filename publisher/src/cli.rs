@@ -1,14 +1,17 @@
 //! Command-line flags of `shardcast-pub`. Every flag has an environment twin
 //! `SHARDCAST_PUB_<FLAG>`. Flag names are a contract: add, never rename.
 
-use crate::config::{batch_arg, Batch, Pace, WhenFull};
-use clap::Parser;
+use crate::config::{batch_arg, source_arg, Batch, Pace, SourceSpec, WhenFull};
+use crate::schedule::{speed_arg, Speed};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use shardcast_agent::cpu::{cpu_list_arg, CpuList};
 use shardcast_agent::exit::{positive_seconds, DAY_MS, MAX_MS};
 use shardcast_agent::zmqx::endpoint_arg;
 
-/// shardcast-pub: streams a deterministic synthetic market-data feed over one
-/// XPUB socket per --bind, symbols sharded across streams, paced against the
+/// shardcast-pub: streams a deterministic synthetic market-data feed, or a
+/// NASDAQ TotalView-ITCH 5.0 day file (--source itch:PATH), over one XPUB
+/// socket per --bind, symbols sharded across streams, paced against the
 /// clock with the intended send time stamped on every message.
 #[derive(Debug, Parser)]
 #[command(name = "shardcast-pub", version, about, long_about = None)]
@@ -26,6 +29,40 @@ pub struct Flags {
     /// Session id (default: the start time in ns, so a restart is a new session).
     #[arg(long, env = "SHARDCAST_PUB_SESSION")]
     pub session: Option<u64>,
+
+    /// Where the messages come from: `synthetic` (the seeded feed of
+    /// --symbols, --seed and --size at --rate) or `itch:PATH`, a NASDAQ
+    /// TotalView-ITCH 5.0 file (2-byte big-endian length, message, ...;
+    /// read through gzip when PATH ends in .gz).
+    ///
+    /// An ITCH file is played at --speed: every message goes to the stream
+    /// owning its symbol (from the Stock Directory `R` messages, by the same
+    /// hash as the synthetic feed), market-wide ones (stock locate 0) to
+    /// every stream as symbol `~MARKET`, each record carrying the message's
+    /// bytes unchanged. Unknown types are skipped and counted by type;
+    /// malformed and truncated messages are counted; the end of the file
+    /// ends the streams (end-of-stream). --count N reads only the first N
+    /// messages; --duration still bounds the run. --rate, --burst,
+    /// --symbols, --seed and --size belong to the synthetic feed: given
+    /// with an ITCH source they are an error.
+    #[arg(long, default_value = "synthetic", value_name = "synthetic|itch:PATH",
+          value_parser = source_arg, env = "SHARDCAST_PUB_SOURCE")]
+    pub source: SourceSpec,
+
+    /// How an ITCH source is played: `1` keeps the file's own timing (its
+    /// timestamps, ns since midnight), N (a positive number) plays it N
+    /// times faster, `max` as fast as the subscribers take it.
+    ///
+    /// The schedule is anchored at the start: message i is due at
+    /// t0 + (ts_i - ts_0) / N, so it never drifts, and every record carries
+    /// that due time as its intended send time (late sends show as
+    /// behind_schedule_ns and downstream latency). `max` has no schedule
+    /// and implies --when-full block (nothing is lost; the replay runs at
+    /// the slowest subscriber's pace) unless --when-full is given.
+    /// Only with --source itch:.
+    #[arg(long, default_value = "1", value_name = "1|N|max", value_parser = speed_arg,
+          env = "SHARDCAST_PUB_SPEED")]
+    pub speed: Speed,
 
     /// Instruments in the feed.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=456_976),
@@ -249,4 +286,45 @@ pub struct Flags {
         env = "SHARDCAST_PUB_CLOCK_OFFSET_MS"
     )]
     pub clock_offset_ms: i64,
+
+    /// Ids of the flags given on the command line or in the environment
+    /// (not defaulted), filled by [`Flags::parse_explicit`]: a flag that
+    /// does not apply to the chosen --source is an error only when given.
+    #[arg(skip)]
+    pub explicit: Vec<String>,
+}
+
+impl Flags {
+    /// Parse the process's arguments (clap exits 2 on a bad flag, naming
+    /// it) and note which flags were given.
+    pub fn parse_explicit() -> Flags {
+        Self::try_parse_explicit_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// [`Self::parse_explicit`] from `args` (the first is the program name).
+    pub fn try_parse_explicit_from<I, T>(args: I) -> Result<Flags, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let mut cmd = Flags::command();
+        let m = cmd.try_get_matches_from_mut(args)?;
+        let mut f = Flags::from_arg_matches(&m).map_err(|e| e.format(&mut cmd))?;
+        f.explicit = m
+            .ids()
+            .filter(|id| {
+                matches!(
+                    m.value_source(id.as_str()),
+                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                )
+            })
+            .map(|id| id.as_str().to_string())
+            .collect();
+        Ok(f)
+    }
+
+    /// Whether the flag with this id (`"rate"`) was given.
+    pub fn given(&self, id: &str) -> bool {
+        self.explicit.iter().any(|e| e == id)
+    }
 }

@@ -1,12 +1,13 @@
 //! Flags resolved into a checked configuration.
 
 use crate::cli::Flags;
+use crate::schedule::Speed;
 use serde::Serialize;
 use shardcast_agent::cpu;
 use shardcast_agent::curve::{self, Allowlist, KeyPair};
 use shardcast_agent::exit::UsageError;
 pub use shardcast_agent::zmqx::is_multicast;
-use shardcast_proto::wire::{BATCH_HEADER_LEN, MAX_BATCH, MAX_FRAME_LEN};
+use shardcast_proto::wire::{BATCH_HEADER_LEN, ITCH_RECORD_MAX, MAX_BATCH, MAX_FRAME_LEN};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -61,6 +62,48 @@ pub fn batch_arg(s: &str) -> Result<Batch, String> {
     }
 }
 
+/// `--source`: where the messages come from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SourceSpec {
+    /// The seeded synthetic feed (`--symbols`, `--seed`, `--size`, `--rate`).
+    Synthetic,
+    /// A NASDAQ TotalView-ITCH 5.0 file (`itch:PATH`).
+    Itch {
+        /// The file.
+        path: PathBuf,
+        /// Read through gzip (PATH ends in `.gz`).
+        gzip: bool,
+    },
+}
+
+/// Parse `--source`: `synthetic` or `itch:PATH`.
+pub fn source_arg(s: &str) -> Result<SourceSpec, String> {
+    if s == "synthetic" {
+        return Ok(SourceSpec::Synthetic);
+    }
+    match s.strip_prefix("itch:") {
+        Some(path) if !path.is_empty() => Ok(SourceSpec::Itch {
+            path: PathBuf::from(path),
+            gzip: path.ends_with(".gz"),
+        }),
+        _ => Err(
+            "`synthetic` or `itch:PATH` (a TotalView-ITCH 5.0 file, gzipped if PATH ends in .gz)"
+                .into(),
+        ),
+    }
+}
+
+/// Flags of the synthetic feed, by clap id and as written: given with
+/// `--source itch:` they are an error, not silently ignored.
+const SYNTHETIC_ONLY: [(&str, &str); 5] = [
+    ("rate", "--rate"),
+    ("burst", "--burst"),
+    ("symbols", "--symbols"),
+    ("seed", "--seed"),
+    ("size", "--size"),
+];
+
 /// One stream.
 #[derive(Clone, Debug, Serialize)]
 pub struct StreamPlan {
@@ -79,6 +122,10 @@ pub struct StreamPlan {
 pub struct Config {
     /// Streams.
     pub streams: Vec<StreamPlan>,
+    /// Where the messages come from.
+    pub source: SourceSpec,
+    /// `--speed` of an ITCH source (`None` for the synthetic feed).
+    pub speed: Option<Speed>,
     /// Publisher id.
     pub publisher_id: u32,
     /// Session id (None: derived from the clock at start).
@@ -101,7 +148,8 @@ pub struct Config {
     pub batch_auto: bool,
     /// `--when-full`.
     pub when_full: WhenFull,
-    /// Message limit.
+    /// Message limit: feed events across streams (synthetic), or messages
+    /// read from the source (ITCH).
     pub count: Option<u64>,
     /// Time limit.
     pub duration: Option<Duration>,
@@ -153,6 +201,35 @@ impl Config {
     /// Resolve flags, or name the flag at fault.
     pub fn resolve(f: &Flags) -> Result<Config, UsageError> {
         let n = f.bind.len();
+        let itch = !matches!(f.source, SourceSpec::Synthetic);
+        if itch {
+            if let Some(&(_, flag)) = SYNTHETIC_ONLY.iter().find(|(id, _)| f.given(id)) {
+                return Err(UsageError::new(
+                    flag,
+                    "belongs to the synthetic feed; an ITCH source has its own symbols, message sizes and \
+                     timing (--speed). Drop it, or use --source synthetic",
+                ));
+            }
+        } else if f.given("speed") {
+            return Err(UsageError::new(
+                "--speed",
+                "plays an ITCH source (--source itch:PATH); the synthetic feed is paced by --rate",
+            ));
+        }
+        let speed = itch.then_some(f.speed);
+        // A replay at full speed waits for the slowest subscriber instead
+        // of dropping: `max` means "as fast as they take it", all of it.
+        let when_full = if speed == Some(Speed::Max) && !f.given("when_full") {
+            WhenFull::Block
+        } else {
+            f.when_full
+        };
+        // The longest record a data frame holds: --size, or an ITCH record.
+        let record = if itch {
+            ITCH_RECORD_MAX
+        } else {
+            f.size as usize
+        };
         let cpus = cpu::plan_cpus("--cpus", f.cpus.as_ref().map(|c| &c.0[..]), n, "stream")?;
         let io = cpu::plan_cpus(
             "--io-cpus",
@@ -165,7 +242,7 @@ impl Config {
             // a receiver filtering by prefix could not be seen.
             Batch::Auto if f.bind.iter().any(|b| is_multicast(b)) => (1, false),
             Batch::Auto => (
-                AUTO_BATCH.min((MAX_FRAME_LEN - BATCH_HEADER_LEN) / f.size as usize),
+                AUTO_BATCH.min((MAX_FRAME_LEN - BATCH_HEADER_LEN) / record),
                 true,
             ),
             Batch::Records(n) => (n as usize, false),
@@ -173,14 +250,14 @@ impl Config {
         if batch > MAX_BATCH {
             return Err(UsageError::new("--batch", format!("at most {MAX_BATCH}")));
         }
-        let frame = BATCH_HEADER_LEN + batch * (f.size as usize);
+        let frame = BATCH_HEADER_LEN + batch * record;
         if frame > MAX_FRAME_LEN {
             return Err(UsageError::new(
                 "--batch",
                 format!(
                     "--batch {batch} x --size {} makes {frame}-byte frames, above the {MAX_FRAME_LEN}-byte \
                      limit subscribers accept by default; use a smaller batch",
-                    f.size
+                    record
                 ),
             ));
         }
@@ -224,16 +301,19 @@ impl Config {
                     io_cpu: io[i],
                 })
                 .collect(),
+            source: f.source.clone(),
+            speed,
             publisher_id: f.publisher_id,
             session: f.session,
             symbols: f.symbols,
             seed: f.seed,
             size: f.size as usize,
-            rate: f.rate,
+            // An ITCH source has its own timing: no rate.
+            rate: if itch { 0 } else { f.rate },
             burst: f.burst,
             batch,
             batch_auto,
-            when_full: f.when_full,
+            when_full,
             count: f.count,
             duration: f.duration.map(Duration::from_secs_f64),
             sndhwm: f.sndhwm,
@@ -329,6 +409,81 @@ mod tests {
         assert_eq!(serde_json::to_value(Pace::Spin).unwrap(), "spin");
     }
 
+    fn itch_cfg(args: &[&str]) -> Result<Config, UsageError> {
+        let mut v = vec!["shardcast-pub", "--bind", "tcp://127.0.0.1:*"];
+        v.extend_from_slice(args);
+        Config::resolve(&Flags::try_parse_explicit_from(v).unwrap())
+    }
+
+    #[test]
+    fn source_is_synthetic_by_default_or_an_itch_file_gzipped_by_its_name() {
+        assert_eq!(cfg(&[]).source, SourceSpec::Synthetic);
+        assert_eq!(cfg(&[]).speed, None);
+        let c = itch_cfg(&["--source", "itch:/data/day.itch.gz"]).unwrap();
+        assert_eq!(
+            c.source,
+            SourceSpec::Itch {
+                path: "/data/day.itch.gz".into(),
+                gzip: true
+            }
+        );
+        assert_eq!(c.speed, Some(Speed::Times(1.0)));
+        assert_eq!((c.rate, c.when_full), (0, WhenFull::Drop));
+        let plain = itch_cfg(&["--source", "itch:day.itch", "--speed", "10"]).unwrap();
+        assert_eq!(
+            plain.source,
+            SourceSpec::Itch {
+                path: "day.itch".into(),
+                gzip: false
+            }
+        );
+        assert_eq!(plain.speed, Some(Speed::Times(10.0)));
+        let json = serde_json::to_value(&plain).unwrap();
+        assert_eq!(json["source"]["kind"], "itch");
+        assert_eq!(json["source"]["path"], "day.itch");
+        assert_eq!(json["speed"], 10.0);
+        for bad in ["itch:", "itch", "nasdaq:x", ""] {
+            assert!(source_arg(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn speed_max_implies_block_unless_when_full_is_given() {
+        let c = itch_cfg(&["--source", "itch:d.itch", "--speed", "max"]).unwrap();
+        assert_eq!((c.speed, c.when_full), (Some(Speed::Max), WhenFull::Block));
+        let c = itch_cfg(&[
+            "--source",
+            "itch:d.itch",
+            "--speed",
+            "max",
+            "--when-full",
+            "drop",
+        ])
+        .unwrap();
+        assert_eq!(c.when_full, WhenFull::Drop, "an explicit flag wins");
+        // auto batches of the longest ITCH record.
+        assert_eq!((c.batch, c.batch_auto), (AUTO_BATCH, true));
+    }
+
+    #[test]
+    fn synthetic_flags_given_with_an_itch_source_name_themselves() {
+        for (flag, value) in [
+            ("--rate", "1000"),
+            ("--burst", "10"),
+            ("--symbols", "5"),
+            ("--seed", "2"),
+            ("--size", "200"),
+        ] {
+            let err = itch_cfg(&["--source", "itch:d.itch", flag, value]).unwrap_err();
+            assert_eq!(err.flag, flag);
+        }
+        // Defaults are not "given"; --count and --duration apply to both.
+        assert!(itch_cfg(&["--source", "itch:d.itch", "--count", "5", "--duration", "1"]).is_ok());
+        let err = itch_cfg(&["--speed", "10"]).unwrap_err();
+        assert_eq!(err.flag, "--speed");
+        assert!(itch_cfg(&["--rate", "5"]).is_ok());
+    }
+
     #[test]
     fn bad_values_name_their_flag() {
         for (args, flag) in [
@@ -339,6 +494,9 @@ mod tests {
             (vec!["--batch", "1025"], "--batch"),
             (vec!["--when-full", "wait"], "--when-full"),
             (vec!["--duration", "0"], "--duration"),
+            (vec!["--source", "nasdaq"], "--source"),
+            (vec!["--speed", "0"], "--speed"),
+            (vec!["--speed", "fast"], "--speed"),
         ] {
             let mut v = vec!["shardcast-pub", "--bind", "tcp://127.0.0.1:*"];
             v.extend_from_slice(&args);

@@ -1,4 +1,5 @@
-//! `shardcast-pub`: a paced, sharded synthetic market-data publisher.
+//! `shardcast-pub`: a paced, sharded market-data publisher: a synthetic
+//! feed, or a NASDAQ TotalView-ITCH 5.0 source (`--source itch:PATH`).
 //!
 //! One stream per `--bind`: its own XPUB socket, its own thread and its own
 //! ZeroMQ I/O thread. Every stream thread runs the same deterministic feed
@@ -8,6 +9,12 @@
 //! latency downstream instead of silently stretching the schedule (no
 //! coordinated omission).
 //!
+//! With an ITCH source, one more thread, `reader`, reads the source once,
+//! in order ([`source`]), routes every message to the stream owning its
+//! symbol ([`route`]) and hands them over in blocks on bounded queues; the
+//! streams play them at `--speed` ([`schedule`]), each message one record
+//! of kind `Itch` carrying its bytes unchanged.
+//!
 //! XPUB rather than PUB: it behaves the same for data, and it lets the
 //! publisher see subscriptions, which is how `--wait-subscribers` defeats the
 //! slow joiner without a sleep.
@@ -15,21 +22,28 @@
 pub mod cli;
 pub mod config;
 pub mod peers;
+mod reader;
 mod report;
+pub mod route;
+pub mod schedule;
+pub mod source;
 mod stream;
 mod wiring;
 
-pub use report::{EndReason, Report, Security, StreamReport};
+pub use report::{EndReason, ItchSourceReport, Report, Security, SourceReport, StreamReport};
 
-use config::Config;
+use config::{Config, SourceSpec};
+use reader::{Reader, SourceOutcome};
 use shardcast_agent::clock::now_ns;
 use shardcast_agent::cpu::{self, spawn_agent};
 use shardcast_agent::exit::{ioerr, SetupError};
 use shardcast_agent::signals::StopSignal;
 use shardcast_proto::feed::Feed;
 use shardcast_proto::shard::stream_for;
+use source::{ItchFile, Source};
 use std::sync::Arc;
-use stream::{Start, Stream, StreamResult};
+use std::thread::JoinHandle;
+use stream::{Input, Start, Stream, StreamResult};
 
 /// Why a run failed (exit code 1).
 #[derive(Debug, thiserror::Error)]
@@ -57,31 +71,125 @@ pub enum RunError {
     /// The feed could not be built.
     #[error("{0}")]
     Feed(#[from] shardcast_proto::feed::BadSymbolCount),
+    /// `--source` could not be opened. Remedy: check the path (and that
+    /// the file is readable).
+    #[error("--source {spec}: {error}")]
+    SourceOpen {
+        /// The source as given.
+        spec: String,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// Reading the source failed part-way (a corrupt or cut gzip stream, a
+    /// disk error). What came before was sent and ended properly; the
+    /// report says how far it got (`source.error`, `source.messages`).
+    #[error(
+        "reading --source {spec}: {error}; the streams ended after the messages read before it"
+    )]
+    SourceRead {
+        /// The source as given.
+        spec: String,
+        /// The read error.
+        error: String,
+        /// The run's report.
+        report: Box<Report>,
+    },
+    /// The reader thread panicked.
+    #[error("the source reader thread panicked")]
+    ReaderPanicked,
 }
 
 impl RunError {
-    /// The report a failed run still has (`--wait-timeout`), if any.
+    /// The report a failed run still has (`--wait-timeout`, a read error
+    /// in the source), if any.
     pub fn into_report(self) -> Option<Report> {
         match self {
-            RunError::WaitTimeout { report, .. } => Some(*report),
+            RunError::WaitTimeout { report, .. } | RunError::SourceRead { report, .. } => {
+                Some(*report)
+            }
             _ => None,
         }
     }
 }
 
-/// Run the publisher to its end: wire the sockets, run one thread per
-/// stream, and assemble the report once every stream has ended.
+/// What the streams send: the synthetic feed, or the messages of a source.
+enum Origin<S> {
+    Synthetic(Feed),
+    Source(S),
+}
+
+/// Run the publisher to its end: open the source, wire the sockets, run
+/// one thread per stream (and the source's reader), and assemble the
+/// report once every stream has ended.
 pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, RunError> {
+    match &cfg.source {
+        // Built once up front, so a bad --symbols fails before binding.
+        SourceSpec::Synthetic => run_with::<ItchFile>(
+            cfg,
+            signal,
+            Origin::Synthetic(Feed::new(cfg.seed, cfg.symbols)?),
+        ),
+        // Opened before binding: a missing file is an error before any
+        // subscriber can connect.
+        SourceSpec::Itch { path, gzip } => {
+            let src = ItchFile::open(path, *gzip).map_err(|error| RunError::SourceOpen {
+                spec: format!("itch:{}", path.display()),
+                error,
+            })?;
+            run_with(cfg, signal, Origin::Source(src))
+        }
+    }
+}
+
+/// [`run`] with its source open.
+fn run_with<S: Source + 'static>(
+    cfg: &Config,
+    signal: &StopSignal,
+    origin: Origin<S>,
+) -> Result<Report, RunError> {
     let n = cfg.streams.len();
-    if let Some(w) = cpu::thread_budget_warning(2 * n, &format!("{n} streams + {n} I/O")) {
+    let reading = matches!(origin, Origin::Source(_));
+    let busy = 2 * n + usize::from(reading);
+    let what = format!(
+        "{n} streams + {n} I/O{}",
+        if reading { " + reader" } else { "" }
+    );
+    if let Some(w) = cpu::thread_budget_warning(busy, &what) {
         eprintln!("shardcast-pub: {w}");
     }
-    // Build the feed once up front, so a bad --symbols fails before binding.
-    let feed = Feed::new(cfg.seed, cfg.symbols)?;
     let session = cfg.session.unwrap_or_else(now_ns);
     let mut wired = wiring::wire(cfg)?;
     let sockets = std::mem::take(&mut wired.sockets);
-    let results = run_streams(cfg, feed, session, sockets, signal)?;
+    let (inputs, reader) = match origin {
+        Origin::Synthetic(feed) => {
+            // Which stream each symbol of the feed belongs to, computed once.
+            let stream_of: Arc<Vec<u16>> = Arc::new(
+                feed.symbols()
+                    .iter()
+                    .map(|s| stream_for(s, n) as u16)
+                    .collect(),
+            );
+            let inputs = (0..n)
+                .map(|_| Input::Synthetic {
+                    feed: feed.clone(),
+                    stream_of: Arc::clone(&stream_of),
+                })
+                .collect();
+            (inputs, None)
+        }
+        Origin::Source(src) => {
+            let (queues, inputs) = reader::channels(n);
+            // The reader starts at once: it reads ahead (a few MiB) while
+            // the streams wait for their subscribers.
+            let r = Reader::new(src, queues, cfg.count, signal.clone());
+            let h = reader::spawn(r).map_err(ioerr("starting the source reader thread"))?;
+            (inputs.into_iter().map(Input::Itch).collect(), Some(h))
+        }
+    };
+    let results = run_streams(cfg, inputs, session, sockets, signal)?;
+    // Every stream has dropped its queue by now, so the reader has ended
+    // (or ends at its next hand-over).
+    let source = join_reader(reader)?;
     // Every stream socket closed with its thread (after end-of-stream and
     // linger); only then the ZAP handler and the contexts.
     let zap = wired.finish();
@@ -89,46 +197,59 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, RunError> {
         .iter()
         .enumerate()
         .find_map(|(i, r)| r.waited_out.map(|w| (i, w)));
-    let report = Report::assemble(cfg, session, results, zap);
-    match waited_out {
-        Some((stream, (seen, wanted))) => Err(RunError::WaitTimeout {
+    let read_error = source.as_ref().and_then(|s| s.error.clone());
+    let source_report = match source {
+        Some(o) => SourceReport::itch(o),
+        None => SourceReport::synthetic(),
+    };
+    let report = Report::assemble(cfg, session, results, zap, source_report);
+    match (waited_out, read_error) {
+        (Some((stream, (seen, wanted))), _) => Err(RunError::WaitTimeout {
             stream,
             seen,
             wanted,
             report: Box::new(report),
         }),
-        None => Ok(report),
+        (None, Some(error)) => Err(RunError::SourceRead {
+            spec: match &cfg.source {
+                SourceSpec::Itch { path, .. } => format!("itch:{}", path.display()),
+                SourceSpec::Synthetic => "synthetic".into(),
+            },
+            error,
+            report: Box::new(report),
+        }),
+        (None, None) => Ok(report),
     }
 }
 
-/// One named, pinned thread per stream, all running the same feed; joins
-/// them all and returns their results in stream order.
+fn join_reader(
+    reader: Option<JoinHandle<SourceOutcome>>,
+) -> Result<Option<SourceOutcome>, RunError> {
+    match reader {
+        None => Ok(None),
+        Some(h) => h.join().map(Some).map_err(|_| RunError::ReaderPanicked),
+    }
+}
+
+/// One named, pinned thread per stream, each sending its input; joins them
+/// all and returns their results in stream order.
 fn run_streams(
     cfg: &Config,
-    feed: Feed,
+    inputs: Vec<Input>,
     session: u64,
     sockets: Vec<wiring::Bound>,
     signal: &StopSignal,
 ) -> Result<Vec<StreamResult>, RunError> {
     let n = cfg.streams.len();
-    // Which stream each symbol of the feed belongs to, computed once.
-    let stream_of: Arc<Vec<u16>> = Arc::new(
-        feed.symbols()
-            .iter()
-            .map(|s| stream_for(s, n) as u16)
-            .collect(),
-    );
     let start = Arc::new(Start::new());
     let mut handles = Vec::with_capacity(n);
-    for (plan, bound) in cfg.streams.iter().zip(sockets) {
+    for ((plan, bound), input) in cfg.streams.iter().zip(sockets).zip(inputs) {
         let cfg = cfg.clone();
-        let feed = feed.clone();
-        let stream_of = Arc::clone(&stream_of);
         let start = Arc::clone(&start);
         let signal = signal.clone();
         let index = plan.index;
         let h = spawn_agent(format!("stream-{index}"), plan.cpu, move || {
-            Stream::new(&cfg, index, session, bound, &signal).run(feed, &stream_of, &start)
+            Stream::new(&cfg, index, session, bound, &signal).run(input, &start)
         })
         .map_err(ioerr("starting a stream thread"))?;
         handles.push(h);

@@ -1,7 +1,6 @@
 //! `shardcast-pub`: parse, resolve, run, report, exit code. The work is in
 //! the library.
 
-use clap::Parser;
 use shardcast_agent::{exit, launch};
 use shardcast_publisher::{cli::Flags, config::Config, run};
 use std::process::ExitCode;
@@ -22,7 +21,7 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(code) => return ExitCode::from(code),
     };
-    let flags = Flags::parse(); // clap exits 2 on a bad flag, naming it.
+    let flags = Flags::parse_explicit(); // clap exits 2 on a bad flag, naming it.
     let cfg = match launch::start(ROLE, Config::resolve(&flags), flags.print_config) {
         Ok(v) => v,
         Err(code) => return ExitCode::from(code),

@@ -3,10 +3,14 @@
 //! rename or drop.
 
 use crate::config::{Config, WhenFull};
+use crate::reader::SourceOutcome;
+use crate::schedule::Speed;
 use crate::stream::StreamResult;
 use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
 use shardcast_agent::curve::{PublicKey, ZapReport};
 use shardcast_agent::stats::{self, LatencySummary};
+use std::collections::BTreeMap;
 
 /// Why a stream, and the run, ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +24,9 @@ pub enum EndReason {
     /// `--wait-timeout` passed before enough subscribers came (the run
     /// fails with exit 1; its report, nothing sent, is still written).
     WaitTimeout,
+    /// The source ended (an ITCH file's last message, or `--count`
+    /// messages of it, were sent).
+    EndOfSource,
 }
 
 impl EndReason {
@@ -31,6 +38,7 @@ impl EndReason {
             EndReason::Duration => "duration",
             EndReason::Signal => "signal",
             EndReason::WaitTimeout => "wait-timeout",
+            EndReason::EndOfSource => "end-of-source",
         }
     }
 }
@@ -118,8 +126,12 @@ pub struct Report {
     pub elapsed_s: f64,
     /// `sent / elapsed_s`.
     pub msgs_per_sec: f64,
-    /// Target rate (0: flat out).
+    /// Target rate (0: flat out, and with an ITCH source, which has its
+    /// own timing).
     pub rate: u64,
+    /// `--speed` of an ITCH source: a number (1: the file's own timing) or
+    /// "max"; `null` for the synthetic feed.
+    pub speed: Option<Speed>,
     /// `--when-full`: "drop" or "block".
     pub when_full: WhenFull,
     /// How late messages were sent relative to their intended time, ns
@@ -131,6 +143,140 @@ pub struct Report {
     pub streams: Vec<StreamReport>,
     /// How the streams were protected, and whom the ZAP handler let in.
     pub security: Security,
+    /// Where the messages came from, and what the source held.
+    pub source: SourceReport,
+}
+
+/// The report's `source` section.
+#[derive(Clone, Debug, Serialize)]
+pub struct SourceReport {
+    /// "synthetic" (the seeded feed: no other keys), "itch" (a day file).
+    pub kind: &'static str,
+    /// What an ITCH source held and where it went.
+    #[serde(flatten)]
+    pub itch: Option<ItchSourceReport>,
+}
+
+/// The counts of an ITCH source, in the report's `source` section. Every
+/// complete message is one of: a known type at its fixed length, an unknown
+/// type, or malformed; `messages == sum(by_type) + malformed - truncated`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ItchSourceReport {
+    /// Complete messages read (length prefix and all the bytes it
+    /// announced), whatever their type; the truncated tail is not one.
+    pub messages: u64,
+    /// Bytes of ITCH read (prefixes included; after gzip).
+    pub bytes: u64,
+    /// Complete messages by type letter (`"A"`; a type byte that is not a
+    /// printable character as `"0x01"`), unknown types included, malformed
+    /// frames not. Types with none are left out.
+    pub by_type: BTreeMap<String, u64>,
+    /// Messages of a type ITCH 5.0 does not define: skipped, never sent.
+    pub unknown_types: u64,
+    /// `unknown_types` by type byte, keyed as `by_type`.
+    pub unknown_by_type: BTreeMap<String, u64>,
+    /// Frames not sent because they cannot be trusted: a known type whose
+    /// length disagrees with its fixed length, an empty frame, or a
+    /// truncated last message.
+    pub malformed: u64,
+    /// Of `malformed`: the input ended inside a message.
+    pub truncated: u64,
+    /// The first and last ITCH timestamp read (ns since midnight; `null`
+    /// when none).
+    pub first_ts: Option<u64>,
+    /// See `first_ts`.
+    pub last_ts: Option<u64>,
+    /// `(last_ts - first_ts)` in seconds: what `--speed 1` takes.
+    pub span_s: f64,
+    /// The timestamp due at the start (the first message sent): the
+    /// `--speed` schedule's anchor.
+    pub anchor_ts: Option<u64>,
+    /// Locate codes a Stock Directory (`R`) named.
+    pub symbols: u64,
+    /// Messages routed to the one stream that owns their symbol.
+    pub routed: u64,
+    /// Market-wide messages (stock locate 0), each sent on every stream as
+    /// symbol `~MARKET`.
+    pub market_wide: u64,
+    /// Messages of a known type whose locate code no `R` had named: not
+    /// sent.
+    pub unrouted: u64,
+    /// Records handed to the streams: `routed + market_wide x streams`,
+    /// less `dropped`.
+    pub published: u64,
+    /// Messages not handed over because their stream had already ended
+    /// (`--duration`, a signal).
+    pub dropped: u64,
+    /// How reading ended: "end" (the whole source), "count" (`--count`
+    /// messages), "stopped" (every stream ended first), "error".
+    pub end: &'static str,
+    /// The read error that ended it (a corrupt gzip stream), or `null`.
+    pub error: Option<String>,
+    /// The source's own keys (a file's `path` and `gzip`).
+    #[serde(flatten)]
+    pub details: Map<String, Value>,
+}
+
+/// A type byte as a report key: the letter, or `0xNN` when not printable.
+fn type_key(b: u8) -> String {
+    if b.is_ascii_graphic() {
+        char::from(b).to_string()
+    } else {
+        format!("0x{b:02x}")
+    }
+}
+
+fn by_type(counts: &[u64; 256]) -> BTreeMap<String, u64> {
+    counts
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n > 0)
+        .map(|(t, &n)| (type_key(t as u8), n))
+        .collect()
+}
+
+impl SourceReport {
+    /// The synthetic feed's section.
+    pub(crate) fn synthetic() -> SourceReport {
+        SourceReport {
+            kind: "synthetic",
+            itch: None,
+        }
+    }
+
+    /// An ITCH source's section, from the reader's outcome.
+    pub(crate) fn itch(o: SourceOutcome) -> SourceReport {
+        let st = &o.stats;
+        let span_s = match (st.first_ts, st.last_ts) {
+            (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e9,
+            _ => 0.0,
+        };
+        SourceReport {
+            kind: o.kind,
+            itch: Some(ItchSourceReport {
+                messages: st.messages,
+                bytes: o.bytes,
+                by_type: by_type(&st.by_type),
+                unknown_types: st.unknown,
+                unknown_by_type: by_type(&st.unknown_by_type),
+                malformed: st.malformed,
+                truncated: st.truncated,
+                first_ts: st.first_ts,
+                last_ts: st.last_ts,
+                span_s,
+                anchor_ts: st.anchor_ts,
+                symbols: st.symbols,
+                routed: st.routed,
+                market_wide: st.market_wide,
+                unrouted: st.unrouted,
+                published: o.handed,
+                dropped: o.dropped,
+                end: o.end,
+                error: o.error,
+                details: o.extra,
+            }),
+        }
+    }
 }
 
 /// The report's `security` section.
@@ -157,6 +303,7 @@ impl Report {
         session: u64,
         results: Vec<StreamResult>,
         zap: Option<ZapReport>,
+        source: SourceReport,
     ) -> Report {
         let mut behind = stats::new_histogram();
         let mut first_due = u64::MAX;
@@ -192,6 +339,7 @@ impl Report {
                 0.0
             },
             rate: cfg.rate,
+            speed: cfg.speed,
             when_full: cfg.when_full,
             behind_schedule_ns: behind_summary,
             max_behind_ms: behind_summary.max as f64 / 1e6,
@@ -206,11 +354,33 @@ impl Report {
                 allowed_keys: cfg.curve.as_ref().map_or(0, |c| c.allow.len()),
                 zap,
             },
+            source,
         }
     }
 
     /// The human summary printed at the end.
     pub fn summary(&self) -> String {
+        let mut line = self.send_summary();
+        if let Some(s) = &self.source.itch {
+            line.push_str(&format!(
+                "\nshardcast-pub: source {}: read {} messages ({} bytes, span {:.3} s), {} unknown-type, {} malformed \
+                 ({} truncated), {} market-wide, {} unrouted; reading ended: {}",
+                self.source.kind,
+                s.messages,
+                s.bytes,
+                s.span_s,
+                s.unknown_types,
+                s.malformed,
+                s.truncated,
+                s.market_wide,
+                s.unrouted,
+                s.error.as_deref().unwrap_or(s.end),
+            ));
+        }
+        line
+    }
+
+    fn send_summary(&self) -> String {
         format!(
             "shardcast-pub: ended by {}; sent {} msgs on {} streams in {:.3} s = {:.0} msg/s (target {}); \
              behind schedule p99 {:.1} us, max {:.1} us",
@@ -219,10 +389,11 @@ impl Report {
             self.streams.len(),
             self.elapsed_s,
             self.msgs_per_sec,
-            if self.rate == 0 {
-                "flat out".to_string()
-            } else {
-                format!("{} msg/s", self.rate)
+            match (self.speed, self.rate) {
+                (Some(Speed::Max), _) => "speed max".to_string(),
+                (Some(Speed::Times(x)), _) => format!("speed {x}"),
+                (None, 0) => "flat out".to_string(),
+                (None, r) => format!("{r} msg/s"),
             },
             self.behind_schedule_ns.p99 as f64 / 1e3,
             self.behind_schedule_ns.max as f64 / 1e3,
@@ -241,9 +412,71 @@ mod tests {
             (EndReason::Duration, "duration"),
             (EndReason::Signal, "signal"),
             (EndReason::WaitTimeout, "wait-timeout"),
+            (EndReason::EndOfSource, "end-of-source"),
         ] {
             assert_eq!(serde_json::to_value(r).unwrap(), name);
             assert_eq!(r.to_string(), name);
         }
+    }
+}
+
+#[cfg(test)]
+mod source_tests {
+    use super::*;
+    use crate::route::RouteStats;
+
+    #[test]
+    fn the_source_section_keeps_its_keys() {
+        let mut stats = RouteStats {
+            messages: 5,
+            first_ts: Some(1_000_000_000),
+            last_ts: Some(3_500_000_000),
+            unknown: 1,
+            ..RouteStats::default()
+        };
+        stats.by_type[usize::from(b'A')] = 3;
+        stats.by_type[usize::from(b'z')] = 1;
+        stats.by_type[1] = 1;
+        stats.unknown_by_type[usize::from(b'z')] = 1;
+        let mut extra = Map::new();
+        extra.insert("path".into(), "day.itch".into());
+        let r = SourceReport::itch(SourceOutcome {
+            kind: "itch",
+            stats,
+            bytes: 99,
+            handed: 3,
+            dropped: 0,
+            end: "end",
+            error: None,
+            extra,
+        });
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["kind"], "itch");
+        assert_eq!(v["messages"], 5);
+        assert_eq!(v["by_type"], serde_json::json!({"A": 3, "z": 1, "0x01": 1}));
+        assert_eq!(v["unknown_types"], 1);
+        assert_eq!(v["unknown_by_type"], serde_json::json!({"z": 1}));
+        assert_eq!(v["span_s"], 2.5);
+        assert_eq!(v["path"], "day.itch");
+        for key in [
+            "malformed",
+            "truncated",
+            "first_ts",
+            "last_ts",
+            "market_wide",
+            "unrouted",
+            "published",
+            "bytes",
+            "end",
+            "error",
+            "symbols",
+            "routed",
+            "anchor_ts",
+            "dropped",
+        ] {
+            assert!(v.get(key).is_some(), "{key}");
+        }
+        let s = serde_json::to_value(SourceReport::synthetic()).unwrap();
+        assert_eq!(s, serde_json::json!({"kind": "synthetic"}));
     }
 }

@@ -2,24 +2,54 @@
 //! other stream), send the feed on schedule, then the end phase
 //! (end-of-stream until every subscriber has it). A stream that never
 //! started skips the last two: it sends nothing at all.
+//!
+//! What it sends is its [`Input`]: its own symbols' events of the synthetic
+//! feed (which every stream runs whole), or the ITCH messages the reader
+//! thread routed to it, in blocks, played at `--speed`.
 
 use crate::config::{is_multicast, Config, Pace, WhenFull};
 use crate::peers::PeerWatch;
+use crate::reader::{Block, StreamInput};
 use crate::report::{EndReason, StreamReport};
+use crate::route::Entries;
+use crate::schedule::{Schedule, Speed};
 use crate::wiring::Bound;
+use crossbeam::channel::{RecvTimeoutError, TryRecvError};
 use hdrhistogram::Histogram;
 use shardcast_agent::clock::now_ns;
 use shardcast_agent::signals::StopSignal;
 use shardcast_agent::stats;
 use shardcast_agent::zmqx::Msg;
 use shardcast_proto::feed::Feed;
-use shardcast_proto::wire::{self, BatchWriter, Payload, RecordMeta, StreamChecksum, Symbol};
+use shardcast_proto::itch;
+use shardcast_proto::wire::{
+    self, BatchWriter, Payload, RecordMeta, StreamChecksum, Symbol, ITCH_RECORD_MAX,
+};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Look at signals and subscriptions every this many feed events.
 const HOUSEKEEPING_EVERY: u64 = 1024;
+
+/// What a stream sends.
+pub(crate) enum Input {
+    /// The synthetic feed: every stream runs it whole and sends the events
+    /// whose symbol `stream_of` gives to it.
+    Synthetic {
+        /// The feed.
+        feed: Feed,
+        /// Stream of each of the feed's symbols.
+        stream_of: Arc<Vec<u16>>,
+    },
+    /// The messages of an ITCH source the reader thread routed to this
+    /// stream, in source order.
+    Itch(StreamInput),
+}
+
+/// A stream waiting for the reader looks at signals, the deadline and its
+/// heartbeat at least this often.
+const SOURCE_WAIT: Duration = Duration::from_millis(10);
 
 /// What the streams share to start together, or not at all.
 pub(crate) struct Start {
@@ -100,7 +130,7 @@ impl<'a> Stream<'a> {
     }
 
     /// The whole life of the stream.
-    pub(crate) fn run(&mut self, feed: Feed, stream_of: &[u16], start: &Start) -> StreamResult {
+    pub(crate) fn run(&mut self, input: Input, start: &Start) -> StreamResult {
         if self.cfg.pace == Pace::Sleep {
             // SAFETY: prctl(PR_SET_TIMERSLACK) only changes this thread's timer
             // slack; 1 ns makes sleeps wake on time instead of up to 50 us late.
@@ -135,7 +165,12 @@ impl<'a> Stream<'a> {
         match self.wait_for_start(start, &mut subs, &mut res) {
             Begin::At(t0) => {
                 res.first_due_ns = t0;
-                res.end_reason = self.send_loop(t0, feed, stream_of, &mut subs, &mut res);
+                res.end_reason = match input {
+                    Input::Synthetic { feed, stream_of } => {
+                        self.send_loop(t0, feed, &stream_of, &mut subs, &mut res)
+                    }
+                    Input::Itch(source) => self.send_loop_itch(t0, source, &mut subs, &mut res),
+                };
                 self.end_phase(&mut subs, &mut res);
             }
             Begin::Never(reason) => {
@@ -294,6 +329,164 @@ impl<'a> Stream<'a> {
         rep.last_seq = seq;
         rep.checksum = checksum.0;
         reason
+    }
+
+    /// Send the ITCH messages the reader routed to this stream until the
+    /// source ends (the reader closes the queue), `--duration` or a signal;
+    /// flushes the last partial batch. At `--speed N` message `i` is due at
+    /// `t0 + (ts_i - ts_0) / N` (the schedule of `schedule`) and stamped
+    /// with that intended time; at `--speed max` it goes as soon as the
+    /// stream can send it (blocking for room, `--when-full block`), stamped
+    /// with its send time. Leaves the last sequence and checksum in
+    /// `res.report`.
+    fn send_loop_itch(
+        &mut self,
+        t0: u64,
+        source: StreamInput,
+        subs: &mut i64,
+        res: &mut StreamResult,
+    ) -> EndReason {
+        let cfg = self.cfg;
+        let deadline = cfg.duration.map(|d| t0.saturating_add(d.as_nanos() as u64));
+        let speed = cfg.speed.and_then(Speed::factor);
+        // Holds `--batch` of the longest ITCH record, so encoding below
+        // never runs out before the batch is sent.
+        let mut out = BatchWriter::new(
+            cfg.batch > 1,
+            wire::BATCH_HEADER_LEN * usize::from(cfg.batch > 1) + cfg.batch * ITCH_RECORD_MAX,
+        );
+        let mut seq = 0u64;
+        let mut checksum = StreamChecksum::default();
+        let mut last_frame_ns = t0;
+        let mut since_housekeeping = 0u64;
+        let rep = &mut res.report;
+        let reason = 'run: loop {
+            let block = match source.try_next() {
+                Ok(b) => b,
+                Err(TryRecvError::Disconnected) => break EndReason::EndOfSource,
+                Err(TryRecvError::Empty) => {
+                    // The reader is behind, or the source is quiet: what is
+                    // packed goes now (batching never adds waiting), then
+                    // the stream waits as an idle stream does.
+                    if self.send_frame(&mut out, rep) {
+                        last_frame_ns = now_ns();
+                    }
+                    match self.wait_for_block(&source, deadline, &mut last_frame_ns, seq, rep, subs)
+                    {
+                        Ok(b) => b,
+                        Err(reason) => break reason,
+                    }
+                }
+            };
+            let schedule = speed.map(|x| Schedule::new(t0, block.anchor_ts, x));
+            for (symbol, msg) in Entries::new(&block.bytes) {
+                if since_housekeeping >= HOUSEKEEPING_EVERY {
+                    since_housekeeping = 0;
+                    if let Some(r) = self.housekeeping_itch(deadline, subs) {
+                        break 'run r;
+                    }
+                }
+                since_housekeeping += 1;
+                let due = match schedule {
+                    Some(s) => {
+                        // Only ITCH 5.0 types at their fixed lengths come
+                        // here, so the header (and its timestamp) is there.
+                        let due = s.due(itch::timestamp(msg).unwrap_or(0));
+                        if deadline.is_some_and(|d| due >= d) {
+                            break 'run EndReason::Duration;
+                        }
+                        let now = now_ns();
+                        if now < due {
+                            if self.send_frame(&mut out, rep) {
+                                last_frame_ns = now;
+                            }
+                            if !self.idle_until(due, &mut last_frame_ns, seq, &mut rep.heartbeats) {
+                                break 'run EndReason::Signal;
+                            }
+                        }
+                        Some(due)
+                    }
+                    None => None,
+                };
+                let send = now_ns();
+                let meta = self.meta(symbol, seq + 1, send, due.unwrap_or(send));
+                // Cannot fail: the writer holds `batch` of the longest
+                // record and is sent when it holds `batch`; the router
+                // never routes a message shorter than the ITCH header.
+                let Ok(record) = out.encode_itch(&meta, msg) else {
+                    debug_assert!(false, "ITCH record does not fit the batch writer");
+                    continue;
+                };
+                seq += 1;
+                checksum.add(wire::digest(record));
+                rep.sent += 1;
+                if let Some(due) = due {
+                    stats::record(&mut res.behind, send.saturating_sub(due));
+                }
+                res.last_send_ns = send;
+                if out.count() >= self.limit && self.send_frame(&mut out, rep) {
+                    last_frame_ns = send;
+                }
+            }
+            source.give_back(block.bytes);
+        };
+        self.send_frame(&mut out, rep);
+        rep.last_seq = seq;
+        rep.checksum = checksum.0;
+        // Tell the reader now, not after the end phase, that this stream
+        // takes nothing more: it must not wait on this stream's full queue.
+        drop(source);
+        reason
+    }
+
+    /// Wait for the reader's next block the way a paced stream waits for
+    /// its next message: a heartbeat after --heartbeat-ms of silence, the
+    /// signal and the deadline looked at every [`SOURCE_WAIT`], peers read.
+    /// `Err` ends the stream: the source ended, the duration, or a signal.
+    fn wait_for_block(
+        &mut self,
+        source: &StreamInput,
+        deadline: Option<u64>,
+        last_frame_ns: &mut u64,
+        seq: u64,
+        rep: &mut StreamReport,
+        subs: &mut i64,
+    ) -> Result<Block, EndReason> {
+        let hb = self.cfg.heartbeat.as_nanos() as u64;
+        loop {
+            if self.signal.raised() {
+                return Err(EndReason::Signal);
+            }
+            let now = now_ns();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(EndReason::Duration);
+            }
+            if last_frame_ns.saturating_add(hb) <= now {
+                if self.send_control(Payload::Heartbeat, seq, zmq::DONTWAIT) {
+                    rep.heartbeats += 1;
+                }
+                *last_frame_ns = now;
+            }
+            match source.next_within(SOURCE_WAIT) {
+                Ok(b) => return Ok(b),
+                Err(RecvTimeoutError::Disconnected) => return Err(EndReason::EndOfSource),
+                Err(RecvTimeoutError::Timeout) => self.poll_subscriptions(subs, zmq::DONTWAIT),
+            }
+        }
+    }
+
+    /// Every [`HOUSEKEEPING_EVERY`] ITCH records: a signal or the duration
+    /// (by the clock: at `--speed max` there is no schedule to read it
+    /// from) ends the loop; otherwise drain subscription events.
+    fn housekeeping_itch(&mut self, deadline: Option<u64>, subs: &mut i64) -> Option<EndReason> {
+        if self.signal.raised() {
+            return Some(EndReason::Signal);
+        }
+        if deadline.is_some_and(|d| now_ns() >= d) {
+            return Some(EndReason::Duration);
+        }
+        self.poll_subscriptions(subs, zmq::DONTWAIT);
+        None
     }
 
     /// Every [`HOUSEKEEPING_EVERY`] events: a signal or the duration ends

@@ -218,7 +218,11 @@ impl WorkerCore {
                             .books
                             .book_within(rec.symbol(), setup.max_symbols)
                             .map(|b| b.trade(&t)),
-                        Payload::Heartbeat | Payload::EndOfStream { .. } => Some(()),
+                        // No quote or trade in these (an ITCH record is
+                        // for `--work itch-book`).
+                        Payload::Heartbeat | Payload::EndOfStream { .. } | Payload::Itch(_) => {
+                            Some(())
+                        }
                     };
                     if booked.is_none() {
                         self.res.unknown_symbol += 1;
