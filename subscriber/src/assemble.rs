@@ -3,7 +3,7 @@
 //! `report.rs`); nothing here touches a socket or a thread.
 
 use crate::config::Config;
-use crate::report::{AgentReport, Report, SlowReport, SnailReport, StreamReport};
+use crate::report::{AgentReport, ItchReport, Report, SlowReport, SnailReport, StreamReport};
 use crate::shard::ShardResult;
 use crate::snapshot::{EndReason, RunSnapshot};
 use shardcast_agent::hist::{Stage, StageHists};
@@ -11,8 +11,9 @@ use shardcast_agent::stats::LatencySummary;
 use shardcast_proto::seq::Counters;
 use shardcast_proto::snail::LagMode;
 use shardcast_proto::wire::{DecodeError, Symbol};
+use shardcast_workers::itch_book::ItchBookSummary;
 use shardcast_workers::{Books, WorkKind, WorkerResult};
-use std::collections::BTreeMap;
+use std::collections::{btree_map, BTreeMap};
 
 /// The `malformed_reasons` key of inproc messages a worker could not read.
 pub const WORKER_FRAME: &str = "worker_frame";
@@ -96,20 +97,59 @@ fn shard_sums(cfg: &Config, shards: &[Option<ShardResult>]) -> ShardSums {
 struct WorkerSums {
     agents: Vec<AgentReport>,
     books: Books,
+    itch_books: BTreeMap<String, ItchBookSummary>,
+    itch: ItchReport,
     processed: u64,
     clock_ahead: u64,
     unknown_symbol: u64,
+    wrong_kind: u64,
     malformed: u64,
     checksum: u64,
+}
+
+/// The books a run ends with, merged over workers: `--books-out` writes
+/// `itch` under `--work itch-book`, `books` otherwise.
+#[derive(Debug, Default)]
+pub struct FinalBooks {
+    /// Synthetic books (`--work book`).
+    pub books: Books,
+    /// ITCH books by symbol (`--work itch-book`).
+    pub itch: BTreeMap<String, ItchBookSummary>,
+}
+
+/// Fold one worker's ITCH books into the run's. Keyed fan-out puts each
+/// symbol on one worker, so names never collide on a real feed; if two
+/// workers did book one name (a feed whose directory names one symbol under
+/// two locate codes that hash apart), both are kept, the later one keyed
+/// `<symbol>@worker-<i>`, rather than one silently hiding the other.
+fn merge_itch(
+    into: &mut BTreeMap<String, ItchBookSummary>,
+    worker: usize,
+    books: BTreeMap<String, ItchBookSummary>,
+) {
+    for (name, b) in books {
+        match into.entry(name) {
+            btree_map::Entry::Vacant(e) => {
+                e.insert(b);
+            }
+            btree_map::Entry::Occupied(e) => {
+                let key = format!("{}@worker-{worker}", e.key());
+                into.insert(key, b);
+            }
+        }
+    }
 }
 
 fn worker_sums(cfg: &Config, workers: Vec<Option<WorkerResult>>) -> WorkerSums {
     let mut s = WorkerSums {
         agents: Vec::new(),
         books: Books::new(),
+        itch_books: BTreeMap::new(),
+        itch: ItchReport::default(),
         processed: 0,
         clock_ahead: 0,
         unknown_symbol: 0,
+        wrong_kind: 0,
         malformed: 0,
         checksum: 0,
     };
@@ -118,6 +158,7 @@ fn worker_sums(cfg: &Config, workers: Vec<Option<WorkerResult>>) -> WorkerSums {
         s.processed += w.processed;
         s.clock_ahead += w.clock_ahead;
         s.unknown_symbol += w.unknown_symbol;
+        s.wrong_kind += w.wrong_kind;
         s.malformed += w.malformed;
         s.checksum = s.checksum.wrapping_add(w.checksum);
         s.agents.push(AgentReport {
@@ -134,7 +175,21 @@ fn worker_sums(cfg: &Config, workers: Vec<Option<WorkerResult>>) -> WorkerSums {
             warmup_records: w.warmup_records,
         });
         s.books.merge(w.books);
+        if cfg.work == WorkKind::ItchBook {
+            let st = w.itch.stats();
+            let t = &mut s.itch;
+            t.messages += st.messages;
+            t.unknown_type += st.unknown_type;
+            t.malformed += st.malformed;
+            t.unknown_order += st.unknown_order;
+            t.duplicate_order += st.duplicate_order;
+            t.overfill += st.overfill;
+            t.bad_side += st.bad_side;
+            t.live_orders += w.itch.live_orders() as u64;
+            merge_itch(&mut s.itch_books, i, w.itch.summary());
+        }
     }
+    s.itch.symbols = s.itch_books.len() as u64;
     s
 }
 
@@ -177,7 +232,7 @@ pub fn report(
     workers: Vec<Option<WorkerResult>>,
     latency: &StageHists,
     files_ok: bool,
-) -> (Report, Books) {
+) -> (Report, FinalBooks) {
     let mut s = shard_sums(cfg, shards);
     let w = worker_sums(cfg, workers);
     *s.malformed_reasons.entry(OVERSIZED).or_default() += run.oversized;
@@ -209,6 +264,7 @@ pub fn report(
             ("eos_unknown", s.eos_unknown),
             ("unknown_symbol", w.unknown_symbol),
             ("refused_source", s.refused),
+            ("wrong_kind", w.wrong_kind),
         ]),
         processed: w.processed,
         clock_ahead: w.clock_ahead,
@@ -236,8 +292,13 @@ pub fn report(
         warmup_records: shards.iter().flatten().map(|r| r.warmup_records).sum(),
         files_ok,
         placement: run.placement,
+        itch: (cfg.work == WorkKind::ItchBook).then_some(w.itch),
     };
-    (report, w.books)
+    let books = FinalBooks {
+        books: w.books,
+        itch: w.itch_books,
+    };
+    (report, books)
 }
 
 #[cfg(test)]
@@ -295,6 +356,96 @@ mod tests {
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["workers"][0]["malformed"], 3);
         assert_eq!(json["end_reason"], "duration");
+    }
+
+    /// `--work itch-book`: the workers' counters are summed into `itch`,
+    /// their books merged into one file (each symbol from its one worker),
+    /// and wrong kinds reported.
+    #[test]
+    fn itch_books_are_merged_and_their_counters_summed() {
+        use shardcast_proto::itch::{pad_stock, Body, Header, Message, Side, MAX_LEN};
+        use shardcast_workers::ItchBooks;
+        let add = |locate: u16, stock: &str, order_ref: u64| {
+            let mut b = [0u8; MAX_LEN];
+            let body = Body::AddOrder {
+                order_ref,
+                side: Side::Sell,
+                shares: 10,
+                stock: pad_stock(stock),
+                price: 5_000,
+                attribution: None,
+            };
+            let h = Header {
+                locate,
+                tracking: 0,
+                timestamp: 1,
+            };
+            let n = Message::new(h, body).write(&mut b);
+            b[..n].to_vec()
+        };
+        let mut a = ItchBooks::new();
+        a.apply(&add(1, "AAPL", 1));
+        a.apply(&[b'z'; 20]); // a type ITCH 5.0 does not define
+        let mut b = ItchBooks::new();
+        b.apply(&add(2, "MSFT", 2));
+        b.apply(&add(2, "MSFT", 3));
+        let cfg = cfg(&["--workers", "2", "--work", "itch-book"]);
+        let workers = vec![
+            Some(WorkerResult {
+                itch: a,
+                wrong_kind: 2,
+                ..WorkerResult::default()
+            }),
+            Some(WorkerResult {
+                itch: b,
+                ..WorkerResult::default()
+            }),
+        ];
+        let (r, books) = report(
+            &cfg,
+            run(EndReason::EndOfStream),
+            &[],
+            workers,
+            &new_stage_hists(),
+            true,
+        );
+        let i = r.itch.expect("itch-book reports itch");
+        assert_eq!(
+            (i.messages, i.unknown_type, i.symbols, i.live_orders),
+            (4, 1, 2, 3)
+        );
+        assert_eq!(r.suspect_reasons["wrong_kind"], 2);
+        let names: Vec<_> = books.itch.keys().cloned().collect();
+        assert_eq!(names, ["AAPL", "MSFT"]);
+        assert_eq!(books.itch["MSFT"].ask_sz, Some(20));
+        assert_eq!(books.itch["AAPL"].bid_px, None);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["itch"]["unknown_order"], 0);
+    }
+
+    /// Other work reports no `itch` object; a symbol two workers both
+    /// booked keeps both books rather than hiding one.
+    #[test]
+    fn itch_is_null_for_other_work_and_a_name_clash_keeps_both_books() {
+        let cfg = cfg(&[]);
+        let (r, _) = report(
+            &cfg,
+            run(EndReason::EndOfStream),
+            &[],
+            vec![Some(WorkerResult::default())],
+            &new_stage_hists(),
+            true,
+        );
+        assert!(r.itch.is_none());
+        assert_eq!(
+            serde_json::to_value(&r).unwrap()["itch"],
+            serde_json::Value::Null
+        );
+        let s = shardcast_workers::itch_book::SymbolBook::default().summary();
+        let mut into = BTreeMap::from([("AAPL".to_string(), s.clone())]);
+        merge_itch(&mut into, 1, BTreeMap::from([("AAPL".to_string(), s)]));
+        let names: Vec<_> = into.keys().cloned().collect();
+        assert_eq!(names, ["AAPL", "AAPL@worker-1"]);
     }
 
     #[test]

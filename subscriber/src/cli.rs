@@ -232,10 +232,17 @@ pub struct Flags {
           allow_negative_numbers = true, env = "SHARDCAST_SUB_STATS_INTERVAL")]
     pub stats_interval: Option<f64>,
 
-    /// Write the final books (--work book; otherwise `{}`) here at the end of
-    /// the run, as JSON keyed by symbol.
+    /// Write the final books (--work book or itch-book; otherwise `{}`) here
+    /// at the end of the run, as JSON keyed by symbol.
     ///
-    /// One object keyed by symbol (sorted), each value the book built from
+    /// --work itch-book: one object per ITCH symbol (trailing spaces
+    /// trimmed), the order-by-order book at the end: bid_px, bid_sz, ask_px,
+    /// ask_sz (best level: price in 1/10000, total shares at it; null when
+    /// the side is empty), orders, bid_levels, ask_levels, trades, volume,
+    /// last_px, broken_trades, trading_state, halted. See README, "Real
+    /// data".
+    ///
+    /// --work book: one object keyed by symbol (sorted), each value the book built from
     /// every record the workers processed for that symbol (duplicates
     /// dropped, lost records missing, warm-up included): bid_px, ask_px
     /// (latest quote), last_px, high, low (trades), all integers in 1/10000

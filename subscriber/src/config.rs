@@ -204,9 +204,12 @@ impl Config {
         if f.work.needs_keyed() && f.fanout != Fanout::Keyed {
             return Err(UsageError::new(
                 "--fanout",
-                "--work book keeps per-symbol state and needs every record of a symbol \
-                 at one worker, in order; use --fanout keyed (or --work none/checksum \
-                 with --fanout push)",
+                format!(
+                    "--work {} keeps per-symbol state and needs every record of a symbol \
+                     at one worker, in order; use --fanout keyed (or --work none/checksum \
+                     with --fanout push)",
+                    f.work.name()
+                ),
             ));
         }
         if !f.iface.is_empty() && f.iface.len() != 1 && f.iface.len() != n {
@@ -422,6 +425,23 @@ mod tests {
             "none"
         ])
         .is_ok());
+    }
+
+    #[test]
+    fn itch_book_work_needs_keyed_fanout() {
+        let c = resolve(&["--connect", "tcp://127.0.0.1:1", "--work", "itch-book"]).unwrap();
+        assert_eq!((c.work, c.keyed), (WorkKind::ItchBook, true));
+        let e = resolve(&[
+            "--connect",
+            "tcp://127.0.0.1:1",
+            "--work",
+            "itch-book",
+            "--fanout",
+            "push",
+        ])
+        .unwrap_err();
+        assert_eq!(e.flag, "--fanout");
+        assert!(e.to_string().contains("itch-book"), "{e}");
     }
 
     #[test]

@@ -36,8 +36,10 @@ use shardcast_agent::cpu;
 use shardcast_agent::exit::{self, SetupError};
 use shardcast_agent::signals::StopSignal;
 use shardcast_agent::watch::Board;
-use shardcast_workers::Books;
+use shardcast_workers::itch_book::ItchBookSummary;
+use shardcast_workers::{Books, WorkKind};
 use snapshot::{EndReason, RunSnapshot};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Why a run failed before or outside the pipeline (exit code 1).
@@ -50,6 +52,8 @@ pub struct Outcome {
     pub report: Report,
     /// The merged books (empty unless `--work book`).
     pub books: Books,
+    /// The merged ITCH books by symbol (empty unless `--work itch-book`).
+    pub itch_books: BTreeMap<String, ItchBookSummary>,
     /// Exit code: 0 when the run ended cleanly; 3 when the snail croaked;
     /// 1 when an agent failed or stopped before end-of-stream, the workers
     /// did not drain, an output file could not be written, or a publisher
@@ -106,9 +110,34 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
     let exit_code = exit_code(&report);
     Ok(Outcome {
         report,
-        books,
+        books: books.books,
+        itch_books: books.itch,
         exit_code,
     })
+}
+
+impl Outcome {
+    /// What `--books-out` holds for the run's `--work`: the ITCH books
+    /// under `itch-book`, the synthetic books otherwise (`{}` when the
+    /// work keeps none).
+    pub fn books_file(&self, work: WorkKind) -> BooksFile<'_> {
+        if work == WorkKind::ItchBook {
+            BooksFile::Itch(&self.itch_books)
+        } else {
+            BooksFile::Synthetic(self.books.snapshot())
+        }
+    }
+}
+
+/// The `--books-out` file: a JSON object keyed by symbol, its values
+/// the books of the run's `--work` (README, "Books file" and "Real data").
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+pub enum BooksFile<'a> {
+    /// `--work book` (and work that keeps no book: `{}`).
+    Synthetic(BTreeMap<String, shardcast_workers::BookSnapshot>),
+    /// `--work itch-book`.
+    Itch(&'a BTreeMap<String, ItchBookSummary>),
 }
 
 /// `--plot` and `--hgrm`; a file that cannot be written clears `files_ok`.
@@ -164,10 +193,26 @@ impl Report {
             .get("end_to_end")
             .copied()
             .unwrap_or_default();
+        let itch = match &self.itch {
+            Some(i) => format!(
+                "\nshardcast-sub: itch books: {} messages, {} symbols, {} live orders; unknown order {}, \
+                 duplicate order {}, overfill {}, unknown type {}, malformed {}, bad side {}",
+                i.messages,
+                i.symbols,
+                i.live_orders,
+                i.unknown_order,
+                i.duplicate_order,
+                i.overfill,
+                i.unknown_type,
+                i.malformed,
+                i.bad_side
+            ),
+            None => String::new(),
+        };
         format!(
             "shardcast-sub: ended by {}; {} streams: received {} msgs in {:.3} s = {:.0} msg/s; lost {}, duplicates {}, malformed {}, \
              restarts {}, missed before join {}; streams complete: {}\n\
-             shardcast-sub: end-to-end latency (intended send -> work done): {}",
+             shardcast-sub: end-to-end latency (intended send -> work done): {}{itch}",
             self.end_reason,
             self.streams.len(),
             self.counters.received,

@@ -49,7 +49,7 @@ fn main() -> ExitCode {
         report,
         &mut code,
     );
-    let books = outcome.books.snapshot();
+    let books = outcome.books_file(cfg.work);
     launch::write_output(
         ROLE,
         "--books-out",

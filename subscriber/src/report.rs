@@ -43,7 +43,10 @@ pub struct Report {
     /// delivered in no session, control ignored), `eos_unknown` (an
     /// end-of-stream from a source that sent nothing else: ignored),
     /// `unknown_symbol` (a new symbol past --max-symbols: not booked),
-    /// `refused_source` (past the 4096 sources a shard tracks: dropped).
+    /// `refused_source` (past the 4096 sources a shard tracks: dropped),
+    /// `wrong_kind` (a data record the work cannot use: a synthetic quote
+    /// or trade under `--work itch-book`, an ITCH record under `--work
+    /// book`: processed, skipped by the book).
     pub suspect_reasons: BTreeMap<&'static str, u64>,
     /// Records processed by workers.
     pub processed: u64,
@@ -83,6 +86,36 @@ pub struct Report {
     pub files_ok: bool,
     /// Where every thread was last seen running.
     pub placement: Vec<Placement>,
+    /// `--work itch-book`: what the ITCH books counted, summed over
+    /// workers (null for other work).
+    pub itch: Option<ItchReport>,
+}
+
+/// The ITCH books' counters (`--work itch-book`), summed over workers. Each
+/// symbol lives on one worker, so `symbols` and `live_orders` are exact
+/// totals. Market-wide messages (stock locate 0) reach the subscriber once
+/// per stream, so `messages` counts them once per stream too.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ItchReport {
+    /// ITCH records applied to a book.
+    pub messages: u64,
+    /// Of them, of a type ITCH 5.0 does not define (skipped).
+    pub unknown_type: u64,
+    /// Of them, a length that disagrees with the type's (skipped).
+    pub malformed: u64,
+    /// `E`, `C`, `X`, `D`, `U` naming an order that is not live: counted,
+    /// nothing changed (a lost record shows here as well as in `lost`).
+    pub unknown_order: u64,
+    /// Adds reusing a live order reference (the old order is replaced).
+    pub duplicate_order: u64,
+    /// Executions or cancels of more shares than the order had left.
+    pub overfill: u64,
+    /// Adds or trades whose side is neither `B` nor `S` (skipped).
+    pub bad_side: u64,
+    /// Symbols with a book (`--books-out` entries).
+    pub symbols: u64,
+    /// Orders resting at the end, all symbols.
+    pub live_orders: u64,
 }
 
 /// One (publisher, stream) as seen by one shard.

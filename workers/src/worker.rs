@@ -6,6 +6,7 @@
 //! receives and hands what arrives to it.
 
 use crate::book::Books;
+use crate::itch_book::ItchBooks;
 use shardcast_agent::clock::{now_ns, spin_for};
 use shardcast_agent::hist::{Stage, StageRecorder};
 use shardcast_agent::idle::{Idle, Received};
@@ -32,6 +33,11 @@ pub enum WorkKind {
     /// Fold every record into a checksum: proves exactly-once processing
     /// (the sum over workers equals the publishers' stream checksums).
     Checksum,
+    /// Order-by-order books from NASDAQ TotalView-ITCH 5.0 records
+    /// (`shardcast-pub --source itch:PATH`): every order live by reference,
+    /// price levels per symbol, prints and halts. Needs keyed fan-out.
+    #[serde(rename = "itch-book")]
+    ItchBook,
 }
 
 impl WorkKind {
@@ -41,12 +47,13 @@ impl WorkKind {
             WorkKind::Book => "book",
             WorkKind::None => "none",
             WorkKind::Checksum => "checksum",
+            WorkKind::ItchBook => "itch-book",
         }
     }
 
     /// Whether the work keeps per-symbol state and so needs keyed fan-out.
     pub fn needs_keyed(&self) -> bool {
-        matches!(self, WorkKind::Book)
+        matches!(self, WorkKind::Book | WorkKind::ItchBook)
     }
 }
 
@@ -103,6 +110,14 @@ pub struct WorkerResult {
     pub warmup_records: u64,
     /// Records of a new symbol refused because `max_symbols` books exist.
     pub unknown_symbol: u64,
+    /// ITCH books (only for [`WorkKind::ItchBook`]): this worker's symbols,
+    /// and its counters (`ItchBooks::stats`).
+    pub itch: ItchBooks,
+    /// Data records of a kind the work cannot use: a synthetic quote or
+    /// trade under `itch-book`, an ITCH record under `book`. Counted and
+    /// skipped: a publisher started with the wrong `--source` must show in
+    /// the report, not crash the worker or corrupt a book.
+    pub wrong_kind: u64,
 }
 
 /// Within a frame, `done` is published every this many records (a relaxed
@@ -218,16 +233,26 @@ impl WorkerCore {
                             .books
                             .book_within(rec.symbol(), setup.max_symbols)
                             .map(|b| b.trade(&t)),
-                        // No quote or trade in these (an ITCH record is
-                        // for `--work itch-book`).
-                        Payload::Heartbeat | Payload::EndOfStream { .. } | Payload::Itch(_) => {
+                        Payload::Itch(_) => {
+                            self.res.wrong_kind += 1;
                             Some(())
                         }
+                        Payload::Heartbeat | Payload::EndOfStream { .. } => Some(()),
                     };
                     if booked.is_none() {
                         self.res.unknown_symbol += 1;
                     }
                 }
+                // The record's body is the exchange's message as the day
+                // file had it: applied in place from the receive buffer,
+                // nothing copied or decoded beyond what the book reads.
+                WorkKind::ItchBook => match rec.itch() {
+                    Some(msg) => {
+                        self.res.itch.apply(msg);
+                    }
+                    None if rec.kind().is_data() => self.res.wrong_kind += 1,
+                    None => {}
+                },
                 WorkKind::Checksum => self.checksum.add(rec.digest()),
                 WorkKind::None => {}
             }
@@ -344,6 +369,7 @@ pub fn run_worker(
 mod tests {
     use super::*;
     use shardcast_agent::hist::StageCollector;
+    use shardcast_proto::itch;
     use shardcast_proto::wire::{encode, encode_batch_header, Quote, RecordMeta, Symbol};
 
     fn setup(index: usize, keyed: Option<usize>, work: WorkKind) -> WorkerSetup {
@@ -522,6 +548,134 @@ mod tests {
         let mut clock = || times.next().unwrap();
         core.frame(0, &frame, &mut clock, &croak, &AgentCounters::default());
         assert_eq!(croak.event().map(|e| e.seq), Some(3));
+    }
+
+    /// An ITCH record: `msg` (one ITCH message, as a day file holds it)
+    /// as the body, the stock trimmed as the symbol.
+    fn itch_record(symbol: &str, seq: u64, msg: &[u8]) -> Vec<u8> {
+        let meta = RecordMeta {
+            symbol: Symbol::new(symbol).unwrap(),
+            publisher_id: 1,
+            stream_id: 0,
+            session: 1,
+            seq,
+            send_ts_ns: 1,
+            intended_ts_ns: 1,
+        };
+        let mut buf = vec![0u8; 256];
+        let n = encode(&mut buf, &meta, &Payload::Itch(msg), 0).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    fn itch_msg(locate: u16, body: itch::Body) -> Vec<u8> {
+        let mut b = [0u8; itch::MAX_LEN];
+        let n = itch::Message::new(
+            itch::Header {
+                locate,
+                tracking: 0,
+                timestamp: 1,
+            },
+            body,
+        )
+        .write(&mut b);
+        b[..n].to_vec()
+    }
+
+    fn itch_add(locate: u16, stock: &str, order_ref: u64, price: u32) -> Vec<u8> {
+        itch_msg(
+            locate,
+            itch::Body::AddOrder {
+                order_ref,
+                side: itch::Side::Buy,
+                shares: 100,
+                stock: itch::pad_stock(stock),
+                price,
+                attribution: None,
+            },
+        )
+    }
+
+    /// Each keyed worker books exactly the ITCH records of the symbols it
+    /// owns, executions (which name only the order) included.
+    #[test]
+    fn itch_book_workers_book_their_own_symbols_only() {
+        let syms = ["AAPL", "MSFT", "QQQ", "SPY", "TSLA", "ZVZZT"];
+        let mut recs = Vec::new();
+        for (i, s) in syms.iter().enumerate() {
+            let locate = i as u16 + 1;
+            let r = i as u64 + 1;
+            let add = itch_add(locate, s, r, 10_000 * u32::from(locate));
+            let exec = itch_msg(
+                locate,
+                itch::Body::Executed {
+                    order_ref: r,
+                    shares: 40,
+                    match_number: r,
+                },
+            );
+            for m in [add, exec] {
+                let seq = recs.len() as u64 + 1;
+                recs.push(itch_record(s, seq, &m));
+            }
+        }
+        let frame = batch(&recs);
+        let mut seen = std::collections::BTreeMap::new();
+        for w in 0..2 {
+            let (mut core, _c) = core(setup(w, Some(2), WorkKind::ItchBook));
+            core.frame(
+                5,
+                &frame,
+                &mut || 20,
+                &Croak::default(),
+                &AgentCounters::default(),
+            );
+            let r = core.finish(None);
+            let summary = r.itch.summary();
+            let mine: Vec<_> = syms
+                .iter()
+                .filter(|s| worker_for(&Symbol::new(s).unwrap(), 2) == w)
+                .collect();
+            assert_eq!(summary.len(), mine.len(), "worker {w}: {summary:?}");
+            assert_eq!(r.itch.stats().messages, 2 * mine.len() as u64);
+            assert_eq!(r.itch.stats().unknown_order, 0);
+            assert_eq!(r.wrong_kind, 0);
+            for (name, b) in summary {
+                assert_eq!((b.bid_sz, b.trades, b.volume), (Some(60), 1, 40));
+                assert!(seen.insert(name, w).is_none(), "one symbol, one worker");
+            }
+        }
+        assert_eq!(seen.len(), syms.len());
+    }
+
+    /// The wrong feed for the work is counted and skipped, never a panic:
+    /// a quote under `itch-book`, an ITCH record under `book`.
+    #[test]
+    fn a_record_the_work_cannot_use_is_counted_as_wrong_kind() {
+        let add = itch_record("AAPL", 2, &itch_add(1, "AAPL", 1, 100));
+        let frame = batch(&[quote("AAA", 1, 1), add]);
+        for work in [WorkKind::ItchBook, WorkKind::Book] {
+            let (mut core, _c) = core(setup(0, None, work));
+            core.frame(
+                1,
+                &frame,
+                &mut || 2,
+                &Croak::default(),
+                &AgentCounters::default(),
+            );
+            let r = core.finish(None);
+            assert_eq!((r.processed, r.wrong_kind), (2, 1), "{work:?}");
+            match work {
+                WorkKind::ItchBook => {
+                    assert_eq!(r.itch.stats().messages, 1);
+                    assert!(r.books.is_empty());
+                }
+                _ => {
+                    assert_eq!(r.itch.stats().messages, 0);
+                    assert_eq!(r.books.len(), 1);
+                }
+            }
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod flags;
 mod forged;
 mod hostile;
 mod hosts;
+mod itch_books;
 mod latency;
 mod multicast;
 mod outputs;

@@ -1,0 +1,224 @@
+//! Real data (issue 12, acceptance 1): a generated NASDAQ TotalView-ITCH 5.0
+//! day file, played by `shardcast-pub --source itch:FILE --speed max` over two
+//! streams through the Black Box into `--work itch-book`, ends in the books a
+//! reference computes from the generator's own order state (its live orders
+//! and the prints it wrote), never from `ItchBooks`.
+
+use crate::support::*;
+use shardcast_itchgen::{Config, Generator};
+use shardcast_proto::itch::{self, Side};
+use shardcast_workers::ItchBookSummary;
+use std::collections::BTreeMap;
+
+/// What every symbol's book must be, from the generator alone: price levels
+/// aggregated here from its live orders, statistics as it counted them.
+fn reference(g: &Generator) -> BTreeMap<String, ItchBookSummary> {
+    // (locate, bid?) -> price -> (shares, orders)
+    let mut levels: BTreeMap<(u16, bool), BTreeMap<u32, (u64, u64)>> = BTreeMap::new();
+    for (_, o) in g.orders() {
+        let l = levels
+            .entry((o.locate, o.side == Side::Buy))
+            .or_default()
+            .entry(o.price)
+            .or_default();
+        l.0 += u64::from(o.shares);
+        l.1 += 1;
+    }
+    let empty = BTreeMap::new();
+    g.symbols()
+        .iter()
+        .map(|s| {
+            let bids = levels.get(&(s.locate, true)).unwrap_or(&empty);
+            let asks = levels.get(&(s.locate, false)).unwrap_or(&empty);
+            let best_bid = bids.iter().next_back();
+            let best_ask = asks.iter().next();
+            let orders: u64 = bids.values().chain(asks.values()).map(|l| l.1).sum();
+            assert_eq!(orders, s.live_orders().len() as u64);
+            let summary = ItchBookSummary {
+                bid_px: best_bid.map(|(&p, _)| p),
+                bid_sz: best_bid.map(|(_, l)| l.0),
+                ask_px: best_ask.map(|(&p, _)| p),
+                ask_sz: best_ask.map(|(_, l)| l.0),
+                orders,
+                bid_levels: bids.len(),
+                ask_levels: asks.len(),
+                trades: s.trades,
+                volume: s.volume,
+                last_px: s.last_px,
+                broken_trades: s.broken_trades,
+                trading_state: Some(char::from(s.trading_state)),
+                halted: s.trading_state != b'T',
+            };
+            (s.name.clone(), summary)
+        })
+        .collect()
+}
+
+/// Acceptance 1: at least 1 M messages, 100+ symbols, every type, one of an
+/// unknown type, a truncated tail; `--speed max` over 2 streams into 2
+/// workers: nothing lost, every stream complete, the publisher's counts by
+/// type equal the generator's, the unknown type and the truncated tail
+/// counted, and `--books-out` equal to the reference for every symbol.
+#[test]
+fn a_generated_day_plays_through_the_black_box_into_the_generators_books() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        messages: 1_000_000,
+        symbols: 150,
+        seed: 12,
+        unknown_type: true,
+        truncate_tail: true,
+        ..Config::default()
+    };
+    let mut g = Generator::new(&cfg);
+    let mut day = Vec::new();
+    while g.step(&mut day) {}
+    let file = dir.path().join("day.itch50");
+    std::fs::write(&file, &day).unwrap();
+    drop(day);
+    let st = g.stats();
+    assert_eq!(
+        (st.messages, st.unknown, st.truncated),
+        (cfg.messages, 1, 1)
+    );
+    for t in itch::TYPES {
+        assert!(
+            st.by_type[usize::from(t)] > 0,
+            "the day has no {:?}",
+            char::from(t)
+        );
+    }
+    let want = reference(&g);
+    assert_eq!(want.len(), 150);
+
+    let books = dir.path().join("books.json");
+    let source = format!("itch:{}", path_str(&file));
+    let run = run_pipeline(
+        2,
+        &[
+            "--source",
+            &source,
+            "--speed",
+            "max",
+            "--wait-subscribers",
+            "1",
+        ],
+        &[
+            "--work",
+            "itch-book",
+            "--workers",
+            "2",
+            // A shared 2-core machine running a debug build flat out: lag
+            // is not what this test is about (zero loss and exact books
+            // are), so the snail gets room.
+            "--max-lag-ms",
+            "30000",
+            "--books-out",
+            &path_str(&books),
+        ],
+    );
+    let (p, s) = (run.publ, run.sub);
+
+    // The publisher read the whole file: every complete message counted by
+    // its type letter, the unknown one and the truncated tail named.
+    let src = &p["source"];
+    let by_type: BTreeMap<String, u64> = serde_json::from_value(src["by_type"].clone())
+        .unwrap_or_else(|e| panic!("source.by_type: {e} in {src}"));
+    let gen_by_type: BTreeMap<String, u64> = st
+        .by_type
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n > 0)
+        .map(|(t, &n)| (char::from(t as u8).to_string(), n))
+        .collect();
+    assert_eq!(by_type, gen_by_type, "publisher source.by_type");
+    assert_eq!(u(src, "unknown_types"), 1, "the unknown type: {src}");
+    assert_eq!(u(src, "malformed"), 1, "the truncated tail: {src}");
+
+    // Everything arrived, once, and was applied.
+    assert_eq!(u(&s, "lost"), 0);
+    assert_eq!(u(&s, "duplicates"), 0);
+    assert_eq!(u(&s, "malformed"), 0);
+    assert_eq!(u(&s, "missed_before_join"), 0);
+    assert_eq!(s["streams_complete"], true, "{}", run.sub_stderr);
+    assert_eq!(s["streams"].as_array().unwrap().len(), 2);
+    assert_eq!(u(&s, "received"), u(&p, "sent"));
+    assert_eq!(u(&s, "processed"), u(&s, "received"));
+    assert_eq!(u(&s["suspect_reasons"], "wrong_kind"), 0);
+    let it = &s["itch"];
+    assert_eq!(u(it, "messages"), u(&s, "processed"), "{it}");
+    for k in [
+        "unknown_order",
+        "duplicate_order",
+        "overfill",
+        "malformed",
+        "bad_side",
+    ] {
+        assert_eq!(u(it, k), 0, "itch.{k} in {it}");
+    }
+    assert_eq!(u(it, "symbols"), 150);
+    assert_eq!(u(it, "live_orders"), g.orders().count() as u64);
+    assert!(
+        run.sub_stdout.contains("itch books:"),
+        "summary line: {}",
+        run.sub_stdout
+    );
+
+    // The books, symbol by symbol, then whole.
+    let got = read_json(&books);
+    let want = serde_json::to_value(&want).unwrap();
+    let (got_m, want_m) = (got.as_object().unwrap(), want.as_object().unwrap());
+    for (name, w) in want_m {
+        assert_eq!(got_m.get(name), Some(w), "symbol {name}");
+    }
+    assert_eq!(got_m.len(), want_m.len(), "no book beyond the directory's");
+}
+
+/// The wrong feed for the work is counted, never a panic: ITCH records
+/// under `--work book` are `wrong_kind` and book nothing.
+#[test]
+fn itch_records_under_the_synthetic_book_are_counted_as_wrong_kind() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        messages: 20_000,
+        symbols: 100,
+        seed: 3,
+        ..Config::default()
+    };
+    let mut g = Generator::new(&cfg);
+    let mut day = Vec::new();
+    while g.step(&mut day) {}
+    let file = dir.path().join("day.itch50");
+    std::fs::write(&file, &day).unwrap();
+    let books = dir.path().join("books.json");
+    let source = format!("itch:{}", path_str(&file));
+    let run = run_pipeline(
+        1,
+        &[
+            "--source",
+            &source,
+            "--speed",
+            "max",
+            "--wait-subscribers",
+            "1",
+        ],
+        &[
+            "--work",
+            "book",
+            "--max-lag-ms",
+            "30000",
+            "--books-out",
+            &path_str(&books),
+        ],
+    );
+    let s = run.sub;
+    assert_eq!(u(&s, "lost"), 0);
+    assert_eq!(s["streams_complete"], true);
+    let processed = u(&s, "processed");
+    assert!(processed > 0);
+    assert_eq!(u(&s["suspect_reasons"], "wrong_kind"), processed);
+    assert!(s["itch"].is_null());
+    assert_eq!(read_json(&books), serde_json::json!({}));
+}
