@@ -14,6 +14,7 @@
 
 pub mod feed;
 pub mod itch;
+pub mod mold;
 pub mod seq;
 pub mod shard;
 pub mod snail;
