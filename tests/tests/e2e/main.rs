@@ -10,6 +10,7 @@ mod forged;
 mod hostile;
 mod hosts;
 mod itch_books;
+mod itch_pub;
 mod latency;
 mod multicast;
 mod outputs;
