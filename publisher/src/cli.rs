@@ -45,7 +45,14 @@ pub struct Flags {
     /// messages; --duration still bounds the run. --rate, --burst,
     /// --symbols, --seed and --size belong to the synthetic feed: given
     /// with an ITCH source they are an error.
-    #[arg(long, default_value = "synthetic", value_name = "synthetic|itch:PATH",
+    ///
+    /// `moldudp64:udp://[IFACE_ADDR;]GROUP_OR_ADDR:PORT` takes a live
+    /// MoldUDP64 feed of ITCH 5.0 (a multicast group joined on the
+    /// interface with that address, or a unicast address bound), routed
+    /// the same way and sent as it arrives, in the exchange's order: gaps
+    /// are asked for at --rerequest, and the end of the session ends the
+    /// streams.
+    #[arg(long, default_value = "synthetic", value_name = "synthetic|itch:PATH|moldudp64:udp://...",
           value_parser = source_arg, env = "SHARDCAST_PUB_SOURCE")]
     pub source: SourceSpec,
 
@@ -63,6 +70,35 @@ pub struct Flags {
     #[arg(long, default_value = "1", value_name = "1|N|max", value_parser = speed_arg,
           env = "SHARDCAST_PUB_SPEED")]
     pub speed: Speed,
+
+    /// The MoldUDP64 re-request server of a --source moldudp64: feed
+    /// (HOST:PORT): a gap is asked for there in request packets and filled
+    /// from its answers before later messages go on. Without it a gap
+    /// waits one --rerequest-timeout-ms for late packets, then is counted
+    /// unrecovered (report: source.unrecovered) and skipped.
+    #[arg(long, value_name = "HOST:PORT", env = "SHARDCAST_PUB_REREQUEST")]
+    pub rerequest: Option<String>,
+
+    /// How long a re-request waits for its answer before it is sent again, ms.
+    #[arg(long, default_value_t = 200, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..=60_000),
+          env = "SHARDCAST_PUB_REREQUEST_TIMEOUT_MS")]
+    pub rerequest_timeout_ms: u64,
+
+    /// Re-requests sent for one missing range before it is given up
+    /// (counted unrecovered, logged); after a range the server answered
+    /// nothing for, one per range until it answers again.
+    #[arg(long, default_value_t = 5, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1000),
+          env = "SHARDCAST_PUB_REREQUEST_TRIES")]
+    pub rerequest_tries: u32,
+
+    /// Most messages one re-request asks for (a server answers with one
+    /// packet's worth; the rest is asked for next).
+    #[arg(long, default_value_t = 256, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=65_534),
+          env = "SHARDCAST_PUB_REREQUEST_MAX")]
+    pub rerequest_max: u16,
 
     /// Instruments in the feed.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=456_976),

@@ -1,13 +1,16 @@
 //! Flags resolved into a checked configuration.
 
 use crate::cli::Flags;
+use crate::mold::MoldConfig;
 use crate::schedule::Speed;
 use serde::Serialize;
 use shardcast_agent::cpu;
 use shardcast_agent::curve::{self, Allowlist, KeyPair};
 use shardcast_agent::exit::UsageError;
 pub use shardcast_agent::zmqx::is_multicast;
+use shardcast_proto::mold::UdpEndpoint;
 use shardcast_proto::wire::{BATCH_HEADER_LEN, ITCH_RECORD_MAX, MAX_BATCH, MAX_FRAME_LEN};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -75,12 +78,25 @@ pub enum SourceSpec {
         /// Read through gzip (PATH ends in `.gz`).
         gzip: bool,
     },
+    /// A live MoldUDP64 feed of ITCH 5.0
+    /// (`moldudp64:udp://[IFACE_ADDR;]GROUP_OR_ADDR:PORT`), its gaps asked
+    /// for at `--rerequest`.
+    #[serde(rename = "moldudp64")]
+    MoldUdp64 {
+        /// Where the feed is received.
+        #[serde(serialize_with = "crate::mold::display")]
+        endpoint: UdpEndpoint,
+    },
 }
 
-/// Parse `--source`: `synthetic` or `itch:PATH`.
+/// Parse `--source`: `synthetic`, `itch:PATH` or
+/// `moldudp64:udp://[IFACE_ADDR;]GROUP_OR_ADDR:PORT`.
 pub fn source_arg(s: &str) -> Result<SourceSpec, String> {
     if s == "synthetic" {
         return Ok(SourceSpec::Synthetic);
+    }
+    if let Some(ep) = s.strip_prefix("moldudp64:") {
+        return UdpEndpoint::parse(ep).map(|endpoint| SourceSpec::MoldUdp64 { endpoint });
     }
     match s.strip_prefix("itch:") {
         Some(path) if !path.is_empty() => Ok(SourceSpec::Itch {
@@ -88,7 +104,8 @@ pub fn source_arg(s: &str) -> Result<SourceSpec, String> {
             gzip: path.ends_with(".gz"),
         }),
         _ => Err(
-            "`synthetic` or `itch:PATH` (a TotalView-ITCH 5.0 file, gzipped if PATH ends in .gz)"
+            "`synthetic`, `itch:PATH` (a TotalView-ITCH 5.0 file, gzipped if PATH ends in .gz) or \
+             `moldudp64:udp://[IFACE_ADDR;]GROUP_OR_ADDR:PORT` (a live MoldUDP64 feed)"
                 .into(),
         ),
     }
@@ -102,6 +119,15 @@ const SYNTHETIC_ONLY: [(&str, &str); 5] = [
     ("symbols", "--symbols"),
     ("seed", "--seed"),
     ("size", "--size"),
+];
+
+/// Flags of a live MoldUDP64 feed, by clap id and as written: given with
+/// another source they are an error.
+const MOLD_ONLY: [(&str, &str); 4] = [
+    ("rerequest", "--rerequest"),
+    ("rerequest_timeout_ms", "--rerequest-timeout-ms"),
+    ("rerequest_tries", "--rerequest-tries"),
+    ("rerequest_max", "--rerequest-max"),
 ];
 
 /// One stream.
@@ -124,8 +150,11 @@ pub struct Config {
     pub streams: Vec<StreamPlan>,
     /// Where the messages come from.
     pub source: SourceSpec,
-    /// `--speed` of an ITCH source (`None` for the synthetic feed).
+    /// `--speed` of an ITCH source (`None` for the synthetic feed; `max`
+    /// for a live feed, sent as it arrives).
     pub speed: Option<Speed>,
+    /// The MoldUDP64 receiver of a `moldudp64:` source.
+    pub mold: Option<MoldConfig>,
     /// Publisher id.
     pub publisher_id: u32,
     /// Session id (None: derived from the clock at start).
@@ -197,6 +226,35 @@ pub struct CurveServer {
     pub allow: Allowlist,
 }
 
+/// The receiver's settings from `--rerequest*`.
+fn mold_config(f: &Flags, endpoint: UdpEndpoint) -> Result<MoldConfig, UsageError> {
+    if f.given("speed") {
+        return Err(UsageError::new(
+            "--speed",
+            "a live feed (--source moldudp64:) is sent as it arrives; --speed plays a recorded file",
+        ));
+    }
+    let rerequest = match &f.rerequest {
+        None => None,
+        Some(s) => Some(
+            s.to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.find(SocketAddr::is_ipv4))
+                .ok_or_else(|| {
+                    UsageError::new(
+                        "--rerequest",
+                        format!("'{s}' is not HOST:PORT with an IPv4 address"),
+                    )
+                })?,
+        ),
+    };
+    let mut m = MoldConfig::new(endpoint, rerequest);
+    m.request_timeout = Duration::from_millis(f.rerequest_timeout_ms);
+    m.request_tries = f.rerequest_tries;
+    m.request_max = f.rerequest_max;
+    Ok(m)
+}
+
 impl Config {
     /// Resolve flags, or name the flag at fault.
     pub fn resolve(f: &Flags) -> Result<Config, UsageError> {
@@ -216,10 +274,29 @@ impl Config {
                 "plays an ITCH source (--source itch:PATH); the synthetic feed is paced by --rate",
             ));
         }
-        let speed = itch.then_some(f.speed);
+        let mold = match &f.source {
+            SourceSpec::MoldUdp64 { endpoint } => Some(mold_config(f, *endpoint)?),
+            _ => {
+                if let Some(&(_, flag)) = MOLD_ONLY.iter().find(|(id, _)| f.given(id)) {
+                    return Err(UsageError::new(
+                        flag,
+                        "belongs to a live MoldUDP64 feed (--source moldudp64:udp://...); drop it",
+                    ));
+                }
+                None
+            }
+        };
+        // A live feed has its own timing: it is sent as it arrives, with
+        // no schedule (`max`), and like any live feed drops for a slow
+        // subscriber unless --when-full block is given.
+        let speed = if mold.is_some() {
+            Some(Speed::Max)
+        } else {
+            itch.then_some(f.speed)
+        };
         // A replay at full speed waits for the slowest subscriber instead
         // of dropping: `max` means "as fast as they take it", all of it.
-        let when_full = if speed == Some(Speed::Max) && !f.given("when_full") {
+        let when_full = if speed == Some(Speed::Max) && mold.is_none() && !f.given("when_full") {
             WhenFull::Block
         } else {
             f.when_full
@@ -303,6 +380,7 @@ impl Config {
                 .collect(),
             source: f.source.clone(),
             speed,
+            mold,
             publisher_id: f.publisher_id,
             session: f.session,
             symbols: f.symbols,
@@ -463,6 +541,70 @@ mod tests {
         assert_eq!(c.when_full, WhenFull::Drop, "an explicit flag wins");
         // auto batches of the longest ITCH record.
         assert_eq!((c.batch, c.batch_auto), (AUTO_BATCH, true));
+    }
+
+    #[test]
+    fn a_moldudp64_source_takes_the_rerequest_flags_and_no_speed() {
+        let c = itch_cfg(&[
+            "--source",
+            "moldudp64:udp://10.0.0.2;233.54.12.111:26477",
+            "--rerequest",
+            "127.0.0.1:9",
+            "--rerequest-tries",
+            "3",
+        ])
+        .unwrap();
+        // Sent as it arrives, and dropping for a slow subscriber unless
+        // told to block, like any live feed.
+        assert_eq!((c.speed, c.when_full), (Some(Speed::Max), WhenFull::Drop));
+        let m = c.mold.clone().unwrap();
+        assert_eq!(m.endpoint.to_string(), "udp://10.0.0.2;233.54.12.111:26477");
+        assert_eq!(m.rerequest, Some("127.0.0.1:9".parse().unwrap()));
+        assert_eq!((m.request_tries, m.request_max), (3, 256));
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["source"]["kind"], "moldudp64");
+        assert_eq!(
+            json["source"]["endpoint"],
+            "udp://10.0.0.2;233.54.12.111:26477"
+        );
+        assert!(itch_cfg(&["--source", "moldudp64:udp://127.0.0.1:0"])
+            .unwrap()
+            .mold
+            .is_some_and(|m| m.rerequest.is_none()));
+        for (args, flag) in [
+            (
+                vec!["--source", "moldudp64:udp://127.0.0.1:0", "--speed", "max"],
+                "--speed",
+            ),
+            (
+                vec!["--source", "moldudp64:udp://127.0.0.1:0", "--rate", "5"],
+                "--rate",
+            ),
+            (
+                vec![
+                    "--source",
+                    "moldudp64:udp://127.0.0.1:0",
+                    "--rerequest",
+                    "nowhere",
+                ],
+                "--rerequest",
+            ),
+            (
+                vec!["--source", "itch:d.itch", "--rerequest", "127.0.0.1:9"],
+                "--rerequest",
+            ),
+            (vec!["--rerequest-tries", "2"], "--rerequest-tries"),
+        ] {
+            let err = itch_cfg(&args).unwrap_err();
+            assert_eq!(err.flag, flag, "{args:?}");
+        }
+        for bad in [
+            "moldudp64:",
+            "moldudp64:127.0.0.1:5",
+            "moldudp64:udp://eth0;239.1.1.1:5",
+        ] {
+            assert!(source_arg(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

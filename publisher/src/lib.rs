@@ -21,6 +21,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod mold;
 pub mod peers;
 mod reader;
 mod report;
@@ -138,6 +139,28 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, RunError> {
             })?;
             run_with(cfg, signal, Origin::Source(src))
         }
+        // Bound (and joined) before the streams: datagrams that come while
+        // subscribers are awaited wait in the socket's buffer.
+        SourceSpec::MoldUdp64 { endpoint } => {
+            let mc = cfg
+                .mold
+                .clone()
+                .unwrap_or_else(|| mold::MoldConfig::new(*endpoint, None));
+            let src = mold::Receiver::open(mc).map_err(|error| RunError::SourceOpen {
+                spec: format!("moldudp64:{endpoint}"),
+                error,
+            })?;
+            // Tests wait for this line (the OS's port for port 0).
+            eprintln!(
+                "shardcast-pub: source moldudp64: receiving on {} ({}); re-requests {}",
+                src.stats().local_addr,
+                endpoint,
+                src.config()
+                    .rerequest
+                    .map_or("off (no --rerequest)".to_string(), |a| format!("to {a}")),
+            );
+            run_with(cfg, signal, Origin::Source(src))
+        }
     }
 }
 
@@ -214,6 +237,7 @@ fn run_with<S: Source + 'static>(
             spec: match &cfg.source {
                 SourceSpec::Itch { path, .. } => format!("itch:{}", path.display()),
                 SourceSpec::Synthetic => "synthetic".into(),
+                SourceSpec::MoldUdp64 { endpoint } => format!("moldudp64:{endpoint}"),
             },
             error,
             report: Box::new(report),

@@ -12,6 +12,7 @@ mod hosts;
 mod itch_books;
 mod itch_pub;
 mod latency;
+mod mold;
 mod multicast;
 mod outputs;
 mod pipeline;
