@@ -9,11 +9,12 @@
 //!   `by_type` equal to the generator's, the unknown type and the tail
 //!   counted, and the subscriber's checksum of what its workers processed
 //!   equal to what the publisher sent.
-//! * `ten_times_faster_takes_a_tenth_of_the_files_span`: acceptance 2, the
-//!   one timed assertion here: 5 s of file at `--speed 10` take 0.5 s,
-//!   within 0.5%. It measures the publisher's own report (its first due
-//!   time to its last send), so what it can fail on is the schedule or a
-//!   late last send, which is what it is about.
+//! * `ten_times_faster_takes_a_tenth_of_the_files_span`,
+//!   `real_time_takes_the_files_span`: acceptance 2, the timed assertions
+//!   here: 5 s of file at `--speed 10` take 0.5 s, 1 s at `--speed 1` takes
+//!   1 s, within 0.5%. They measure the publisher's own report (its first
+//!   due time to its last send), so what they can fail on is the schedule
+//!   or a late last send, which is what they are about.
 
 use crate::support::*;
 use std::path::{Path, PathBuf};
@@ -144,15 +145,26 @@ fn a_generated_day_at_max_speed_arrives_whole_and_counted_by_type() {
     );
 }
 
-#[test]
-fn ten_times_faster_takes_a_tenth_of_the_files_span() {
-    let _g = serial();
+/// Play a generated day of `span_s` seconds (gzipped, 1 stream) at
+/// `--speed speed` and check that it took span / speed, within 0.5%:
+/// the publisher's report measures from the shared start t0 (the first
+/// message's due time) to the last send, which is never before its due
+/// time t0 + span / speed, so what this can fail on is the schedule or a
+/// late last send.
+fn play_timed(speed: &str, span_s: &str, messages: &str) {
     let dir = tempfile::tempdir().unwrap();
     // A gzipped day: the .gz path is read through gzip.
     let (day, gen) = generate(
         dir.path(),
         "short.itch.gz",
-        &["--messages", "20000", "--symbols", "20", "--span-secs", "5"],
+        &[
+            "--messages",
+            messages,
+            "--symbols",
+            "20",
+            "--span-secs",
+            span_s,
+        ],
     );
     let source = format!("itch:{day}");
     let o = run_pipeline(
@@ -161,7 +173,7 @@ fn ten_times_faster_takes_a_tenth_of_the_files_span() {
             "--source",
             &source,
             "--speed",
-            "10",
+            speed,
             "--wait-subscribers",
             "1",
         ],
@@ -173,29 +185,41 @@ fn ten_times_faster_takes_a_tenth_of_the_files_span() {
     assert_eq!(src["gzip"], true);
     assert_eq!(u(s, "lost"), 0, "{}", o.sub_stderr);
     assert_eq!(s["streams_complete"], true, "{}", o.sub_stderr);
-    assert_eq!(p["speed"], 10.0);
+    let factor: f64 = speed.parse().unwrap();
+    assert_eq!(p["speed"], factor);
     assert_eq!(p["when_full"], "drop");
 
-    // The file's first to last message: 5 s of timestamps.
-    let span_s = (u(&gen, "last_ts") - u(&gen, "first_ts")) as f64 / 1e9;
-    assert!((span_s - 5.0).abs() < 1e-6, "span {span_s}");
-    let want = span_s / 10.0;
+    // The file's first to last message.
+    let span = (u(&gen, "last_ts") - u(&gen, "first_ts")) as f64 / 1e9;
+    let want_span: f64 = span_s.parse().unwrap();
+    assert!((span - want_span).abs() < 1e-6, "span {span}");
+    let want = span / factor;
     let elapsed = p["elapsed_s"].as_f64().unwrap();
     let behind = &p["behind_schedule_ns"];
     eprintln!(
-        "--speed 10: span {span_s:.6} s -> {elapsed:.6} s (want {want:.6} s, {:+.3}%); behind schedule p50 {} ns, p99 {} ns, max {} ns",
+        "--speed {speed}: span {span:.6} s -> {elapsed:.6} s (want {want:.6} s, {:+.3}%); behind schedule p50 {} ns, p99 {} ns, max {} ns",
         (elapsed / want - 1.0) * 100.0,
         behind["p50"],
         behind["p99"],
         behind["max"],
     );
-    // Elapsed runs from the shared start t0 (the first message's due time)
-    // to the last send, which is never before its due time t0 + span / 10.
     assert!(elapsed >= want - 1e-6, "sent early: {elapsed} s");
     assert!(
         elapsed <= want * 1.005,
-        "elapsed {elapsed:.6} s is more than 0.5% over span/10 = {want:.6} s"
+        "elapsed {elapsed:.6} s is more than 0.5% over span/{speed} = {want:.6} s"
     );
+}
+
+#[test]
+fn ten_times_faster_takes_a_tenth_of_the_files_span() {
+    let _g = serial();
+    play_timed("10", "5", "20000");
+}
+
+#[test]
+fn real_time_takes_the_files_span() {
+    let _g = serial();
+    play_timed("1", "1", "5000");
 }
 
 #[test]
