@@ -543,6 +543,20 @@ impl Receiver {
     /// Wait (until [`POLL`] or the repair deadline) for a datagram and take
     /// it in; `false` on a timeout.
     fn receive(&mut self, now: Instant) -> io::Result<bool> {
+        // A busy feed has a datagram waiting already: take it without a
+        // poll (one system call a packet, not two). Not while a request is
+        // out, so that its answer goes ahead of the feed.
+        if self.pending.is_none() {
+            match self.feed.recv(&mut self.live) {
+                Ok(n) => {
+                    self.accept(n, false);
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(true),
+                Err(e) => return Err(e),
+            }
+        }
         let mut wait = POLL;
         let deadline = self.pending.map(|p| p.deadline).or(self.grace.map(|g| g.1));
         if let Some(d) = deadline {
