@@ -135,6 +135,7 @@ fn a_generated_day_plays_through_the_black_box_into_the_generators_books() {
     assert_eq!(by_type, gen_by_type, "publisher source.by_type");
     assert_eq!(u(src, "unknown_types"), 1, "the unknown type: {src}");
     assert_eq!(u(src, "malformed"), 1, "the truncated tail: {src}");
+    assert_eq!(u(src, "truncated"), 1, "the truncated tail: {src}");
 
     // Everything arrived, once, and was applied.
     assert_eq!(u(&s, "lost"), 0);
@@ -144,6 +145,14 @@ fn a_generated_day_plays_through_the_black_box_into_the_generators_books() {
     assert_eq!(s["streams_complete"], true, "{}", run.sub_stderr);
     assert_eq!(s["streams"].as_array().unwrap().len(), 2);
     assert_eq!(u(&s, "received"), u(&p, "sent"));
+    // Every complete message of a known type, once; the market-wide ones
+    // (system events) once per stream: the unknown one is skipped.
+    assert_eq!(
+        u(&s, "received"),
+        cfg.messages - 1 + u(src, "market_wide"),
+        "{src}"
+    );
+    assert!(u(src, "market_wide") > 0);
     assert_eq!(u(&s, "processed"), u(&s, "received"));
     assert_eq!(u(&s["suspect_reasons"], "wrong_kind"), 0);
     let it = &s["itch"];
