@@ -70,6 +70,9 @@ pub struct Sizing {
     pub kernel_bytes: u64,
     /// Of the ceiling, the books (--max-symbols per worker), bytes.
     pub books_bytes: u64,
+    /// `--work itch-book`: the books hold every order live at once, which
+    /// the feed decides, not a flag, so they are outside the ceiling.
+    pub itch_books_unbounded: bool,
     /// Settings that contradict the lag budget or bound nothing.
     pub warnings: Vec<String>,
 }
@@ -229,6 +232,7 @@ pub fn explain(cfg: &Config, rate: u64, msg_size: u64) -> Sizing {
         ceiling_bytes: sub_bounded.then_some(process),
         kernel_bytes: kmax * shards,
         books_bytes: books,
+        itch_books_unbounded: cfg.work == WorkKind::ItchBook,
         warnings,
     }
 }
@@ -269,6 +273,11 @@ impl Sizing {
                 "-",
                 mib(self.books_bytes)
             );
+        }
+        if self.itch_books_unbounded {
+            out +=
+                "itch books: every order live at once (tens of bytes each), as many as the feed \
+                    leaves resting: not bounded by a flag, not in the ceiling below\n";
         }
         out += &format!(
             "\none stream is buffered for {:.0} ms in all (lag budget {} ms)\n",
@@ -349,6 +358,17 @@ mod tests {
         assert!(none.warnings.iter().any(|w| w.contains("no limit")));
         let huge = explain(&cfg(&["--max-msg-size", "64"]), 1000, 100);
         assert!(huge.warnings.iter().any(|w| w.contains("--max-msg-size")));
+    }
+
+    /// ITCH books grow with the orders the feed leaves resting: no flag
+    /// bounds them, so the sizing says so instead of counting them in.
+    #[test]
+    fn itch_books_are_named_outside_the_ceiling() {
+        let s = explain(&cfg(&["--work", "itch-book"]), 100_000, 100);
+        assert!(s.itch_books_unbounded);
+        assert_eq!(s.books_bytes, 0);
+        assert!(s.text().contains("itch books: every order live at once"));
+        assert!(!explain(&cfg(&[]), 100_000, 100).itch_books_unbounded);
     }
 
     #[test]
