@@ -29,6 +29,7 @@ pub mod route;
 pub mod schedule;
 pub mod source;
 mod stream;
+pub mod tenths;
 mod wiring;
 
 pub use report::{EndReason, ItchSourceReport, Report, Security, SourceReport, StreamReport};

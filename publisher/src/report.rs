@@ -6,6 +6,7 @@ use crate::config::{Config, WhenFull};
 use crate::reader::SourceOutcome;
 use crate::schedule::Speed;
 use crate::stream::StreamResult;
+use crate::tenths::Tenths;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 use shardcast_agent::curve::{PublicKey, ZapReport};
@@ -139,6 +140,13 @@ pub struct Report {
     pub behind_schedule_ns: LatencySummary,
     /// `behind_schedule_ns.max` in ms.
     pub max_behind_ms: f64,
+    /// An ITCH source at a numeric `--speed`: `behind_schedule_ns` of the
+    /// records due in the first tenth of the run (by due time; whole
+    /// sixteenths to thirty-seconds of it, see `publisher::tenths`), to
+    /// compare with the last tenth's; `null` otherwise.
+    pub behind_schedule_first_tenth_ns: Option<LatencySummary>,
+    /// The same for the last tenth of the run.
+    pub behind_schedule_last_tenth_ns: Option<LatencySummary>,
     /// Per stream.
     pub streams: Vec<StreamReport>,
     /// How the streams were protected, and whom the ZAP handler let in.
@@ -306,10 +314,14 @@ impl Report {
         source: SourceReport,
     ) -> Report {
         let mut behind = stats::new_histogram();
+        let mut tenths: Option<Tenths> = None;
         let mut first_due = u64::MAX;
         let mut last_send = 0;
         for r in &results {
             let _ = behind.add(&r.behind);
+            if let Some(t) = &r.tenths {
+                tenths.get_or_insert_with(Tenths::new).merge(t);
+            }
             if r.report.sent > 0 {
                 first_due = first_due.min(r.first_due_ns);
                 last_send = last_send.max(r.last_send_ns);
@@ -322,6 +334,10 @@ impl Report {
             0.0
         };
         let behind_summary = LatencySummary::of(&behind);
+        let (first_tenth, last_tenth) = match tenths.map(|t| t.first_and_last()) {
+            Some((f, l)) => (Some(LatencySummary::of(&f)), Some(LatencySummary::of(&l))),
+            None => (None, None),
+        };
         // The first stream's reason stands for the run (they share one
         // schedule; a signal reaches all of them).
         let end_reason = results.first().map_or(EndReason::Count, |r| r.end_reason);
@@ -343,6 +359,8 @@ impl Report {
             when_full: cfg.when_full,
             behind_schedule_ns: behind_summary,
             max_behind_ms: behind_summary.max as f64 / 1e6,
+            behind_schedule_first_tenth_ns: first_tenth,
+            behind_schedule_last_tenth_ns: last_tenth,
             streams: results.into_iter().map(|r| r.report).collect(),
             security: Security {
                 mechanism: if cfg.curve.is_some() {

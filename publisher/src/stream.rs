@@ -13,6 +13,7 @@ use crate::reader::{Block, StreamInput};
 use crate::report::{EndReason, StreamReport};
 use crate::route::Entries;
 use crate::schedule::{Schedule, Speed};
+use crate::tenths::Tenths;
 use crate::wiring::Bound;
 use crossbeam::channel::{RecvTimeoutError, TryRecvError};
 use hdrhistogram::Histogram;
@@ -83,6 +84,9 @@ enum Begin {
 pub(crate) struct StreamResult {
     pub(crate) report: StreamReport,
     pub(crate) behind: Histogram<u64>,
+    /// The same lags by position in the run (an ITCH source at a numeric
+    /// `--speed`; `None` otherwise).
+    pub(crate) tenths: Option<Tenths>,
     pub(crate) first_due_ns: u64,
     pub(crate) last_send_ns: u64,
     /// `(seen, wanted)` subscribers when this stream's wait timed out.
@@ -156,6 +160,7 @@ impl<'a> Stream<'a> {
                 peers: Default::default(),
             },
             behind: stats::new_histogram(),
+            tenths: None,
             first_due_ns: 0,
             last_send_ns: 0,
             waited_out: None,
@@ -349,6 +354,7 @@ impl<'a> Stream<'a> {
         let cfg = self.cfg;
         let deadline = cfg.duration.map(|d| t0.saturating_add(d.as_nanos() as u64));
         let speed = cfg.speed.and_then(Speed::factor);
+        let mut tenths = speed.map(|_| Tenths::new());
         // Holds `--batch` of the longest ITCH record, so encoding below
         // never runs out before the batch is sent.
         let mut out = BatchWriter::new(
@@ -432,7 +438,11 @@ impl<'a> Stream<'a> {
                 checksum.add(wire::digest(record));
                 rep.sent += 1;
                 if let Some(due) = due {
-                    stats::record(&mut res.behind, send.saturating_sub(due));
+                    let lag = send.saturating_sub(due);
+                    stats::record(&mut res.behind, lag);
+                    if let Some(t) = tenths.as_mut() {
+                        t.record(due - t0, lag);
+                    }
                 }
                 res.last_send_ns = send;
                 if out.count() >= self.limit && self.send_frame(&mut out, rep) {
@@ -444,6 +454,7 @@ impl<'a> Stream<'a> {
         self.send_frame(&mut out, rep);
         rep.last_seq = seq;
         rep.checksum = checksum.0;
+        res.tenths = tenths;
         // Tell the reader now, not after the end phase, that this stream
         // takes nothing more: it must not wait on this stream's full queue.
         drop(source);
