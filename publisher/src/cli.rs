@@ -65,7 +65,10 @@ pub struct Flags {
     /// that due time as its intended send time (late sends show as
     /// behind_schedule_ns and downstream latency). `max` has no schedule
     /// and implies --when-full block (nothing is lost; the replay runs at
-    /// the slowest subscriber's pace) unless --when-full is given.
+    /// the slowest subscriber's pace) unless --when-full is given. At `max`
+    /// every queue on the way fills (the subscriber's too), so records are
+    /// as old as those queues are long: give subscribers a --max-lag-ms
+    /// that covers them (e.g. 60000), or their snail croaks.
     /// Only with --source itch:.
     #[arg(long, default_value = "1", value_name = "1|N|max", value_parser = speed_arg,
           env = "SHARDCAST_PUB_SPEED")]
