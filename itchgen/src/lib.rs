@@ -16,10 +16,12 @@
 pub mod cli;
 pub mod config;
 pub mod day;
+pub mod reference;
 mod report;
 
 pub use config::Config;
 pub use day::{Generator, LiveOrder, SymbolState};
+pub use reference::reference_books;
 pub use report::Report;
 
 use flate2::write::GzEncoder;

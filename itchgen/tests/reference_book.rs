@@ -2,60 +2,15 @@
 //! every symbol, a reference computed from the generator's own order state
 //! (its live orders and the prints it wrote), never from `ItchBooks`.
 
-use shardcast_itchgen::{Config, Generator};
-use shardcast_proto::itch::{self, Check, Frame, Framer, Side};
-use shardcast_workers::itch_book::{ItchBookSummary, ItchBooks};
-use std::collections::BTreeMap;
+use shardcast_itchgen::{reference_books, Config, Generator};
+use shardcast_proto::itch::{self, Check, Frame, Framer};
+use shardcast_workers::itch_book::ItchBooks;
 
 fn day(cfg: &Config) -> (Vec<u8>, Generator) {
     let mut g = Generator::new(cfg);
     let mut buf = Vec::new();
     while g.step(&mut buf) {}
     (buf, g)
-}
-
-/// What every symbol's book must be, from the generator alone: levels
-/// aggregated here from its live orders, statistics as it counted them.
-fn reference(g: &Generator) -> BTreeMap<String, ItchBookSummary> {
-    // (locate, side) -> price -> (shares, orders)
-    let mut levels: BTreeMap<(u16, bool), BTreeMap<u32, (u64, u64)>> = BTreeMap::new();
-    for (_, o) in g.orders() {
-        let l = levels
-            .entry((o.locate, o.side == Side::Buy))
-            .or_default()
-            .entry(o.price)
-            .or_default();
-        l.0 += u64::from(o.shares);
-        l.1 += 1;
-    }
-    let empty = BTreeMap::new();
-    g.symbols()
-        .iter()
-        .map(|s| {
-            let bids = levels.get(&(s.locate, true)).unwrap_or(&empty);
-            let asks = levels.get(&(s.locate, false)).unwrap_or(&empty);
-            let best_bid = bids.iter().next_back();
-            let best_ask = asks.iter().next();
-            let orders: u64 = bids.values().chain(asks.values()).map(|l| l.1).sum();
-            assert_eq!(orders, s.live_orders().len() as u64);
-            let summary = ItchBookSummary {
-                bid_px: best_bid.map(|(&p, _)| p),
-                bid_sz: best_bid.map(|(_, l)| l.0),
-                ask_px: best_ask.map(|(&p, _)| p),
-                ask_sz: best_ask.map(|(_, l)| l.0),
-                orders,
-                bid_levels: bids.len(),
-                ask_levels: asks.len(),
-                trades: s.trades,
-                volume: s.volume,
-                last_px: s.last_px,
-                broken_trades: s.broken_trades,
-                trading_state: Some(char::from(s.trading_state)),
-                halted: s.trading_state != b'T',
-            };
-            (s.name.clone(), summary)
-        })
-        .collect()
 }
 
 #[test]
@@ -94,7 +49,7 @@ fn books_equal_the_generators_own_state_for_every_symbol() {
         (1, 0, 0, 0, 0, 0)
     );
     let got = books.summary();
-    let want = reference(&g);
+    let want = reference_books(&g);
     assert_eq!(got.len(), 150);
     for (name, w) in &want {
         assert_eq!(got.get(name), Some(w), "symbol {name}");
