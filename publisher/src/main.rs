@@ -5,10 +5,11 @@ use shardcast_agent::{exit, launch};
 use shardcast_publisher::{cli::Flags, config::Config, run};
 use std::process::ExitCode;
 
-// mimalloc serves every Rust allocation from thread-local heaps, so stream
-// threads never contend on an allocator lock. libzmq's own C++ allocations
-// (message bodies above 33 bytes) still go to the C library's malloc: this
-// binary does not override it.
+// mimalloc serves every allocation from thread-local heaps, so threads
+// never contend on an allocator lock. Its `override` feature (workspace
+// Cargo.toml) replaces the C library's malloc too, so libzmq's message
+// bodies (above 33 bytes), allocated on one thread and freed on another,
+// take the same path (issue 11: -15% publisher CPU per message).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
