@@ -714,12 +714,25 @@ impl<'a> Iterator for Records<'a> {
         if self.left == 0 {
             return None;
         }
-        // The frame was validated, so this cannot fail; stop rather than panic
-        // if it somehow does.
-        let (rec, rest) = decode_record(self.rest).ok()?;
+        // [`Frame::parse`] validated every record, so only what a `Record`
+        // holds is read again (header, length, kind): three loads instead
+        // of the full check, which every consumer of a frame would
+        // otherwise repeat per record. Still bounds-checked: a frame that
+        // somehow does not decode ends the iteration instead of panicking.
+        let (header, _) = Header::ref_from_prefix(self.rest).ok()?;
+        let kind = Kind::from_u8(header.kind)?;
+        let len = usize::from(header.len.get());
+        if len < HEADER_LEN || len > self.rest.len() {
+            return None;
+        }
+        let (bytes, rest) = self.rest.split_at(len);
         self.rest = rest;
         self.left -= 1;
-        Some(rec)
+        Some(Record {
+            header,
+            bytes,
+            kind,
+        })
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
