@@ -43,8 +43,11 @@ pub struct Flags {
     )]
     pub iface: Vec<String>,
 
-    /// Worker threads.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64),
+    /// Worker threads. 0: none; each shard does the work itself, inline,
+    /// with no inproc hop (one thread per stream besides its I/O thread:
+    /// for machines with few cores). Keyed work stays correct inline
+    /// because a publisher sends each symbol on one stream.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=64),
           env = "SHARDCAST_SUB_WORKERS")]
     pub workers: u32,
 

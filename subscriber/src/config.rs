@@ -34,8 +34,11 @@ pub struct ShardPlan {
 pub struct Config {
     /// Shards.
     pub shards: Vec<ShardPlan>,
-    /// Worker count.
+    /// Worker count (inline: one per shard, the shard itself).
     pub workers: usize,
+    /// `--workers 0`: the shards do the work themselves; no worker threads,
+    /// no inproc hop.
+    pub inline: bool,
     /// Worker CPUs, by worker index.
     pub worker_cpus: Vec<Option<usize>>,
     /// Keyed (true) or push fan-out.
@@ -271,13 +274,26 @@ impl Config {
             n,
             "shard",
         )?;
-        let workers = f.workers as usize;
-        let worker_cpus = cpu::plan_cpus(
-            "--worker-cpus",
-            f.worker_cpus.as_ref().map(|c| &c.0[..]),
-            workers,
-            "worker",
-        )?;
+        // Inline (`--workers 0`): each shard is its own worker, so the
+        // workers' counters, results and report rows are one per shard.
+        let inline = f.workers == 0;
+        if inline && f.worker_cpus.is_some() {
+            return Err(UsageError::new(
+                "--worker-cpus",
+                "--workers 0 starts no worker thread: the shards do the work (pin them with --cpus)",
+            ));
+        }
+        let workers = if inline { n } else { f.workers as usize };
+        let worker_cpus = if inline {
+            vec![None; n]
+        } else {
+            cpu::plan_cpus(
+                "--worker-cpus",
+                f.worker_cpus.as_ref().map(|c| &c.0[..]),
+                workers,
+                "worker",
+            )?
+        };
         let multicast = f.connect.iter().any(|c| is_multicast(c));
         if multicast && !curve::pgm_available() {
             return Err(UsageError::new(
@@ -290,6 +306,7 @@ impl Config {
         Ok(Config {
             shards,
             workers,
+            inline,
             worker_cpus,
             keyed,
             work,
@@ -352,9 +369,10 @@ impl Config {
         }
     }
 
-    /// Busy threads: a shard and an I/O thread per stream, plus the workers.
+    /// Busy threads: a shard and an I/O thread per stream, plus the workers
+    /// (none inline).
     pub fn busy_threads(&self) -> usize {
-        2 * self.shards.len() + self.workers
+        2 * self.shards.len() + if self.inline { 0 } else { self.workers }
     }
 }
 
@@ -487,6 +505,32 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(e.flag, "--iface");
+    }
+
+    #[test]
+    fn no_workers_means_the_shards_work_inline() {
+        let c = resolve(&[
+            "--connect",
+            "tcp://a:1",
+            "--connect",
+            "tcp://a:2",
+            "--workers",
+            "0",
+        ])
+        .unwrap();
+        assert!(c.inline);
+        assert_eq!(c.workers, 2, "one worker row per shard");
+        assert_eq!(c.busy_threads(), 4, "2 shards + 2 I/O threads, no workers");
+        let e = resolve(&[
+            "--connect",
+            "tcp://a:1",
+            "--workers",
+            "0",
+            "--worker-cpus",
+            "0",
+        ])
+        .unwrap_err();
+        assert_eq!(e.flag, "--worker-cpus");
     }
 
     #[test]

@@ -68,7 +68,11 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
     let (n_shards, n_workers) = (cfg.shards.len(), cfg.workers);
     if let Some(w) = cpu::thread_budget_warning(
         cfg.busy_threads(),
-        &format!("{n_shards} shards + {n_shards} I/O + {n_workers} workers"),
+        &if cfg.inline {
+            format!("{n_shards} shards working inline + {n_shards} I/O")
+        } else {
+            format!("{n_shards} shards + {n_shards} I/O + {n_workers} workers")
+        },
     ) {
         eprintln!("shardcast-sub: {w}");
     }

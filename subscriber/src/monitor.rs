@@ -150,7 +150,13 @@ pub fn stop_and_drain(
     w: &mut Watched,
 ) -> Stopped {
     board.stop_shards.store(true, Ordering::Relaxed);
-    let shards = join_all(std::mem::take(&mut agents.shards));
+    let (shards, inline): (Vec<_>, Vec<_>) = join_all(std::mem::take(&mut agents.shards))
+        .into_iter()
+        .map(|r| match r {
+            Some((s, w)) => (Some(s), w),
+            None => (None, None),
+        })
+        .unzip();
     for (i, r) in shards.iter().enumerate() {
         match r {
             None => eprintln!("shardcast-sub: error: shard-{i} crashed or did not stop"),
@@ -176,7 +182,11 @@ pub fn stop_and_drain(
         }
     }
     board.stop_workers.store(true, Ordering::Relaxed);
-    let workers = join_all(std::mem::take(&mut agents.workers));
+    let workers = if cfg.inline {
+        inline
+    } else {
+        join_all(std::mem::take(&mut agents.workers))
+    };
     for (i, r) in workers.iter().enumerate() {
         match r {
             None => eprintln!("shardcast-sub: error: worker-{i} crashed or did not stop"),

@@ -12,13 +12,14 @@ use crate::links::Link;
 use crate::metrics::Metrics;
 use crate::shard::{run_shard, ShardResult, ShardSetup, ShardSockets};
 use crate::RunError;
+use shardcast_agent::clock::now_ns;
 use shardcast_agent::cpu::spawn_agent;
 use shardcast_agent::curve;
 use shardcast_agent::exit::{ioerr, zerr};
 use shardcast_agent::watch::Board;
 use shardcast_agent::zmqx::socket_with_own_io_thread;
 use shardcast_proto::wire::CONTROL_TOPIC;
-use shardcast_workers::{run_worker, WorkerResult, WorkerSetup};
+use shardcast_workers::{run_worker, WorkerCore, WorkerResult, WorkerSetup};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -60,8 +61,9 @@ pub struct Wired {
 
 /// The running agents.
 pub struct Agents {
-    /// Shard threads, by index.
-    pub shards: Vec<JoinHandle<ShardResult>>,
+    /// Shard threads, by index; inline (`--workers 0`), each also hands
+    /// back its work's result.
+    pub shards: Vec<JoinHandle<(ShardResult, Option<WorkerResult>)>>,
     /// Worker threads, by index.
     pub workers: Vec<JoinHandle<WorkerResult>>,
     /// Each shard's connection monitor (owned by the monitor thread).
@@ -181,6 +183,9 @@ impl Wired {
     /// One PULL per worker; bound under keyed fan-out (shards connect to
     /// the worker that owns a symbol).
     fn worker_pulls(cfg: &Config, ctx: &zmq::Context) -> Result<Vec<zmq::Socket>, RunError> {
+        if cfg.inline {
+            return Ok(Vec::new());
+        }
         (0..cfg.workers)
             .map(|w| {
                 let pull = ctx
@@ -206,6 +211,9 @@ impl Wired {
         s: usize,
         pulls: &[zmq::Socket],
     ) -> Result<Vec<zmq::Socket>, RunError> {
+        if cfg.inline {
+            return Ok(Vec::new());
+        }
         let push = || -> Result<zmq::Socket, RunError> {
             let p = ctx.socket(zmq::PUSH).map_err(zerr("creating shard PUSH"))?;
             inproc_options(&p, cfg)?;
@@ -274,18 +282,20 @@ impl Wired {
     ) -> Result<(), RunError> {
         let limit = cfg.lag_limit();
         let keyed_workers = cfg.keyed.then_some(cfg.workers);
+        let worker_setup = |w: usize| WorkerSetup {
+            index: w,
+            // Inline, a shard's worker takes every record the shard took.
+            keyed_workers: if cfg.inline { None } else { keyed_workers },
+            work: cfg.work,
+            work_ns: cfg.work_ns,
+            limit,
+            on_slow: cfg.on_slow,
+            idle: cfg.idle,
+            stall: if w == 0 { cfg.stall_worker } else { None },
+            max_symbols: cfg.max_symbols,
+        };
         for (w, pull) in pulls.into_iter().enumerate() {
-            let setup = WorkerSetup {
-                index: w,
-                keyed_workers,
-                work: cfg.work,
-                work_ns: cfg.work_ns,
-                limit,
-                on_slow: cfg.on_slow,
-                idle: cfg.idle,
-                stall: if w == 0 { cfg.stall_worker } else { None },
-                max_symbols: cfg.max_symbols,
-            };
+            let setup = worker_setup(w);
             let board = Arc::clone(board);
             let rec = metrics.recorder();
             let h = spawn_agent(format!("worker-{w}"), cfg.worker_cpus[w], move || {
@@ -298,14 +308,20 @@ impl Wired {
         for (plan, io) in cfg.shards.iter().zip(shards) {
             let setup = ShardSetup {
                 index: plan.index,
-                keyed_workers,
+                // Inline: one "worker", the shard itself, which counts what
+                // it hands itself as that worker's `enqueued`.
+                keyed_workers: if cfg.inline { Some(1) } else { keyed_workers },
                 limit,
                 on_slow: cfg.on_slow,
             };
             let board = Arc::clone(board);
             let rec = metrics.recorder();
+            let inline = cfg
+                .inline
+                .then(|| (worker_setup(plan.index), metrics.recorder()));
             let h = spawn_agent(format!("shard-{}", plan.index), plan.cpu, move || {
-                run_shard(setup, idle, coalesce, io, &board, rec)
+                let inline = inline.map(|(setup, rec)| WorkerCore::new(setup, rec, now_ns()));
+                run_shard(setup, idle, coalesce, io, &board, rec, inline)
             })
             .map_err(ioerr("starting a shard thread"))?;
             agents.shards.push(h);

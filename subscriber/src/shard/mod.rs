@@ -19,8 +19,9 @@ pub use self::core::{Send, ShardCore, ShardResult, ShardSetup};
 use shardcast_agent::clock::now_ns;
 use shardcast_agent::hist::StageRecorder;
 use shardcast_agent::idle::{Idle, IoError, Received};
-use shardcast_agent::watch::{AgentCounters, Board};
+use shardcast_agent::watch::{AgentCounters, Board, Croak};
 use shardcast_agent::zmqx::Msg;
+use shardcast_workers::{WorkerCore, WorkerResult};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A shard's sockets: its SUB and its PUSH sockets to the workers (one per
@@ -34,6 +35,11 @@ pub struct ShardSockets {
 
 /// Run shard `setup.index` until every source it saw ended, or the board's
 /// `stop_shards` is set. Takes up to `coalesce` frames per receive round.
+///
+/// With `inline` (`--workers 0`) the shard has no worker sockets: it hands
+/// what the core would send to its own [`WorkerCore`], in the same order,
+/// and returns that core's result too. Its counters are
+/// `board.workers[setup.index]`.
 pub fn run_shard(
     setup: ShardSetup,
     idle: Idle,
@@ -41,14 +47,21 @@ pub fn run_shard(
     mut io: ShardSockets,
     board: &Board,
     latency: StageRecorder,
-) -> ShardResult {
+    inline: Option<WorkerCore>,
+) -> (ShardResult, Option<WorkerResult>) {
     let counters = &board.shards[setup.index];
-    let mut core = ShardCore::new(setup, io.outs.len(), latency, now_ns());
+    let outs = if inline.is_some() { 1 } else { io.outs.len() };
+    let mut core = ShardCore::new(setup, outs, latency, now_ns());
     let mut msg = Msg::new();
     let mut shard = Io {
         idle,
         stop: &board.stop_shards,
         counters,
+        inline: inline.map(|core| Inline {
+            core,
+            // Its own counters: inline, board.workers has one per shard.
+            workers: std::slice::from_ref(&board.workers[setup.index]),
+        }),
     };
     let error = loop {
         if shard.stop.load(Ordering::Relaxed) {
@@ -57,13 +70,17 @@ pub fn run_shard(
         match idle.recv(&mut msg, &mut io.sub) {
             Received::Frame => {}
             Received::Nothing => {
-                shard.tick(&mut core, now_ns());
+                let now = now_ns();
+                shard.tick(&mut core, now);
+                if let Some(w) = &mut shard.inline {
+                    w.core.idle(now);
+                }
                 continue;
             }
             Received::Failed(e) => break Some(e),
         }
         let round = shard.round(&mut core, &mut msg, &mut io, board, coalesce);
-        core.publish(counters, &board.workers);
+        shard.publish(&mut core, board);
         if let Err(e) = round {
             break e.zmq();
         }
@@ -71,8 +88,9 @@ pub fn run_shard(
             break None;
         }
     };
-    core.publish(counters, &board.workers);
-    core.finish(error)
+    shard.publish(&mut core, board);
+    let work = shard.inline.map(|w| w.core.finish(None));
+    (core.finish(error), work)
 }
 
 /// What the I/O loop needs besides its sockets.
@@ -80,9 +98,31 @@ struct Io<'a> {
     idle: Idle,
     stop: &'a AtomicBool,
     counters: &'a AgentCounters,
+    /// `--workers 0`: the work, done here.
+    inline: Option<Inline<'a>>,
+}
+
+/// The shard's own worker (`--workers 0`).
+struct Inline<'a> {
+    core: WorkerCore,
+    /// One element: this shard's worker counters.
+    workers: &'a [AgentCounters],
 }
 
 impl Io<'_> {
+    /// Publish the shard's counters (and the inline work's) for the
+    /// monitor, once per receive round.
+    #[inline]
+    fn publish(&mut self, core: &mut ShardCore, board: &Board) {
+        match &self.inline {
+            Some(w) => {
+                core.publish(self.counters, w.workers);
+                w.core.publish(&w.workers[0]);
+            }
+            None => core.publish(self.counters, &board.workers),
+        }
+    }
+
     /// Let the core's latency recorder move on; once a second, publish the
     /// loss count for the monitor's live line.
     #[inline]
@@ -110,7 +150,7 @@ impl Io<'_> {
             if let Some(ev) = core.take_croak() {
                 board.croak.raise(ev);
             }
-            self.drain(core, msg, &mut io.outs)?;
+            self.drain(core, msg, &mut io.outs, &board.croak)?;
             if core.ended() {
                 return Ok(());
             }
@@ -126,7 +166,7 @@ impl Io<'_> {
             }
         }
         core.flush();
-        self.drain(core, msg, &mut io.outs)
+        self.drain(core, msg, &mut io.outs, &board.croak)
     }
 
     /// Send what the core queued, in order.
@@ -136,7 +176,22 @@ impl Io<'_> {
         core: &mut ShardCore,
         msg: &mut Msg,
         outs: &mut [zmq::Socket],
+        croak: &Croak,
     ) -> Result<(), IoError> {
+        if let Some(w) = &mut self.inline {
+            // What would go to the workers is done here, in the same order.
+            let counters = &w.workers[0];
+            while let Some(s) = core.next_send() {
+                let (rx_ns, bytes) = match s {
+                    Send::Packed { worker, rx_ns } => (rx_ns, core.packed(worker)),
+                    Send::Whole { rx_ns, .. } => (rx_ns, msg.bytes()),
+                    Send::Rebuilt { rx_ns, .. } => (rx_ns, core.rebuilt()),
+                };
+                w.core.frame(rx_ns, bytes, &mut now_ns, croak, counters);
+                core.sent(s);
+            }
+            return Ok(());
+        }
         while let Some(s) = core.next_send() {
             match s {
                 Send::Packed { worker, rx_ns } => {

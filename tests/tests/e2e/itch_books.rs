@@ -139,6 +139,56 @@ fn a_generated_day_plays_through_the_black_box_into_the_generators_books() {
     assert_eq!(got_m.len(), want_m.len(), "no book beyond the directory's");
 }
 
+/// `--workers 0`: each shard does the work itself (no worker thread, no
+/// inproc hop). A symbol's messages all come on one stream, so the books
+/// are exact, and the report has one worker row per shard.
+#[test]
+fn inline_work_without_worker_threads_gives_the_same_books() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        messages: 200_000,
+        symbols: 120,
+        seed: 5,
+        ..Config::default()
+    };
+    let mut g = Generator::new(&cfg);
+    let mut day = Vec::new();
+    while g.step(&mut day) {}
+    let file = dir.path().join("day.itch50");
+    std::fs::write(&file, &day).unwrap();
+    let books = dir.path().join("books.json");
+    let source = format!("itch:{}", path_str(&file));
+    let run = run_pipeline(
+        2,
+        &[
+            "--source",
+            &source,
+            "--speed",
+            "max",
+            "--wait-subscribers",
+            "1",
+        ],
+        &[
+            "--work",
+            "itch-book",
+            "--workers",
+            "0",
+            "--max-lag-ms",
+            "30000",
+            "--books-out",
+            &path_str(&books),
+        ],
+    );
+    let s = run.sub;
+    assert_eq!(u(&s, "lost"), 0);
+    assert_eq!(s["streams_complete"], true, "{}", run.sub_stderr);
+    assert_eq!(u(&s, "processed"), u(&s, "received"));
+    assert_eq!(s["workers"].as_array().unwrap().len(), 2, "one per shard");
+    let want = serde_json::to_value(reference_books(&g)).unwrap();
+    assert_eq!(read_json(&books), want);
+}
+
 /// The wrong feed for the work is counted, never a panic: ITCH records
 /// under `--work book` are `wrong_kind` and book nothing.
 #[test]
