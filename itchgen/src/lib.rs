@@ -67,7 +67,8 @@ const FLUSH_BYTES: usize = 1 << 20;
 /// Where the day goes: the file as it is, or through gzip.
 enum Sink {
     Plain(File),
-    Gz(GzEncoder<File>),
+    // Boxed: the zlib-rs encoder state is kilobytes, a File is 4 bytes.
+    Gz(Box<GzEncoder<File>>),
 }
 
 impl Sink {
@@ -104,7 +105,7 @@ pub fn run(cfg: &Config, stop: &StopSignal) -> Result<Report, RunError> {
         // Fast compression: a day file is large and written once per test;
         // level 1 is several times faster than the default and still
         // shrinks ITCH several-fold.
-        Sink::Gz(GzEncoder::new(file, flate2::Compression::fast()))
+        Sink::Gz(Box::new(GzEncoder::new(file, flate2::Compression::fast())))
     } else {
         Sink::Plain(file)
     };
