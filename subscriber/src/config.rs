@@ -280,7 +280,7 @@ impl Config {
         if inline && f.worker_cpus.is_some() {
             return Err(UsageError::new(
                 "--worker-cpus",
-                "--workers 0 starts no worker thread: the shards do the work (pin them with --cpus)",
+                "--workers 0 starts no worker thread: the shards do the work (pin them with --shard-cpus)",
             ));
         }
         let workers = if inline { n } else { f.workers as usize };
