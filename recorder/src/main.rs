@@ -1,0 +1,3 @@
+//! `shardcast-record` (being built: the library comes first).
+
+fn main() {}
