@@ -52,7 +52,15 @@ pub struct Flags {
     /// the same way and sent as it arrives, in the exchange's order: gaps
     /// are asked for at --rerequest, and the end of the session ends the
     /// streams.
-    #[arg(long, default_value = "synthetic", value_name = "synthetic|itch:PATH|moldudp64:udp://...",
+    ///
+    /// `recording:DIR` replays what shardcast-record recorded in DIR: its
+    /// recorded stream i on stream i (give one --bind per recorded stream),
+    /// as a new session (sequences from 1), each record's payload
+    /// byte-identical, at --speed (anchored on the recorded intended send
+    /// times), within --from-seq, --to-seq and --from-time, only --symbols
+    /// LIST if given; duplicates in the recording are replayed once and
+    /// damaged entries never.
+    #[arg(long, default_value = "synthetic", value_name = "synthetic|itch:PATH|moldudp64:udp://...|recording:DIR",
           value_parser = source_arg, env = "SHARDCAST_PUB_SOURCE")]
     pub source: SourceSpec,
 
@@ -103,10 +111,31 @@ pub struct Flags {
           env = "SHARDCAST_PUB_REREQUEST_MAX")]
     pub rerequest_max: u16,
 
-    /// Instruments in the feed.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=456_976),
+    /// Instruments in the synthetic feed (a count, 1 to 456976); with
+    /// --source recording:DIR, the symbols to replay (a comma-separated
+    /// list, e.g. AAPL,MSFT: the rest is left out and counted).
+    #[arg(long, default_value = "100", value_name = "N|LIST", value_parser = symbols_arg,
           env = "SHARDCAST_PUB_SYMBOLS")]
-    pub symbols: u32,
+    pub symbols: SymbolsArg,
+
+    /// --source recording: start at this recorded sequence number (of the
+    /// last session recorded, on every stream).
+    #[arg(long, value_name = "SEQ", value_parser = clap::value_parser!(u64).range(1..),
+          env = "SHARDCAST_PUB_FROM_SEQ")]
+    pub from_seq: Option<u64>,
+
+    /// --source recording: stop after this recorded sequence number
+    /// (inclusive; of the last session recorded, on every stream).
+    #[arg(long, value_name = "SEQ", value_parser = clap::value_parser!(u64).range(1..),
+          env = "SHARDCAST_PUB_TO_SEQ")]
+    pub to_seq: Option<u64>,
+
+    /// --source recording: start at the first frame the recorder received
+    /// at or after this time: ns since the epoch, or RFC 3339
+    /// (2026-11-28T14:30:00Z).
+    #[arg(long, value_name = "TIME", value_parser = crate::replay::time_arg,
+          env = "SHARDCAST_PUB_FROM_TIME")]
+    pub from_time: Option<u64>,
 
     /// Feed seed: the same seed gives the same messages.
     #[arg(long, default_value_t = 1, env = "SHARDCAST_PUB_SEED")]
@@ -365,5 +394,38 @@ impl Flags {
     /// Whether the flag with this id (`"rate"`) was given.
     pub fn given(&self, id: &str) -> bool {
         self.explicit.iter().any(|e| e == id)
+    }
+}
+
+/// `--symbols`: a count (the synthetic feed) or a list (a replay's filter).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SymbolsArg {
+    /// A number: instruments in the synthetic feed.
+    Count(u32),
+    /// Comma-separated symbols (1 to 8 graphic ASCII characters each).
+    List(Vec<String>),
+}
+
+/// Parse `--symbols`: a number from 1 to 456976, or a comma-separated list
+/// of symbols.
+pub fn symbols_arg(s: &str) -> Result<SymbolsArg, String> {
+    if let Ok(n) = s.parse::<u32>() {
+        return if (1..=456_976).contains(&n) {
+            Ok(SymbolsArg::Count(n))
+        } else {
+            Err(format!(
+                "{n}: a count from 1 to 456976, or a list of symbols"
+            ))
+        };
+    }
+    let list: Vec<String> = s.split(',').map(|x| x.trim().to_string()).collect();
+    match list
+        .iter()
+        .find(|x| shardcast_proto::wire::Symbol::new(x).is_none())
+    {
+        Some(bad) => Err(format!(
+            "'{bad}' is not a symbol (1 to 8 graphic ASCII characters); give a count or a comma-separated list"
+        )),
+        None => Ok(SymbolsArg::List(list)),
     }
 }

@@ -1,7 +1,8 @@
 //! Flags resolved into a checked configuration.
 
-use crate::cli::Flags;
+use crate::cli::{Flags, SymbolsArg};
 use crate::mold::MoldConfig;
+use crate::replay::ReplayRange;
 use crate::schedule::Speed;
 use serde::Serialize;
 use shardcast_agent::cpu;
@@ -87,6 +88,11 @@ pub enum SourceSpec {
         #[serde(serialize_with = "crate::mold::display")]
         endpoint: UdpEndpoint,
     },
+    /// A shardcast recording (`recording:DIR`, from shardcast-record).
+    Recording {
+        /// The recording's directory.
+        dir: PathBuf,
+    },
 }
 
 /// Parse `--source`: `synthetic`, `itch:PATH` or
@@ -94,6 +100,14 @@ pub enum SourceSpec {
 pub fn source_arg(s: &str) -> Result<SourceSpec, String> {
     if s == "synthetic" {
         return Ok(SourceSpec::Synthetic);
+    }
+    if let Some(dir) = s.strip_prefix("recording:") {
+        return match dir {
+            "" => Err("recording:DIR: name the directory shardcast-record wrote".into()),
+            d => Ok(SourceSpec::Recording {
+                dir: PathBuf::from(d),
+            }),
+        };
     }
     if let Some(ep) = s.strip_prefix("moldudp64:") {
         return UdpEndpoint::parse(ep).map(|endpoint| SourceSpec::MoldUdp64 { endpoint });
@@ -105,7 +119,8 @@ pub fn source_arg(s: &str) -> Result<SourceSpec, String> {
         }),
         _ => Err(
             "`synthetic`, `itch:PATH` (a TotalView-ITCH 5.0 file, gzipped if PATH ends in .gz) or \
-             `moldudp64:udp://[IFACE_ADDR;]GROUP_OR_ADDR:PORT` (a live MoldUDP64 feed)"
+             `moldudp64:udp://[IFACE_ADDR;]GROUP_OR_ADDR:PORT` (a live MoldUDP64 feed) or \
+             `recording:DIR` (a shardcast-record recording)"
                 .into(),
         ),
     }
@@ -119,6 +134,14 @@ const SYNTHETIC_ONLY: [(&str, &str); 5] = [
     ("symbols", "--symbols"),
     ("seed", "--seed"),
     ("size", "--size"),
+];
+
+/// Flags of a replay, by clap id and as written: given with another source
+/// they are an error.
+const REPLAY_ONLY: [(&str, &str); 3] = [
+    ("from_seq", "--from-seq"),
+    ("to_seq", "--to-seq"),
+    ("from_time", "--from-time"),
 ];
 
 /// Flags of a live MoldUDP64 feed, by clap id and as written: given with
@@ -155,11 +178,13 @@ pub struct Config {
     pub speed: Option<Speed>,
     /// The MoldUDP64 receiver of a `moldudp64:` source.
     pub mold: Option<MoldConfig>,
+    /// What a replay (`--source recording:DIR`) plays.
+    pub replay: ReplayRange,
     /// Publisher id.
     pub publisher_id: u32,
     /// Session id (None: derived from the clock at start).
     pub session: Option<u64>,
-    /// Symbols.
+    /// Symbols of the synthetic feed (0 with a replay's `--symbols LIST`).
     pub symbols: u32,
     /// Seed.
     pub seed: u64,
@@ -260,8 +285,36 @@ impl Config {
     pub fn resolve(f: &Flags) -> Result<Config, UsageError> {
         let n = f.bind.len();
         let itch = !matches!(f.source, SourceSpec::Synthetic);
+        let recording = matches!(f.source, SourceSpec::Recording { .. });
+        if !recording {
+            if let Some(&(_, flag)) = REPLAY_ONLY.iter().find(|(id, _)| f.given(id)) {
+                return Err(UsageError::new(
+                    flag,
+                    "selects what a replay plays (--source recording:DIR); drop it",
+                ));
+            }
+        }
+        let replay_symbols = match (&f.symbols, recording) {
+            (SymbolsArg::List(v), true) => Some(v.clone()),
+            (SymbolsArg::Count(_), true) if f.given("symbols") => {
+                return Err(UsageError::new(
+                    "--symbols",
+                    "with --source recording: it lists the symbols to replay (AAPL,MSFT), not a count",
+                ))
+            }
+            (SymbolsArg::List(_), false) => {
+                return Err(UsageError::new(
+                    "--symbols",
+                    "a list of symbols filters a replay (--source recording:DIR); the synthetic feed takes a count",
+                ))
+            }
+            _ => None,
+        };
         if itch {
-            if let Some(&(_, flag)) = SYNTHETIC_ONLY.iter().find(|(id, _)| f.given(id)) {
+            if let Some(&(_, flag)) = SYNTHETIC_ONLY
+                .iter()
+                .find(|(id, _)| f.given(id) && !(recording && *id == "symbols"))
+            {
                 return Err(UsageError::new(
                     flag,
                     "belongs to the synthetic feed; an ITCH source has its own symbols, message sizes and \
@@ -383,7 +436,16 @@ impl Config {
             mold,
             publisher_id: f.publisher_id,
             session: f.session,
-            symbols: f.symbols,
+            symbols: match f.symbols {
+                SymbolsArg::Count(n) => n,
+                SymbolsArg::List(_) => 0,
+            },
+            replay: ReplayRange {
+                from_seq: f.from_seq,
+                to_seq: f.to_seq,
+                from_time_ns: f.from_time,
+                symbols: replay_symbols,
+            },
             seed: f.seed,
             size: f.size as usize,
             // An ITCH source has its own timing: no rate.

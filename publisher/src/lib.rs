@@ -24,6 +24,7 @@ pub mod config;
 pub mod mold;
 pub mod peers;
 mod reader;
+pub mod replay;
 mod report;
 pub mod route;
 pub mod schedule;
@@ -118,6 +119,8 @@ impl RunError {
 enum Origin<S> {
     Synthetic(Feed),
     Source(S),
+    /// A recording, one input per stream (no reader thread).
+    Recording(Vec<replay::ReplayInput>),
 }
 
 /// Run the publisher to its end: open the source, wire the sockets, run
@@ -142,6 +145,19 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, RunError> {
         }
         // Bound (and joined) before the streams: datagrams that come while
         // subscribers are awaited wait in the socket's buffer.
+        // Opened before binding, like a file: a missing or mismatched
+        // recording is an error before any subscriber can connect.
+        SourceSpec::Recording { dir } => {
+            let speed = cfg.speed.unwrap_or(schedule::Speed::Max);
+            let inputs =
+                replay::open(dir, cfg.streams.len(), &cfg.replay, speed).map_err(|error| {
+                    RunError::SourceOpen {
+                        spec: format!("recording:{}", dir.display()),
+                        error: std::io::Error::other(error.to_string()),
+                    }
+                })?;
+            run_with::<ItchFile>(cfg, signal, Origin::Recording(inputs))
+        }
         SourceSpec::MoldUdp64 { endpoint } => {
             let mc = cfg
                 .mold
@@ -209,6 +225,7 @@ fn run_with<S: Source + 'static>(
             let h = reader::spawn(r).map_err(ioerr("starting the source reader thread"))?;
             (inputs.into_iter().map(Input::Itch).collect(), Some(h))
         }
+        Origin::Recording(inputs) => (inputs.into_iter().map(Input::Replay).collect(), None),
     };
     let results = run_streams(cfg, inputs, session, sockets, signal)?;
     // Every stream has dropped its queue by now, so the reader has ended
@@ -222,9 +239,10 @@ fn run_with<S: Source + 'static>(
         .enumerate()
         .find_map(|(i, r)| r.waited_out.map(|w| (i, w)));
     let read_error = source.as_ref().and_then(|s| s.error.clone());
-    let source_report = match source {
-        Some(o) => SourceReport::itch(o),
-        None => SourceReport::synthetic(),
+    let source_report = match (source, &cfg.source) {
+        (Some(o), _) => SourceReport::itch(o),
+        (None, SourceSpec::Recording { dir }) => SourceReport::recording(dir, &results),
+        (None, _) => SourceReport::synthetic(),
     };
     let report = Report::assemble(cfg, session, results, zap, source_report);
     match (waited_out, read_error) {
@@ -239,6 +257,7 @@ fn run_with<S: Source + 'static>(
                 SourceSpec::Itch { path, .. } => format!("itch:{}", path.display()),
                 SourceSpec::Synthetic => "synthetic".into(),
                 SourceSpec::MoldUdp64 { endpoint } => format!("moldudp64:{endpoint}"),
+                SourceSpec::Recording { dir } => format!("recording:{}", dir.display()),
             },
             error,
             report: Box::new(report),

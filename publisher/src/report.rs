@@ -4,6 +4,7 @@
 
 use crate::config::{Config, WhenFull};
 use crate::reader::SourceOutcome;
+use crate::replay::ReplayStats;
 use crate::schedule::Speed;
 use crate::stream::StreamResult;
 use crate::tenths::Tenths;
@@ -12,6 +13,7 @@ use serde_json::{Map, Value};
 use shardcast_agent::curve::{PublicKey, ZapReport};
 use shardcast_agent::stats::{self, LatencySummary};
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// Why a stream, and the run, ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,11 +160,47 @@ pub struct Report {
 /// The report's `source` section.
 #[derive(Clone, Debug, Serialize)]
 pub struct SourceReport {
-    /// "synthetic" (the seeded feed: no other keys), "itch" (a day file).
+    /// "synthetic" (the seeded feed: no other keys), "itch" (a day file),
+    /// "moldudp64" (a live feed), "recording" (a replay).
     pub kind: &'static str,
     /// What an ITCH source held and where it went.
     #[serde(flatten)]
     pub itch: Option<ItchSourceReport>,
+    /// What a replay read and played.
+    #[serde(flatten)]
+    pub recording: Option<RecordingSourceReport>,
+}
+
+/// A replay's counts (`--source recording:DIR`), in the report's `source`.
+#[derive(Clone, Debug, Serialize)]
+pub struct RecordingSourceReport {
+    /// The recording.
+    pub dir: String,
+    /// Data records replayed, all streams.
+    pub records: u64,
+    /// Recorded frames read.
+    pub frames: u64,
+    /// Records left out as already replayed (same session and sequence).
+    pub duplicates: u64,
+    /// Records left out by `--symbols`.
+    pub filtered: u64,
+    /// Damaged entries the reader skipped (never replayed).
+    pub corrupt: u64,
+    /// Per stream, in stream order: the recorded stream it played and its
+    /// counts.
+    pub streams: Vec<ReplayStreamReport>,
+}
+
+/// One stream of a replay.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplayStreamReport {
+    /// The recorded publisher id.
+    pub recorded_publisher_id: u32,
+    /// The recorded stream id.
+    pub recorded_stream_id: u16,
+    /// Its counts.
+    #[serde(flatten)]
+    pub stats: ReplayStats,
 }
 
 /// The counts of an ITCH source, in the report's `source` section. Every
@@ -249,6 +287,34 @@ impl SourceReport {
         SourceReport {
             kind: "synthetic",
             itch: None,
+            recording: None,
+        }
+    }
+
+    /// A replay's section, from the streams' counts.
+    pub(crate) fn recording(dir: &Path, results: &[StreamResult]) -> SourceReport {
+        let streams: Vec<ReplayStreamReport> = results
+            .iter()
+            .filter_map(|r| r.replay)
+            .map(|(key, stats)| ReplayStreamReport {
+                recorded_publisher_id: key.publisher_id,
+                recorded_stream_id: key.stream_id,
+                stats,
+            })
+            .collect();
+        let sum = |f: fn(&ReplayStats) -> u64| streams.iter().map(|s| f(&s.stats)).sum();
+        SourceReport {
+            kind: "recording",
+            itch: None,
+            recording: Some(RecordingSourceReport {
+                dir: dir.display().to_string(),
+                records: sum(|s| s.records),
+                frames: sum(|s| s.frames),
+                duplicates: sum(|s| s.duplicates),
+                filtered: sum(|s| s.filtered),
+                corrupt: sum(|s| s.corrupt),
+                streams,
+            }),
         }
     }
 
@@ -283,6 +349,7 @@ impl SourceReport {
                 error: o.error,
                 details: o.extra,
             }),
+            recording: None,
         }
     }
 }

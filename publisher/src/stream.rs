@@ -10,6 +10,7 @@
 use crate::config::{is_multicast, Config, Pace, WhenFull};
 use crate::peers::PeerWatch;
 use crate::reader::{Block, StreamInput};
+use crate::replay::{ReplayInput, ReplayStats};
 use crate::report::{EndReason, StreamReport};
 use crate::route::Entries;
 use crate::schedule::{Schedule, Speed};
@@ -23,9 +24,11 @@ use shardcast_agent::stats;
 use shardcast_agent::zmqx::Msg;
 use shardcast_proto::feed::Feed;
 use shardcast_proto::itch;
+use shardcast_proto::seq::SourceKey;
 use shardcast_proto::wire::{
     self, BatchWriter, Payload, RecordMeta, StreamChecksum, Symbol, ITCH_RECORD_MAX,
 };
+use shardcast_recorder::reader::Event;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -46,6 +49,8 @@ pub(crate) enum Input {
     /// The messages of an ITCH source the reader thread routed to this
     /// stream, in source order.
     Itch(StreamInput),
+    /// A recorded stream (`--source recording:DIR`), read by this thread.
+    Replay(ReplayInput),
 }
 
 /// A stream waiting for the reader looks at signals, the deadline and its
@@ -91,6 +96,8 @@ pub(crate) struct StreamResult {
     pub(crate) last_send_ns: u64,
     /// `(seen, wanted)` subscribers when this stream's wait timed out.
     pub(crate) waited_out: Option<(u32, u32)>,
+    /// A replay: the recorded stream played, and what was read and sent.
+    pub(crate) replay: Option<(SourceKey, ReplayStats)>,
     pub(crate) end_reason: EndReason,
 }
 
@@ -164,6 +171,7 @@ impl<'a> Stream<'a> {
             first_due_ns: 0,
             last_send_ns: 0,
             waited_out: None,
+            replay: None,
             end_reason: EndReason::Signal,
         };
         let mut subs = 0i64;
@@ -175,6 +183,7 @@ impl<'a> Stream<'a> {
                         self.send_loop(t0, feed, &stream_of, &mut subs, &mut res)
                     }
                     Input::Itch(source) => self.send_loop_itch(t0, source, &mut subs, &mut res),
+                    Input::Replay(input) => self.send_loop_replay(t0, input, &mut subs, &mut res),
                 };
                 self.end_phase(&mut subs, &mut res);
             }
@@ -458,6 +467,151 @@ impl<'a> Stream<'a> {
         // Tell the reader now, not after the end phase, that this stream
         // takes nothing more: it must not wait on this stream's full queue.
         drop(source);
+        reason
+    }
+
+    /// Replay this stream's recorded stream (`--source recording:DIR`, see
+    /// `replay`) until it ends, `--duration` or a signal: each selected
+    /// record re-stamped as this stream's (new session, next sequence, send
+    /// and intended time), its payload unchanged, due at `--speed` on the
+    /// recorded intended times (at `max`: as fast as the subscribers take
+    /// it). A damaged entry is reported and skipped; a read error ends the
+    /// stream (reported). Leaves the last sequence and checksum in
+    /// `res.report`, the replay's counts in `res.replay`.
+    fn send_loop_replay(
+        &mut self,
+        t0: u64,
+        input: ReplayInput,
+        subs: &mut i64,
+        res: &mut StreamResult,
+    ) -> EndReason {
+        let cfg = self.cfg;
+        let ReplayInput {
+            key,
+            mut cursor,
+            anchor_ts,
+            mut select,
+            speed,
+        } = input;
+        let deadline = cfg.duration.map(|d| t0.saturating_add(d.as_nanos() as u64));
+        let schedule = speed.factor().map(|x| Schedule::new(t0, anchor_ts, x));
+        let mut tenths = schedule.map(|_| Tenths::new());
+        // Recorded records vary in length (a synthetic --size, an ITCH
+        // message): the frame goes when `--batch` records are in or the
+        // next one would not fit, and any one record fits an empty frame.
+        let mut out = BatchWriter::new(
+            cfg.batch > 1,
+            wire::BATCH_HEADER_LEN * usize::from(cfg.batch > 1)
+                + (cfg.batch * 256).max(wire::MAX_RECORD_LEN),
+        );
+        let mut seq = 0u64;
+        let mut checksum = StreamChecksum::default();
+        let mut last_frame_ns = t0;
+        let mut since_housekeeping = 0u64;
+        let mut frame_ns = t0;
+        let mut stats = ReplayStats::default();
+        let rep = &mut res.report;
+        let reason = 'run: loop {
+            let ev = match cursor.next() {
+                Ok(Some(ev)) => ev,
+                Ok(None) => break EndReason::EndOfSource,
+                Err(e) => {
+                    eprintln!(
+                        "shardcast-pub: stream {}: error: reading the recording: {e}; the stream ends here",
+                        self.index
+                    );
+                    stats.corrupt += 1;
+                    break EndReason::EndOfSource;
+                }
+            };
+            let f = match ev {
+                Event::Frame(f) => f,
+                Event::Corrupt(c) => {
+                    stats.corrupt += 1;
+                    eprintln!(
+                        "shardcast-pub: stream {}: recording damaged: {} bytes at offset {} of {} ({:?}): skipped, never replayed",
+                        self.index,
+                        c.bytes,
+                        c.offset,
+                        c.path.display(),
+                        c.damage
+                    );
+                    continue;
+                }
+            };
+            stats.frames += 1;
+            for rec in f.records_in_range() {
+                if since_housekeeping >= HOUSEKEEPING_EVERY {
+                    since_housekeeping = 0;
+                    if let Some(r) = self.housekeeping_itch(deadline, subs) {
+                        break 'run r;
+                    }
+                }
+                since_housekeeping += 1;
+                let symbol = rec.symbol();
+                if !select.keep(rec.session(), rec.seq(), &symbol, &mut stats) {
+                    continue;
+                }
+                let recorded = rec.intended_ts_ns();
+                let (due, send) = match schedule {
+                    Some(s) => {
+                        let due = s.due(recorded);
+                        if deadline.is_some_and(|d| due >= d) {
+                            break 'run EndReason::Duration;
+                        }
+                        let mut now = now_ns();
+                        if now < due {
+                            if self.send_frame(&mut out, rep) {
+                                last_frame_ns = now;
+                            }
+                            if !self.idle_until(due, &mut last_frame_ns, seq, &mut rep.heartbeats) {
+                                break 'run EndReason::Signal;
+                            }
+                            now = now_ns();
+                        }
+                        (Some(due), now)
+                    }
+                    None => {
+                        if out.is_empty() {
+                            frame_ns = now_ns();
+                        }
+                        (None, frame_ns)
+                    }
+                };
+                if out.len() + rec.bytes.len() > out.capacity() && self.send_frame(&mut out, rep) {
+                    last_frame_ns = send;
+                }
+                let meta = self.meta(symbol, seq + 1, send, due.unwrap_or(send));
+                // The recorded length as the padding: the body and its
+                // padding come out byte for byte as they were recorded.
+                let Ok(record) = out.encode(&meta, &rec.payload(), rec.bytes.len()) else {
+                    debug_assert!(false, "recorded record does not fit the batch writer");
+                    continue;
+                };
+                seq += 1;
+                checksum.add(wire::digest(record));
+                rep.sent += 1;
+                stats.records += 1;
+                stats.first_intended_ns.get_or_insert(recorded);
+                stats.last_intended_ns = Some(recorded);
+                if let Some(due) = due {
+                    let lag = send.saturating_sub(due);
+                    stats::record(&mut res.behind, lag);
+                    if let Some(t) = tenths.as_mut() {
+                        t.record(due - t0, lag);
+                    }
+                }
+                res.last_send_ns = send;
+                if out.count() >= self.limit && self.send_frame(&mut out, rep) {
+                    last_frame_ns = send;
+                }
+            }
+        };
+        self.send_frame(&mut out, rep);
+        rep.last_seq = seq;
+        rep.checksum = checksum.0;
+        res.tenths = tenths;
+        res.replay = Some((key, stats));
         reason
     }
 
