@@ -456,11 +456,22 @@ mod tests {
     fn stream_dir_names_round_trip_and_only_the_canonical_spelling_parses() {
         assert_eq!(stream_dir_name(KEY), "p7-s3");
         assert_eq!(parse_stream_dir_name("p7-s3"), Some(KEY));
-        for bad in ["p07-s3", "p7-s", "x7-s3", "p7s3", "p-1-s3", "p7-s70000", "p7-s3.tmp"] {
+        for bad in [
+            "p07-s3",
+            "p7-s",
+            "x7-s3",
+            "p7s3",
+            "p-1-s3",
+            "p7-s70000",
+            "p7-s3.tmp",
+        ] {
             assert_eq!(parse_stream_dir_name(bad), None, "{bad}");
         }
         assert_eq!(segment_file_name(12), "00000000000000000012.seg");
-        assert_eq!(parse_segment_file_name("00000000000000000012.seg"), Some(12));
+        assert_eq!(
+            parse_segment_file_name("00000000000000000012.seg"),
+            Some(12)
+        );
         assert_eq!(parse_segment_file_name("12.seg"), None);
         assert_eq!(parse_segment_file_name("00000000000000000012.idx"), None);
     }

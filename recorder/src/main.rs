@@ -1,3 +1,49 @@
-//! `shardcast-record` (being built: the library comes first).
+//! `shardcast-record`: parse, resolve, run, report, map the outcome to an
+//! exit code. Everything else lives in the library.
 
-fn main() {}
+use clap::Parser;
+use shardcast_agent::{exit, launch};
+use shardcast_recorder::{cli::Flags, config::Config, exit_code, run};
+use std::process::ExitCode;
+
+// mimalloc: thread-local heaps, so the recorder threads and libzmq's I/O
+// threads never contend on an allocator lock (as in shardcast-sub; the
+// workspace's `override` feature routes libzmq's message bodies there too).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const ROLE: &str = "shardcast-record";
+
+fn main() -> ExitCode {
+    // Before anything else: from here on SIGINT/SIGTERM is an orderly stop
+    // (files flushed, report written).
+    let signal = match launch::signals(ROLE) {
+        Ok(s) => s,
+        Err(code) => return ExitCode::from(code),
+    };
+    let flags = Flags::parse(); // clap exits 2 on a bad flag, naming it.
+    let cfg = match launch::start(ROLE, Config::resolve(&flags), flags.print_config) {
+        Ok(v) => v,
+        Err(code) => return ExitCode::from(code),
+    };
+    if let Err(code) = launch::clear_outputs(ROLE, &cfg.outputs()) {
+        return ExitCode::from(code);
+    }
+    let outcome = match run(&cfg, &signal) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{ROLE}: error: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    let mut code = exit_code(&outcome);
+    launch::write_output(
+        ROLE,
+        "--report-json",
+        cfg.report_json.as_deref(),
+        &outcome,
+        &mut code,
+    );
+    println!("{}", outcome.summary());
+    ExitCode::from(code)
+}

@@ -445,7 +445,8 @@ impl<'a> RecordedFrame<'a> {
     /// Whether every record of the frame is inside the range, so `bytes`
     /// can be used as they are (forwarded, replayed) without cutting.
     pub fn whole(&self) -> bool {
-        !self.info.is_data() || (self.info.first_seq >= self.from_seq && self.info.last_seq <= self.to_seq)
+        !self.info.is_data()
+            || (self.info.first_seq >= self.from_seq && self.info.last_seq <= self.to_seq)
     }
 }
 
@@ -504,7 +505,10 @@ impl SegReader {
             let have = self.buf.len();
             let want = (need - have).max(READ_CHUNK);
             self.buf.resize(have + want, 0);
-            let n = match self.file.read_at(&mut self.buf[have..], self.base + have as u64) {
+            let n = match self
+                .file
+                .read_at(&mut self.buf[have..], self.base + have as u64)
+            {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
                 Err(e) => {
@@ -526,7 +530,8 @@ impl SegReader {
         let avail = self.fill(8)?;
         if avail >= 8 && self.buf[self.pos..self.pos + 4] == ENTRY_MAGIC {
             let at = self.pos + 4;
-            let len = u32::from_le_bytes(self.buf[at..at + 4].try_into().expect("4 bytes")) as usize;
+            let len =
+                u32::from_le_bytes(self.buf[at..at + 4].try_into().expect("4 bytes")) as usize;
             if len <= crate::format::MAX_ENTRY_FRAME {
                 self.fill(ENTRY_HEADER_LEN + len)?;
             }

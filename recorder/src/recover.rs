@@ -80,13 +80,19 @@ pub fn recover_all(dir: &Path, index_every_bytes: u64) -> Result<Vec<Recovered>,
     let rec = crate::reader::Recording::open(dir)?;
     let mut out = Vec::new();
     for key in rec.streams()? {
-        out.push(recover_stream(&dir.join(stream_dir_name(key)), index_every_bytes)?);
+        out.push(recover_stream(
+            &dir.join(stream_dir_name(key)),
+            index_every_bytes,
+        )?);
     }
     Ok(out)
 }
 
 /// Recover one stream directory (see the module documentation).
-pub fn recover_stream(stream_dir: &Path, index_every_bytes: u64) -> Result<Recovered, RecoverError> {
+pub fn recover_stream(
+    stream_dir: &Path,
+    index_every_bytes: u64,
+) -> Result<Recovered, RecoverError> {
     let name = stream_dir
         .file_name()
         .and_then(|n| n.to_str())

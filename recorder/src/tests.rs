@@ -202,7 +202,12 @@ fn sessions_are_kept_apart_and_a_seek_picks_the_last_by_default() {
     let a = write_stream(&dir, opts(16 << 10), 100, 50);
     let b = write_stream(&dir, opts(16 << 10), 200, 30);
     let s = Recording::open(root.path()).unwrap().stream(KEY).unwrap();
-    let sessions: Vec<_> = s.sessions().unwrap().iter().map(|i| (i.session, i.first_seq)).collect();
+    let sessions: Vec<_> = s
+        .sessions()
+        .unwrap()
+        .iter()
+        .map(|i| (i.session, i.first_seq))
+        .collect();
     assert_eq!(sessions, vec![(100, 1), (200, 1)]);
     let (got, _) = read_all(
         root.path(),
@@ -289,7 +294,10 @@ fn a_torn_tail_is_truncated_the_index_rebuilt_and_appending_goes_on() {
     let next = quote(9, 10_000);
     let mut torn = crate::format::entry_header(5, &next).to_vec();
     torn.extend_from_slice(&next[..30]);
-    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
     std::io::Write::write_all(&mut f, &torn).unwrap();
     drop(f);
     let (frames, bad) = read_all(root.path(), &Range::default());

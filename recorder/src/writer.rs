@@ -52,7 +52,9 @@ pub enum WriteError {
     /// stays readable. Remedy: free space under the recording directory
     /// (or give another `--dir`) and restart; the recorder goes on
     /// appending where it stopped.
-    #[error("disk full writing {path}: {source}; the recording up to this point is intact and readable")]
+    #[error(
+        "disk full writing {path}: {source}; the recording up to this point is intact and readable"
+    )]
     DiskFull {
         /// The file.
         path: PathBuf,
@@ -137,7 +139,11 @@ impl StreamWriter {
     /// appending: the last segment if it has room (it must have been
     /// recovered first, [`crate::recover::recover_stream`]), else a new
     /// one.
-    pub fn open(dir: &Path, key: SourceKey, opts: WriterOptions) -> Result<StreamWriter, WriteError> {
+    pub fn open(
+        dir: &Path,
+        key: SourceKey,
+        opts: WriterOptions,
+    ) -> Result<StreamWriter, WriteError> {
         std::fs::create_dir_all(dir).map_err(|e| WriteError::io(dir, e))?;
         let last = crate::reader::list_segments(dir)
             .map_err(|e| WriteError::io(dir, e))?
@@ -331,7 +337,12 @@ impl StreamWriter {
     }
 
     #[cold]
-    fn write_direct(&mut self, rx_ns: u64, frame: &[u8], info: &FrameInfo) -> Result<(), WriteError> {
+    fn write_direct(
+        &mut self,
+        rx_ns: u64,
+        frame: &[u8],
+        info: &FrameInfo,
+    ) -> Result<(), WriteError> {
         let header = entry_header(rx_ns, frame);
         if let Err(e) = self
             .seg
@@ -405,8 +416,7 @@ impl StreamWriter {
     /// Seal the current segment and start the next.
     fn roll(&mut self) -> Result<(), WriteError> {
         self.flush()?;
-        let next =
-            StreamWriter::create_segment(&self.dir, self.key, self.opts, self.segment + 1);
+        let next = StreamWriter::create_segment(&self.dir, self.key, self.opts, self.segment + 1);
         let mut next = match next {
             Ok(n) => n,
             Err(e) => {

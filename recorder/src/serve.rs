@@ -1,0 +1,675 @@
+//! `--serve`: recorded ranges on request, over a ROUTER socket
+//! (docs/RECORDING.md, "Serving", is the normative description).
+//!
+//! A client (a DEALER) sends one [`Request`]: stream, session, from
+//! sequence A to B. The recorder answers with DATA messages holding the
+//! recorded frames, exactly as recorded, and ends with one final status:
+//! DONE, PARTIAL (the recording does not reach B yet), NOT_AVAILABLE (it
+//! has nothing from A on), BAD_REQUEST or BUSY.
+//!
+//! The server is its own thread, reading the recording's files (never the
+//! recorder threads' memory), and cannot starve the recording: it sends at
+//! most `--serve-bytes-per-sec`, at most [`MAX_ACTIVE`] requests at once,
+//! at most [`FRAMES_PER_MESSAGE`] frames per message, never blocks on a
+//! slow client (`ZMQ_ROUTER_MANDATORY`: a full pipe is `EAGAIN`, and the
+//! request waits its turn), and runs at a lower CPU priority (nice 10)
+//! than the recorder threads.
+
+use crate::reader::{Cursor, Event, Range, Recording};
+use shardcast_proto::seq::SourceKey;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// First 4 bytes of a request.
+pub const REQUEST_MAGIC: [u8; 4] = *b"SCRQ";
+/// First 4 bytes of a reply header.
+pub const REPLY_MAGIC: [u8; 4] = *b"SCRP";
+/// Protocol version.
+pub const SERVE_VERSION: u8 = 1;
+/// Length of a request.
+pub const REQUEST_LEN: usize = 48;
+/// Length of a reply header.
+pub const REPLY_LEN: usize = 56;
+/// Requests served at once; more are answered BUSY.
+pub const MAX_ACTIVE: usize = 16;
+/// Most frames in one DATA message.
+pub const FRAMES_PER_MESSAGE: usize = 64;
+/// A DATA message stops growing past this many bytes of frames.
+pub const BYTES_PER_MESSAGE: usize = 256 << 10;
+/// Longest `wait_ms` a request may ask for.
+pub const MAX_WAIT_MS: u32 = 60_000;
+/// Operation code of a fetch.
+pub const OP_FETCH: u8 = 1;
+
+/// A fetch request (one 48-byte frame).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The stream.
+    pub key: SourceKey,
+    /// How long the recorder may wait for records it has not recorded
+    /// yet (up to `to_seq`) before it answers PARTIAL, ms (at most
+    /// [`MAX_WAIT_MS`]).
+    pub wait_ms: u32,
+    /// The session; 0: the last one recorded for the stream.
+    pub session: u64,
+    /// First sequence wanted (at least 1).
+    pub from_seq: u64,
+    /// Last sequence wanted, inclusive; 0: through the last one recorded
+    /// when the request is served.
+    pub to_seq: u64,
+    /// Echoed in every reply.
+    pub request_id: u64,
+}
+
+impl Request {
+    /// Its bytes.
+    pub fn encode(&self) -> [u8; REQUEST_LEN] {
+        let mut b = [0u8; REQUEST_LEN];
+        b[0..4].copy_from_slice(&REQUEST_MAGIC);
+        b[4] = SERVE_VERSION;
+        b[5] = OP_FETCH;
+        b[6..8].copy_from_slice(&self.key.stream_id.to_le_bytes());
+        b[8..12].copy_from_slice(&self.key.publisher_id.to_le_bytes());
+        b[12..16].copy_from_slice(&self.wait_ms.to_le_bytes());
+        b[16..24].copy_from_slice(&self.session.to_le_bytes());
+        b[24..32].copy_from_slice(&self.from_seq.to_le_bytes());
+        b[32..40].copy_from_slice(&self.to_seq.to_le_bytes());
+        b[40..48].copy_from_slice(&self.request_id.to_le_bytes());
+        b
+    }
+
+    /// Read a request; `Err` carries the request id when one could be
+    /// read (for the BAD_REQUEST answer) and why it was refused.
+    pub fn decode(b: &[u8]) -> Result<Request, (u64, BadRequest)> {
+        let id = if b.len() >= 48 { u64_at(b, 40) } else { 0 };
+        if b.len() != REQUEST_LEN || b[0..4] != REQUEST_MAGIC {
+            return Err((id, BadRequest::Malformed));
+        }
+        if b[4] != SERVE_VERSION {
+            return Err((id, BadRequest::Version));
+        }
+        if b[5] != OP_FETCH {
+            return Err((id, BadRequest::Op));
+        }
+        let r = Request {
+            key: SourceKey {
+                stream_id: u16::from_le_bytes([b[6], b[7]]),
+                publisher_id: u32::from_le_bytes(b[8..12].try_into().expect("4 bytes")),
+            },
+            wait_ms: u32::from_le_bytes(b[12..16].try_into().expect("4 bytes")),
+            session: u64_at(b, 16),
+            from_seq: u64_at(b, 24),
+            to_seq: u64_at(b, 32),
+            request_id: id,
+        };
+        if r.from_seq == 0 || (r.to_seq != 0 && r.to_seq < r.from_seq) || r.wait_ms > MAX_WAIT_MS {
+            return Err((id, BadRequest::Range));
+        }
+        Ok(r)
+    }
+}
+
+/// Why a request was refused (the reply's `c` field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum BadRequest {
+    /// Not 48 bytes, or not `"SCRQ"`.
+    Malformed = 1,
+    /// A version this recorder does not speak.
+    Version = 2,
+    /// An operation other than fetch.
+    Op = 3,
+    /// `from_seq` 0, `to_seq` below `from_seq`, or `wait_ms` over
+    /// [`MAX_WAIT_MS`].
+    Range = 4,
+}
+
+/// A reply's status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Status {
+    /// Frames follow in this message.
+    Data = 0,
+    /// Final: every recorded frame of the range was sent.
+    Done = 1,
+    /// Final: the recording does not reach `to_seq` (yet); what it had was
+    /// sent. Ask again from `a + 1`.
+    Partial = 2,
+    /// Final: nothing recorded from `from_seq` on (the stream or session
+    /// is not recorded, or its recording starts later: at `a`).
+    NotAvailable = 3,
+    /// Final: the request was refused (`c`: [`BadRequest`]).
+    BadRequest = 4,
+    /// Final: too many requests in progress; ask again later.
+    Busy = 5,
+}
+
+impl Status {
+    fn from_u8(v: u8) -> Option<Status> {
+        Some(match v {
+            0 => Status::Data,
+            1 => Status::Done,
+            2 => Status::Partial,
+            3 => Status::NotAvailable,
+            4 => Status::BadRequest,
+            5 => Status::Busy,
+            _ => return None,
+        })
+    }
+}
+
+/// The first part of every reply message (56 bytes). What `a`, `b`, `c`
+/// hold depends on the status (docs/RECORDING.md has the table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// The status.
+    pub status: Status,
+    /// DATA: frames in this message.
+    pub count: u16,
+    /// The request's id.
+    pub request_id: u64,
+    /// The session served (0: none).
+    pub session: u64,
+    /// See the status table.
+    pub a: u64,
+    /// See the status table.
+    pub b: u64,
+    /// See the status table.
+    pub c: u64,
+}
+
+impl Reply {
+    /// Its bytes.
+    pub fn encode(&self) -> [u8; REPLY_LEN] {
+        let mut b = [0u8; REPLY_LEN];
+        b[0..4].copy_from_slice(&REPLY_MAGIC);
+        b[4] = SERVE_VERSION;
+        b[5] = self.status as u8;
+        b[6..8].copy_from_slice(&self.count.to_le_bytes());
+        b[8..16].copy_from_slice(&self.request_id.to_le_bytes());
+        b[16..24].copy_from_slice(&self.session.to_le_bytes());
+        b[24..32].copy_from_slice(&self.a.to_le_bytes());
+        b[32..40].copy_from_slice(&self.b.to_le_bytes());
+        b[40..48].copy_from_slice(&self.c.to_le_bytes());
+        b
+    }
+
+    /// Read a reply header.
+    pub fn decode(b: &[u8]) -> Option<Reply> {
+        if b.len() != REPLY_LEN || b[0..4] != REPLY_MAGIC || b[4] != SERVE_VERSION {
+            return None;
+        }
+        Some(Reply {
+            status: Status::from_u8(b[5])?,
+            count: u16::from_le_bytes([b[6], b[7]]),
+            request_id: u64_at(b, 8),
+            session: u64_at(b, 16),
+            a: u64_at(b, 24),
+            b: u64_at(b, 32),
+            c: u64_at(b, 40),
+        })
+    }
+
+    /// Whether this is the request's last reply.
+    pub fn is_final(&self) -> bool {
+        self.status != Status::Data
+    }
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// What the server counted (report `serve`).
+#[derive(Debug, Default)]
+pub struct ServeCounters {
+    /// Requests received.
+    pub requests: AtomicU64,
+    /// DATA messages sent.
+    pub messages: AtomicU64,
+    /// Frames sent.
+    pub frames: AtomicU64,
+    /// Bytes of frames sent.
+    pub bytes: AtomicU64,
+    /// Requests answered DONE.
+    pub done: AtomicU64,
+    /// Requests answered PARTIAL.
+    pub partial: AtomicU64,
+    /// Requests answered NOT_AVAILABLE.
+    pub not_available: AtomicU64,
+    /// Requests answered BAD_REQUEST.
+    pub bad_requests: AtomicU64,
+    /// Requests answered BUSY.
+    pub busy: AtomicU64,
+    /// Requests dropped because the client went away.
+    pub gone: AtomicU64,
+    /// Damaged entries skipped while serving.
+    pub corrupt: AtomicU64,
+}
+
+/// One request being served.
+struct Active {
+    peer: Vec<u8>,
+    req: Request,
+    session: u64,
+    cursor: Cursor,
+    /// A message built but not yet taken by the socket (the client's
+    /// pipe was full).
+    pending: Option<Vec<zmq::Message>>,
+    /// Data sent so far: records in range, last seq, missing seqs.
+    records: u64,
+    last_seq: u64,
+    next_expected: u64,
+    missing: u64,
+    /// When waiting for records not recorded yet ends.
+    wait_until: Instant,
+    /// The final status, once known (sent after any pending data).
+    fin: Option<Status>,
+}
+
+/// The server's thread body: serve `router` (bound) from the recording at
+/// `dir` until `stop` is set.
+pub fn run_server(
+    mut router: zmq::Socket,
+    dir: std::path::PathBuf,
+    bytes_per_sec: u64,
+    stop: &AtomicBool,
+    counters: &ServeCounters,
+) -> Result<(), zmq::Error> {
+    lower_priority();
+    let mut active: Vec<Active> = Vec::new();
+    let mut tokens: i64 = 0;
+    let cap = (bytes_per_sec / 10).max(BYTES_PER_MESSAGE as u64) as i64;
+    let mut last = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let busy = active
+            .iter()
+            .any(|a| a.pending.is_some() || a.fin.is_some() || !a.cursor.finished());
+        let timeout = if busy && tokens > 0 { 1 } else { 10 };
+        if router.poll(zmq::POLLIN, timeout)? > 0 {
+            take_requests(&mut router, &dir, &mut active, counters)?;
+        }
+        let now = Instant::now();
+        let refill = (now - last).as_secs_f64() * bytes_per_sec as f64;
+        last = now;
+        tokens = (tokens + refill as i64).min(cap);
+        let mut i = 0;
+        while i < active.len() {
+            if tokens <= 0 {
+                break;
+            }
+            match serve_one(&mut router, &mut active[i], &mut tokens, now, counters)? {
+                true => {
+                    active.swap_remove(i);
+                }
+                false => i += 1,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Serve threads run at nice 10: under CPU contention the kernel favours
+/// the recorder threads, whose lag the snail judges.
+fn lower_priority() {
+    // SAFETY: gettid and setpriority take and return plain integers; on
+    // Linux PRIO_PROCESS with a thread id applies to that thread only.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
+
+fn send_reply(router: &mut zmq::Socket, peer: &[u8], r: &Reply) -> Result<bool, zmq::Error> {
+    match router.send(peer, zmq::SNDMORE | zmq::DONTWAIT) {
+        Ok(()) => {}
+        Err(zmq::Error::EAGAIN) => return Ok(false),
+        Err(zmq::Error::EHOSTUNREACH) => return Ok(true),
+        Err(e) => return Err(e),
+    }
+    router.send(&r.encode()[..], 0)?;
+    Ok(true)
+}
+
+fn take_requests(
+    router: &mut zmq::Socket,
+    dir: &std::path::Path,
+    active: &mut Vec<Active>,
+    counters: &ServeCounters,
+) -> Result<(), zmq::Error> {
+    loop {
+        let parts = match router.recv_multipart(zmq::DONTWAIT) {
+            Ok(p) => p,
+            Err(zmq::Error::EAGAIN) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        counters.requests.fetch_add(1, Ordering::Relaxed);
+        let peer = parts[0].clone();
+        let body = parts.last().map(|p| p.as_slice()).unwrap_or_default();
+        let quick = |status: Status, request_id: u64, session: u64, a: u64, c: u64| Reply {
+            status,
+            count: 0,
+            request_id,
+            session,
+            a,
+            b: 0,
+            c,
+        };
+        let req = match Request::decode(body) {
+            Ok(r) if parts.len() == 2 => r,
+            Ok(r) => {
+                counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+                let _ = send_reply(
+                    router,
+                    &peer,
+                    &quick(Status::BadRequest, r.request_id, 0, 0, 1),
+                )?;
+                continue;
+            }
+            Err((id, why)) => {
+                counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+                let _ = send_reply(
+                    router,
+                    &peer,
+                    &quick(Status::BadRequest, id, 0, 0, why as u64),
+                )?;
+                continue;
+            }
+        };
+        if active.len() >= MAX_ACTIVE {
+            counters.busy.fetch_add(1, Ordering::Relaxed);
+            let _ = send_reply(router, &peer, &quick(Status::Busy, req.request_id, 0, 0, 0))?;
+            continue;
+        }
+        match open_request(dir, &req) {
+            Ok((session, cursor)) => active.push(Active {
+                peer,
+                req,
+                session,
+                cursor,
+                pending: None,
+                records: 0,
+                last_seq: 0,
+                next_expected: req.from_seq,
+                missing: 0,
+                wait_until: Instant::now() + Duration::from_millis(u64::from(req.wait_ms)),
+                fin: None,
+            }),
+            Err((session, first)) => {
+                counters.not_available.fetch_add(1, Ordering::Relaxed);
+                let _ = send_reply(
+                    router,
+                    &peer,
+                    &quick(Status::NotAvailable, req.request_id, session, first, 0),
+                )?;
+            }
+        }
+    }
+}
+
+/// Resolve the session and open a cursor; `Err((session, first_seq))`
+/// when the recording has nothing from `from_seq` on.
+fn open_request(dir: &std::path::Path, req: &Request) -> Result<(u64, Cursor), (u64, u64)> {
+    let stream = Recording::open(dir)
+        .and_then(|r| r.stream(req.key))
+        .map_err(|_| (0, 0))?;
+    let sessions = stream.sessions().map_err(|_| (0, 0))?;
+    let info = if req.session == 0 {
+        sessions.last()
+    } else {
+        sessions.iter().find(|s| s.session == req.session)
+    };
+    let Some(info) = info.copied() else {
+        return Err((req.session, 0));
+    };
+    // The recording starts after from_seq (a late start, or loss at the
+    // start): it cannot serve the range whole.
+    if info.first_seq == 0 || info.first_seq > req.from_seq {
+        return Err((info.session, info.first_seq));
+    }
+    let cursor = stream
+        .read(&Range {
+            session: Some(info.session),
+            from_seq: Some(req.from_seq),
+            to_seq: (req.to_seq != 0).then_some(req.to_seq),
+            follow: true,
+            ..Range::default()
+        })
+        .map_err(|_| (info.session, info.first_seq))?;
+    Ok((info.session, cursor))
+}
+
+/// Send one message of request `a`; `true` when the request is finished
+/// (its final reply sent, or its client gone).
+fn serve_one(
+    router: &mut zmq::Socket,
+    a: &mut Active,
+    tokens: &mut i64,
+    now: Instant,
+    counters: &ServeCounters,
+) -> Result<bool, zmq::Error> {
+    if a.pending.is_none() && a.fin.is_none() {
+        build(a, now, counters);
+    }
+    if let Some(parts) = a.pending.take() {
+        match router.send(&a.peer[..], zmq::SNDMORE | zmq::DONTWAIT) {
+            Ok(()) => {}
+            Err(zmq::Error::EAGAIN) => {
+                // The client's pipe is full: its turn comes again.
+                a.pending = Some(parts);
+                return Ok(false);
+            }
+            Err(zmq::Error::EHOSTUNREACH) => {
+                counters.gone.fetch_add(1, Ordering::Relaxed);
+                return Ok(true);
+            }
+            Err(e) => return Err(e),
+        }
+        let n = parts.len();
+        let mut bytes = 0;
+        for (i, p) in parts.into_iter().enumerate() {
+            bytes += p.len();
+            router.send(p, if i + 1 < n { zmq::SNDMORE } else { 0 })?;
+        }
+        *tokens -= bytes as i64;
+        counters.messages.fetch_add(1, Ordering::Relaxed);
+        counters.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        counters
+            .frames
+            .fetch_add(n.saturating_sub(2) as u64, Ordering::Relaxed);
+        return Ok(false);
+    }
+    let Some(status) = a.fin else {
+        return Ok(false);
+    };
+    let r = Reply {
+        status,
+        count: 0,
+        request_id: a.req.request_id,
+        session: a.session,
+        a: a.last_seq,
+        b: a.records,
+        c: a.missing,
+    };
+    if !send_reply(router, &a.peer, &r)? {
+        return Ok(false);
+    }
+    match status {
+        Status::Done => counters.done.fetch_add(1, Ordering::Relaxed),
+        _ => counters.partial.fetch_add(1, Ordering::Relaxed),
+    };
+    Ok(true)
+}
+
+/// Read up to one message's worth of frames from the cursor into
+/// `a.pending`, or settle the final status.
+fn build(a: &mut Active, now: Instant, counters: &ServeCounters) {
+    let mut rx = Vec::with_capacity(FRAMES_PER_MESSAGE * 8);
+    let mut frames: Vec<zmq::Message> = Vec::new();
+    let (mut lo, mut hi, mut bytes) = (u64::MAX, 0u64, 0usize);
+    let mut ended = false;
+    while frames.len() < FRAMES_PER_MESSAGE && bytes < BYTES_PER_MESSAGE {
+        match a.cursor.next() {
+            Ok(Some(Event::Frame(f))) => {
+                for r in f.records_in_range() {
+                    let s = r.seq();
+                    if s > a.next_expected {
+                        a.missing += s - a.next_expected;
+                    }
+                    a.next_expected = a.next_expected.max(s + 1);
+                    a.records += 1;
+                    a.last_seq = a.last_seq.max(s);
+                    lo = lo.min(s);
+                    hi = hi.max(s);
+                }
+                rx.extend_from_slice(&f.rx_ns.to_le_bytes());
+                bytes += f.bytes.len();
+                frames.push(zmq::Message::from(f.bytes));
+                if a.req.to_seq != 0 && f.info.last_seq >= a.req.to_seq {
+                    ended = true;
+                    a.fin = Some(Status::Done);
+                    break;
+                }
+            }
+            Ok(Some(Event::Corrupt(_))) => {
+                counters.corrupt.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(None) => {
+                ended = true;
+                if a.cursor.finished() || a.req.to_seq == 0 {
+                    a.fin = Some(Status::Done);
+                } else if now >= a.wait_until {
+                    a.fin = Some(Status::Partial);
+                } else {
+                    // Not recorded yet: look again next round.
+                    ended = false;
+                }
+                break;
+            }
+            Err(_) => {
+                ended = true;
+                a.fin = Some(Status::Partial);
+                break;
+            }
+        }
+    }
+    if a.fin == Some(Status::Done) && a.req.to_seq != 0 && a.next_expected <= a.req.to_seq {
+        a.missing += a.req.to_seq + 1 - a.next_expected;
+        a.next_expected = a.req.to_seq + 1;
+    }
+    let _ = ended;
+    if frames.is_empty() {
+        return;
+    }
+    let header = Reply {
+        status: Status::Data,
+        count: frames.len() as u16,
+        request_id: a.req.request_id,
+        session: a.session,
+        a: if lo == u64::MAX { 0 } else { lo },
+        b: hi,
+        c: 0,
+    };
+    let mut parts = Vec::with_capacity(frames.len() + 2);
+    parts.push(zmq::Message::from(&header.encode()[..]));
+    parts.push(zmq::Message::from(&rx[..]));
+    parts.extend(frames);
+    a.pending = Some(parts);
+}
+
+/// What [`fetch`] collected.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    /// `(rx_ns, frame)` in the order served.
+    pub frames: Vec<(u64, Vec<u8>)>,
+    /// The final reply.
+    pub last: Option<Reply>,
+}
+
+/// A simple blocking client: send `req` on `dealer` (connected to a
+/// recorder's `--serve`) and collect every reply until the final one, or
+/// fail after `timeout`. A reference for the wire format as much as a
+/// helper: a catch-up client applies frames as they come instead.
+pub fn fetch(dealer: &zmq::Socket, req: &Request, timeout: Duration) -> Result<Fetched, String> {
+    dealer
+        .send(&req.encode()[..], 0)
+        .map_err(|e| format!("sending the request: {e}"))?;
+    let deadline = Instant::now() + timeout;
+    let mut out = Fetched::default();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("no final reply within {timeout:?}"));
+        }
+        if dealer
+            .poll(zmq::POLLIN, left.as_millis().max(1) as i64)
+            .map_err(|e| e.to_string())?
+            == 0
+        {
+            continue;
+        }
+        let parts = dealer.recv_multipart(0).map_err(|e| e.to_string())?;
+        let reply = Reply::decode(&parts[0]).ok_or("a reply header that does not decode")?;
+        if reply.request_id != req.request_id {
+            continue;
+        }
+        if reply.status == Status::Data {
+            let n = reply.count as usize;
+            if parts.len() != n + 2 || parts[1].len() != 8 * n {
+                return Err(format!(
+                    "a DATA message of {} parts for {n} frames",
+                    parts.len()
+                ));
+            }
+            for (i, f) in parts[2..].iter().enumerate() {
+                out.frames.push((u64_at(&parts[1], 8 * i), f.clone()));
+            }
+        } else {
+            out.last = Some(reply);
+            return Ok(out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_replies_round_trip_and_bad_requests_say_why() {
+        let r = Request {
+            key: SourceKey {
+                publisher_id: 9,
+                stream_id: 2,
+            },
+            wait_ms: 500,
+            session: 77,
+            from_seq: 10,
+            to_seq: 20,
+            request_id: 5,
+        };
+        assert_eq!(Request::decode(&r.encode()), Ok(r));
+        let mut v = r.encode();
+        v[4] = 2;
+        assert_eq!(Request::decode(&v), Err((5, BadRequest::Version)));
+        let mut v = r.encode();
+        v[5] = 9;
+        assert_eq!(Request::decode(&v), Err((5, BadRequest::Op)));
+        let bad = Request { to_seq: 9, ..r };
+        assert_eq!(Request::decode(&bad.encode()), Err((5, BadRequest::Range)));
+        let bad = Request { from_seq: 0, ..r };
+        assert_eq!(Request::decode(&bad.encode()), Err((5, BadRequest::Range)));
+        assert_eq!(Request::decode(b"short"), Err((0, BadRequest::Malformed)));
+        let rep = Reply {
+            status: Status::Partial,
+            count: 0,
+            request_id: 5,
+            session: 77,
+            a: 1,
+            b: 2,
+            c: 3,
+        };
+        assert_eq!(Reply::decode(&rep.encode()), Some(rep));
+        assert!(rep.is_final());
+    }
+}
