@@ -28,6 +28,21 @@ pub fn worker_for(symbol: &Symbol, workers: usize) -> usize {
     reduce(xxh3_64_with_seed(&symbol.0, WORKER_HASH_SEED), workers)
 }
 
+/// Flags in the top bits of the receive time a shard stamps on what it
+/// hands a worker (receive times are far below 2^62 ns, the year 2116):
+/// the records were received now but are not live. Mask them off with
+/// [`STAMP_FLAGS`] before using the time.
+///
+/// Not judged by the snail: history fetched for a catch-up, and live
+/// records that queued while it was fetched (their age is the catch-up's,
+/// not the subscriber's pace).
+pub const STAMP_NO_JUDGE: u64 = 1 << 63;
+/// Not timed: history fetched for a catch-up (its send times are from
+/// before this subscriber joined; its latency would be the recording's age).
+pub const STAMP_NO_TIME: u64 = 1 << 62;
+/// Both stamp flags.
+pub const STAMP_FLAGS: u64 = STAMP_NO_JUDGE | STAMP_NO_TIME;
+
 /// Map a 64-bit hash onto `0..n` without a division (Lemire's multiply-shift).
 #[inline]
 fn reduce(hash: u64, n: usize) -> usize {

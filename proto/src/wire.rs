@@ -82,7 +82,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn from_u8(v: u8) -> Option<Kind> {
+    /// The kind of a header's `kind` byte; `None` for a byte no kind has.
+    pub fn from_u8(v: u8) -> Option<Kind> {
         match v {
             1 => Some(Kind::Quote),
             2 => Some(Kind::Trade),
@@ -622,6 +623,21 @@ pub fn decode_record(buf: &[u8]) -> Result<(Record<'_>, &[u8]), DecodeError> {
         },
         rest,
     ))
+}
+
+/// The header of a frame's first record, read without validating the
+/// frame (a peek, e.g. to see which stream a frame is from before taking
+/// it): `None` if the bytes are too short to hold one. Nothing else about
+/// the frame is promised; [`Frame::parse`] decides that.
+pub fn first_header(frame: &[u8]) -> Option<&Header> {
+    let at = if frame.first() == Some(&0) && frame.get(1..4) == Some(&BATCH_MAGIC[..]) {
+        BATCH_HEADER_LEN
+    } else {
+        0
+    };
+    Header::ref_from_prefix(frame.get(at..)?)
+        .ok()
+        .map(|(h, _)| h)
 }
 
 /// A validated frame: every record in it decodes.

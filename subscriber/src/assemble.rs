@@ -74,6 +74,7 @@ fn shard_sums(cfg: &Config, shards: &[Option<ShardResult>]) -> ShardSums {
                 eos_last_seq: st.eos().map(|e| e.last_seq),
                 checksum_ok: st.eos().is_some_and(|e| e.checksum == st.checksum()),
                 complete: st.complete(),
+                caught_up: r.caught_up.iter().find(|c| c.key == st.key()).cloned(),
             }));
         let plan = &cfg.shards[i];
         s.agents.push(AgentReport {

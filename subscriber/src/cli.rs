@@ -269,6 +269,28 @@ pub struct Flags {
     )]
     pub drain_timeout_ms: u64,
 
+    /// A recorder's `--serve` endpoint (shardcast-record): a stream this
+    /// subscriber joins mid-stream is caught up from it. The live stream
+    /// queues while the shard fetches everything before its first live
+    /// record (this session, from sequence 1), hands that to the workers
+    /// in order (neither timed nor judged by the snail), then goes on with
+    /// the live records, dropping those the recording already gave. The
+    /// report's `streams[].caught_up` says what came.
+    #[arg(long, value_name = "ENDPOINT", value_parser = endpoint_arg, env = "SHARDCAST_SUB_CATCH_UP")]
+    pub catch_up: Option<String>,
+
+    /// --catch-up: how long one stream's catch-up may take, every reply
+    /// together (at most a day); the live stream waits meanwhile, within
+    /// --rcvhwm.
+    #[arg(
+        long,
+        default_value_t = 30_000,
+        value_name = "MS",
+        value_parser = clap::value_parser!(u64).range(1..=DAY_MS),
+        env = "SHARDCAST_SUB_CATCH_UP_TIMEOUT_MS"
+    )]
+    pub catch_up_timeout_ms: u64,
+
     /// CURVE: this subscriber's secret key file (from shardcast-keygen; its
     /// public half must be in the publisher's --curve-allow). Every shard
     /// then connects encrypted. Needs the system libzmq build.

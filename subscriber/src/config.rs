@@ -81,6 +81,10 @@ pub struct Config {
     pub stats_interval: Option<Duration>,
     /// Worker drain limit.
     pub drain_timeout: Duration,
+    /// `--catch-up`: a recorder's serve endpoint.
+    pub catch_up: Option<String>,
+    /// `--catch-up-timeout-ms`.
+    pub catch_up_timeout: Duration,
     /// Fault injection: (after records, stall) for worker 0.
     pub stall_worker: Option<(u64, Duration)>,
     /// How the snail judges lag.
@@ -328,6 +332,8 @@ impl Config {
             warmup: Duration::from_secs_f64(f.warmup),
             stats_interval: f.stats_interval.map(Duration::from_secs_f64),
             drain_timeout: Duration::from_millis(f.drain_timeout_ms),
+            catch_up: f.catch_up.clone(),
+            catch_up_timeout: Duration::from_millis(f.catch_up_timeout_ms),
             stall_worker: f
                 .stall_worker_ms
                 .map(|ms| (f.stall_after, Duration::from_millis(ms))),

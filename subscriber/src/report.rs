@@ -1,6 +1,7 @@
 //! The subscriber's JSON report. Key names are a contract (benchmarks and
 //! other tools parse them): add keys, never rename or drop one.
 
+use crate::shard::CaughtUp;
 pub use crate::snapshot::{EndReason, Placement, QueueState};
 use serde::Serialize;
 use shardcast_agent::lag::OnSlow;
@@ -144,6 +145,10 @@ pub struct StreamReport {
     pub checksum_ok: bool,
     /// Received whole.
     pub complete: bool,
+    /// `--catch-up`: what the recorder gave this stream from before the
+    /// subscriber joined (absent when it was not caught up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caught_up: Option<CaughtUp>,
 }
 
 /// A shard or worker.

@@ -10,7 +10,7 @@
 use crate::config::{is_multicast, Config, ShardPlan};
 use crate::links::Link;
 use crate::metrics::Metrics;
-use crate::shard::{run_shard, ShardResult, ShardSetup, ShardSockets};
+use crate::shard::{run_shard, CatchUpLink, ShardResult, ShardSetup, ShardSockets};
 use crate::RunError;
 use shardcast_agent::clock::now_ns;
 use shardcast_agent::cpu::spawn_agent;
@@ -166,9 +166,28 @@ impl Wired {
                 "connecting shard {} to {} (check --connect/--iface)",
                 plan.index, plan.connect
             )))?;
+            let catch_up = match &cfg.catch_up {
+                Some(ep) => {
+                    // On the stream's own context: its I/O thread carries
+                    // the history, as it carries the stream.
+                    let d = own
+                        .ctx
+                        .socket(zmq::DEALER)
+                        .map_err(zerr("creating the --catch-up DEALER"))?;
+                    d.set_linger(0).map_err(zerr("setting ZMQ_LINGER"))?;
+                    d.connect(ep)
+                        .map_err(zerr(format!("connecting --catch-up to {ep}")))?;
+                    Some(CatchUpLink {
+                        dealer: d,
+                        timeout: cfg.catch_up_timeout,
+                    })
+                }
+                None => None,
+            };
             shards.push(ShardSockets {
                 sub: own.socket,
                 outs,
+                catch_up,
             });
             streams.push(own.ctx);
         }

@@ -13,7 +13,7 @@ use shardcast_agent::idle::{Idle, Received};
 use shardcast_agent::lag::{LagCheck, OnSlow};
 use shardcast_agent::watch::{AgentCounters, AgentKind, Board, Croak};
 use shardcast_agent::zmqx::Msg;
-use shardcast_proto::shard::worker_for;
+use shardcast_proto::shard::{worker_for, STAMP_FLAGS, STAMP_NO_JUDGE, STAMP_NO_TIME};
 use shardcast_proto::snail::{age_ns, LagLimit, LagMode};
 use shardcast_proto::wire::{Frame, Payload, StreamChecksum};
 use std::sync::atomic::Ordering;
@@ -191,6 +191,11 @@ impl WorkerCore {
             return;
         };
         self.res.frames += 1;
+        // A shard's catch-up hands over history and the live records that
+        // queued meanwhile with flags in the stamp (`STAMP_*`).
+        let judge = rx_ns & STAMP_NO_JUDGE == 0;
+        let timed = rx_ns & STAMP_NO_TIME == 0;
+        let rx_ns = rx_ns & !STAMP_FLAGS;
         let start = clock();
         let _ = self.latency.tick(start);
         let mut prev = start;
@@ -207,6 +212,7 @@ impl WorkerCore {
             // An absurdly old send time is no lag (the shard counted it as
             // `ts_ancient`); judging it would croak on a corrupt stamp.
             let age = match setup.limit.mode {
+                _ if !judge => None,
                 LagMode::Absolute => Some(age_ns(prev, rec.send_ts_ns())).filter(|&a| {
                     !setup
                         .limit
@@ -259,19 +265,23 @@ impl WorkerCore {
             spin_for(setup.work_ns);
             let done = clock();
             let intended = rec.intended_ts_ns();
-            if done < intended {
-                self.res.clock_ahead += 1;
-            }
-            if self.latency.in_warmup(done) {
-                self.latency.warmup_records += 1;
-            } else {
-                // This record started when the previous one finished: the
-                // wait behind earlier records of its batch is queueing too.
-                self.latency
-                    .record(Stage::Queue, prev.saturating_sub(rx_ns));
-                self.latency.record(Stage::Work, done - prev);
-                self.latency
-                    .record(Stage::EndToEnd, done.saturating_sub(intended));
+            // Untimed: history, whose send times are from before we joined.
+            if timed {
+                if done < intended {
+                    self.res.clock_ahead += 1;
+                }
+                if self.latency.in_warmup(done) {
+                    self.latency.warmup_records += 1;
+                } else {
+                    // This record started when the previous one finished:
+                    // the wait behind earlier records of its batch is
+                    // queueing too.
+                    self.latency
+                        .record(Stage::Queue, prev.saturating_sub(rx_ns));
+                    self.latency.record(Stage::Work, done - prev);
+                    self.latency
+                        .record(Stage::EndToEnd, done.saturating_sub(intended));
+                }
             }
             prev = done;
             self.res.processed += 1;

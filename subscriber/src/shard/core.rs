@@ -16,7 +16,7 @@ use shardcast_agent::hist::{Stage, StageRecorder};
 use shardcast_agent::lag::{LagCheck, OnSlow};
 use shardcast_agent::watch::{AgentCounters, AgentKind, SlowEvent};
 use shardcast_proto::seq::{SourceKey, Tracker, Verdict};
-use shardcast_proto::shard::worker_for;
+use shardcast_proto::shard::{worker_for, STAMP_FLAGS, STAMP_NO_JUDGE};
 use shardcast_proto::snail::{age_ns, LagLimit, LagMode};
 use shardcast_proto::wire::{
     BatchWriter, DecodeError, Frame, Kind, Payload, MAX_BATCH, MAX_RECORD_LEN,
@@ -109,6 +109,36 @@ pub struct ShardResult {
     /// End-of-stream records from a source that had sent no data or
     /// heartbeat this shard took: counted, not obeyed.
     pub eos_unknown: u64,
+    /// `--catch-up`: what each source joined mid-stream was caught up with
+    /// (filled by the shard's I/O loop).
+    pub caught_up: Vec<CaughtUp>,
+}
+
+/// One catch-up (`--catch-up`): a source this shard joined mid-stream, and
+/// what the recorder gave it of what came before.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CaughtUp {
+    /// The source.
+    #[serde(skip)]
+    pub key: SourceKey,
+    /// Its session.
+    pub session: u64,
+    /// Sequences asked for: `from_seq..=to_seq` (to: the one before the
+    /// first live record).
+    pub from_seq: u64,
+    /// See `from_seq`.
+    pub to_seq: u64,
+    /// Records applied from the recording.
+    pub records: u64,
+    /// Recorded frames received.
+    pub frames: u64,
+    /// From the first live record to the last fetched one applied, ns.
+    pub elapsed_ns: u64,
+    /// How it ended: `done` (everything asked for), `partial` (the
+    /// recording did not reach `to_seq` in time), `not_available` (the
+    /// recording has nothing of it), `busy`, `timeout`, `stopped`, or
+    /// `error: ...` (a reply this subscriber could not use).
+    pub status: String,
 }
 
 /// Records of single-record frames waiting to go to one worker as a batch.
@@ -116,6 +146,8 @@ pub struct ShardResult {
 struct Outbox {
     writer: BatchWriter,
     first_rx_ns: u64,
+    /// Stamp flags of what it holds (`STAMP_*`), ORed.
+    flags: u64,
 }
 
 /// A shard's state and decisions.
@@ -139,6 +171,20 @@ pub struct ShardCore {
     /// When the shard started receiving: a record older than the time since
     /// then (and an hour) cannot be lag ([`LagLimit::is_ancient`]).
     start_ns: u64,
+    /// After a catch-up: a source's records sent before the time given
+    /// queued while history was fetched, so the snail does not judge them
+    /// (a handful of entries at most: one per source caught up).
+    grace: Vec<(SourceKey, u64)>,
+}
+
+/// How [`ShardCore::take_frame`] treats a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Taken {
+    /// From the stream.
+    Live,
+    /// Fetched for a catch-up: data records up to this sequence; never
+    /// judged or timed; control records ignored.
+    History(u64),
 }
 
 impl ShardCore {
@@ -163,6 +209,7 @@ impl ShardCore {
                 ts_future: 0,
                 ts_ancient: 0,
                 eos_unknown: 0,
+                caught_up: Vec::new(),
             },
             lag: LagCheck::new(AgentKind::Shard, setup.index, setup.limit, setup.on_slow),
             latency,
@@ -172,6 +219,7 @@ impl ShardCore {
                 .map(|_| Outbox {
                     writer: BatchWriter::new(true, OUTBOX_BYTES + MAX_RECORD_LEN),
                     first_rx_ns: 0,
+                    flags: 0,
                 })
                 .collect(),
             scratch: BatchWriter::new(true, 0),
@@ -187,6 +235,7 @@ impl ShardCore {
                 }
             ],
             start_ns,
+            grace: Vec::new(),
         }
     }
 
@@ -194,7 +243,57 @@ impl ShardCore {
     /// data. Call [`Self::next_send`] until `None` before the next frame.
     #[inline]
     pub fn on_frame(&mut self, now: u64, bytes: &[u8]) {
+        self.take_frame(now, bytes, Taken::Live)
+    }
+
+    /// Handle one recorded frame fetched for a catch-up (`--catch-up`): its
+    /// data records up to `max_seq` go to the workers like live ones, in
+    /// order, sequence-checked; records above `max_seq` (the live stream
+    /// has them) and control records are left out. Nothing in it is judged
+    /// by the snail or timed, and the workers are told so
+    /// ([`STAMP_FLAGS`]). Call [`Self::next_send`] until `None` after it.
+    pub fn on_history_frame(&mut self, now: u64, bytes: &[u8], max_seq: u64) {
+        self.take_frame(now, bytes, Taken::History(max_seq))
+    }
+
+    /// After a catch-up of `key` that ended at `until_ns`: its records sent
+    /// before then waited for the catch-up, so they are not judged.
+    pub fn grace(&mut self, key: SourceKey, until_ns: u64) {
+        self.grace.retain(|(k, _)| *k != key);
+        self.grace.push((key, until_ns));
+    }
+
+    /// Whether `key` has a sequence state (a record of it was taken).
+    pub fn knows(&self, key: SourceKey) -> bool {
+        self.res.tracker.streams().iter().any(|s| s.key() == key)
+    }
+
+    /// A record sent at `send_ts` by `key` that queued during a catch-up.
+    #[inline]
+    fn in_grace(grace: &mut Vec<(SourceKey, u64)>, key: SourceKey, send_ts: u64) -> bool {
+        if grace.is_empty() {
+            return false;
+        }
+        match grace.iter().position(|&(k, _)| k == key) {
+            Some(i) if send_ts < grace[i].1 => true,
+            // A source's records come in order: the first one sent after
+            // the catch-up ends its grace.
+            Some(i) => {
+                grace.swap_remove(i);
+                false
+            }
+            None => false,
+        }
+    }
+
+    #[inline]
+    fn take_frame(&mut self, now: u64, bytes: &[u8], taken: Taken) {
         debug_assert!(self.next_send_pending().is_none(), "sends drained first");
+        let history = match taken {
+            Taken::Live => None,
+            Taken::History(max) => Some(max),
+        };
+        let mut flags = if history.is_some() { STAMP_FLAGS } else { 0 };
         self.res.frames += 1;
         let warmup = self.latency.in_warmup(now);
         let mut accepted = [0u64; MAX_BATCH / 64];
@@ -214,6 +313,14 @@ impl ShardCore {
                 publisher_id: rec.publisher_id(),
                 stream_id: rec.stream_id(),
             };
+            if let Some(max) = history {
+                // History carries data only, and only what live lacks: left
+                // out here, not counted (it is no duplicate on the wire).
+                if !rec.kind().is_data() || rec.seq() > max {
+                    dups += 1;
+                    continue;
+                }
+            }
             if rec.kind() == Kind::EndOfStream {
                 saw_eos = true;
                 match self.res.tracker.existing(key) {
@@ -253,7 +360,14 @@ impl ShardCore {
             let limit = &self.setup.limit;
             // A broken or hostile clock: judging its stamp would hide real
             // lag or invent it (and, relative, move the floor).
-            let sane = if limit.is_future(age) {
+            let judged =
+                history.is_none() && !Self::in_grace(&mut self.grace, key, rec.send_ts_ns());
+            if !judged {
+                flags |= STAMP_NO_JUDGE;
+            }
+            let sane = if history.is_some() {
+                false
+            } else if limit.is_future(age) {
                 self.res.ts_future += 1;
                 false
             } else if limit.is_ancient(age, now.saturating_sub(self.start_ns)) {
@@ -262,14 +376,16 @@ impl ShardCore {
             } else {
                 true
             };
-            if sane {
+            if sane && judged {
                 let lag = match limit.mode {
                     LagMode::Absolute => age,
                     LagMode::Relative => st.floor.lag(now, age, limit.window_ns),
                 };
                 self.lag.observe(now, lag, &rec);
             }
-            if warmup {
+            if history.is_some() {
+                // History is neither warm-up nor timed.
+            } else if warmup {
                 self.latency.warmup_records += 1;
             } else if sane {
                 self.latency
@@ -293,12 +409,12 @@ impl ShardCore {
             }
             self.res.last_rx_ns = now;
             if !batched {
-                self.pack(single_target, now, bytes);
+                self.pack(single_target, now, flags, bytes);
             } else {
                 // A publisher batch goes on whole; what was packed before
                 // it goes first, so each worker sees arrival order.
                 self.flush();
-                let (workers, rx_ns, records) = (workers_mask, now, new);
+                let (workers, rx_ns, records) = (workers_mask, now | flags, new);
                 if dups > 0 {
                     rebuild_without_duplicates(&frame, bytes.len(), &accepted, &mut self.scratch);
                     self.sends.push(Send::Rebuilt {
@@ -323,17 +439,19 @@ impl ShardCore {
 
     /// Pack a single-record frame for worker `w`; queue the box when full.
     #[inline]
-    fn pack(&mut self, w: usize, now: u64, record: &[u8]) {
+    fn pack(&mut self, w: usize, now: u64, flags: u64, record: &[u8]) {
         let b = &mut self.boxes[w];
         if b.writer.is_empty() {
             b.first_rx_ns = now;
+            b.flags = 0;
         }
+        b.flags |= flags;
         let pushed = b.writer.push(record);
         debug_assert!(pushed, "a box is flushed before it can refuse a record");
         if b.writer.count() >= MAX_BATCH || b.writer.len() >= OUTBOX_BYTES {
             self.sends.push(Send::Packed {
                 worker: w,
-                rx_ns: b.first_rx_ns,
+                rx_ns: b.first_rx_ns | b.flags,
             });
         }
     }
@@ -348,7 +466,7 @@ impl ShardCore {
             if !b.writer.is_empty() && !queued {
                 self.sends.push(Send::Packed {
                     worker: w,
-                    rx_ns: b.first_rx_ns,
+                    rx_ns: b.first_rx_ns | b.flags,
                 });
             }
         }
@@ -415,6 +533,11 @@ impl ShardCore {
     #[inline]
     pub fn take_croak(&mut self) -> Option<SlowEvent> {
         self.lag.take_croak()
+    }
+
+    /// Data records handed to the workers so far.
+    pub fn forwarded(&self) -> u64 {
+        self.res.forwarded
     }
 
     /// Sequence numbers lost so far (published once a second).
@@ -568,6 +691,66 @@ mod tests {
             .records()
             .map(|r| r.seq())
             .collect()
+    }
+
+    /// `--catch-up`: history goes to the workers in order, stamped
+    /// untimed and unjudged, capped at the last sequence live lacks; the
+    /// live frame after it continues the sequence with nothing lost,
+    /// duplicated or missed, and no croak although the history is old.
+    #[test]
+    fn history_fills_the_start_of_a_stream_unjudged_then_live_goes_on() {
+        let (mut core, _c) = core(None, 1);
+        let old = 1; // sent at 1 ns: a second before T0, the limit
+        let hist = |seq| record_from(7, 1, old, "AAA", seq, QUOTE);
+        // The recording's frames: 1..3 batched (with 4, which live has),
+        // then a heartbeat, which history leaves out.
+        let h1 = batch(&[hist(1), hist(2), hist(3), hist(4)]);
+        let now = T0 + 5;
+        core.on_history_frame(now, &h1, 3);
+        let sent = drain(&mut core, &h1);
+        assert_eq!(sent.len(), 1);
+        let Send::Rebuilt { rx_ns, records, .. } = sent[0].0 else {
+            panic!("{:?}", sent[0].0)
+        };
+        assert_eq!((rx_ns, records), (now | STAMP_FLAGS, 3));
+        assert_eq!(seqs(&sent[0].1), [1, 2, 3]);
+        let hb = record_from(7, 1, old, "", 3, Payload::Heartbeat);
+        core.on_history_frame(now, &hb, 3);
+        core.flush();
+        assert!(drain(&mut core, &hb).is_empty());
+        // After the catch-up: a queued live record sent before its end is
+        // not judged; one sent after is, and ends the grace.
+        let key = SourceKey {
+            publisher_id: 7,
+            stream_id: 0,
+        };
+        core.grace(key, T0);
+        let live = record_from(7, 1, old, "AAA", 4, QUOTE);
+        core.on_frame(T0 + 10, &live);
+        core.flush();
+        let sent = drain(&mut core, &live);
+        assert_eq!(sent.len(), 1);
+        assert!(
+            matches!(sent[0].0, Send::Packed { rx_ns, .. } if rx_ns & STAMP_FLAGS == STAMP_NO_JUDGE)
+        );
+        assert!(core.take_croak().is_none(), "a queued record is no snail");
+        let fresh = record_from(7, 1, T0 + 20, "AAA", 5, QUOTE);
+        core.on_frame(T0 + 30, &fresh);
+        core.flush();
+        let sent = drain(&mut core, &fresh);
+        assert!(matches!(sent[0].0, Send::Packed { rx_ns, .. } if rx_ns & STAMP_FLAGS == 0));
+        let late = record_from(7, 1, T0 + 40, "AAA", 6, QUOTE);
+        core.on_frame(T0 + 3_000_000_000, &late);
+        assert!(
+            core.take_croak().is_some(),
+            "the grace ended at the first record after it"
+        );
+        let r = core.finish(None);
+        let c = r.tracker.totals();
+        assert_eq!(
+            (c.received, c.lost, c.duplicates, c.missed_before_join),
+            (6, 0, 0, 0)
+        );
     }
 
     #[test]

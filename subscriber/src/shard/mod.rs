@@ -15,14 +15,18 @@
 
 mod core;
 
-pub use self::core::{Send, ShardCore, ShardResult, ShardSetup};
+pub use self::core::{CaughtUp, Send, ShardCore, ShardResult, ShardSetup};
 use shardcast_agent::clock::now_ns;
 use shardcast_agent::hist::StageRecorder;
 use shardcast_agent::idle::{Idle, IoError, Received};
 use shardcast_agent::watch::{AgentCounters, Board, Croak};
 use shardcast_agent::zmqx::Msg;
+use shardcast_proto::seq::{SourceKey, MAX_SEQ_JUMP};
+use shardcast_proto::wire::{first_header, Kind};
+use shardcast_recorder::serve::{Reply, Request, Status, MAX_WAIT_MS};
 use shardcast_workers::{WorkerCore, WorkerResult};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 /// A shard's sockets: its SUB and its PUSH sockets to the workers (one per
 /// worker under keyed fan-out, one under push fan-out).
@@ -31,7 +35,75 @@ pub struct ShardSockets {
     pub sub: zmq::Socket,
     /// To the workers.
     pub outs: Vec<zmq::Socket>,
+    /// `--catch-up`: a DEALER connected to the recorder's `--serve`.
+    pub catch_up: Option<CatchUpLink>,
 }
+
+/// `--catch-up`: where a shard fetches what it missed before it joined.
+pub struct CatchUpLink {
+    /// A DEALER connected to a recorder's `--serve` endpoint.
+    pub dealer: zmq::Socket,
+    /// How long one catch-up may take, all replies together.
+    pub timeout: Duration,
+}
+
+/// A catch-up to do: the source, its session, the last sequence missed.
+#[derive(Clone, Copy, Debug)]
+struct Ask {
+    key: SourceKey,
+    session: u64,
+    to_seq: u64,
+}
+
+/// The catch-up client's state.
+struct CatchUpState {
+    link: CatchUpLink,
+    /// Sources asked for already (or taken live from their start): a
+    /// source is caught up at most once, at its first record.
+    seen: Vec<SourceKey>,
+    /// The source of the last frame looked at: most frames are from the
+    /// same one, and need no more than this comparison.
+    last: Option<SourceKey>,
+    next_id: u64,
+    done: Vec<CaughtUp>,
+}
+
+impl CatchUpState {
+    /// Whether the frame in `bytes` is the first of a source joined
+    /// mid-stream, and what to fetch for it.
+    #[inline]
+    fn wants(&mut self, bytes: &[u8]) -> Option<Ask> {
+        let h = first_header(bytes)?;
+        let key = SourceKey {
+            publisher_id: h.publisher_id.get(),
+            stream_id: h.stream_id.get(),
+        };
+        if self.last == Some(key) {
+            return None;
+        }
+        self.last = Some(key);
+        if self.seen.contains(&key) || self.seen.len() >= MAX_CATCH_UPS {
+            return None;
+        }
+        self.seen.push(key);
+        let seq = h.seq.get();
+        // Data at `seq` means 1..seq-1 came before; a heartbeat or an
+        // end-of-stream states the last data sequence sent.
+        let to_seq = match Kind::from_u8(h.kind)? {
+            k if k.is_data() => seq.checked_sub(1)?,
+            _ => seq,
+        };
+        (1..MAX_SEQ_JUMP).contains(&to_seq).then_some(Ask {
+            key,
+            session: h.session.get(),
+            to_seq,
+        })
+    }
+}
+
+/// Most sources one shard catches up (a hostile peer inventing sources
+/// cannot make it fetch forever).
+const MAX_CATCH_UPS: usize = 64;
 
 /// Run shard `setup.index` until every source it saw ended, or the board's
 /// `stop_shards` is set. Takes up to `coalesce` frames per receive round.
@@ -57,6 +129,13 @@ pub fn run_shard(
         idle,
         stop: &board.stop_shards,
         counters,
+        catch_up: io.catch_up.take().map(|link| CatchUpState {
+            link,
+            seen: Vec::new(),
+            last: None,
+            next_id: 1,
+            done: Vec::new(),
+        }),
         inline: inline.map(|core| Inline {
             core,
             // Its own counters: inline, board.workers has one per shard.
@@ -90,7 +169,11 @@ pub fn run_shard(
     };
     shard.publish(&mut core, board);
     let work = shard.inline.map(|w| w.core.finish(None));
-    (core.finish(error), work)
+    let mut res = core.finish(error);
+    if let Some(c) = shard.catch_up {
+        res.caught_up = c.done;
+    }
+    (res, work)
 }
 
 /// What the I/O loop needs besides its sockets.
@@ -100,6 +183,8 @@ struct Io<'a> {
     counters: &'a AgentCounters,
     /// `--workers 0`: the work, done here.
     inline: Option<Inline<'a>>,
+    /// `--catch-up`.
+    catch_up: Option<CatchUpState>,
 }
 
 /// The shard's own worker (`--workers 0`).
@@ -144,6 +229,15 @@ impl Io<'_> {
     ) -> Result<(), IoError> {
         let mut taken = 0;
         loop {
+            if let Some(ask) = self.catch_up.as_mut().and_then(|c| c.wants(msg.bytes())) {
+                if !core.knows(ask.key) {
+                    // What was packed goes first; then the history; then
+                    // this frame and the live ones queued behind it.
+                    core.flush();
+                    self.drain(core, msg, &mut io.outs, &board.croak)?;
+                    self.catch_up(core, io, board, ask)?;
+                }
+            }
             let now = now_ns();
             self.tick(core, now);
             core.on_frame(now, msg.bytes());
@@ -167,6 +261,181 @@ impl Io<'_> {
         }
         core.flush();
         self.drain(core, msg, &mut io.outs, &board.croak)
+    }
+
+    /// Fetch `ask` from the recorder and hand it to the workers as history
+    /// (not judged, not timed), in order, before the live frame that
+    /// revealed it. Live frames queue on the SUB meanwhile (the kdb+ `r.q`
+    /// and Aeron replay-merge pattern: subscribe first, then fetch what
+    /// came before, then drain the queue, dropping what the history
+    /// already applied). A PARTIAL answer is asked again from where it
+    /// stopped while time is left; whatever is still missing stays
+    /// missing and shows in the counts (`lost` between the history and
+    /// live, or `missed_before_join` if nothing came).
+    fn catch_up(
+        &mut self,
+        core: &mut ShardCore,
+        io: &mut ShardSockets,
+        board: &Board,
+        ask: Ask,
+    ) -> Result<(), IoError> {
+        let Some(mut c) = self.catch_up.take() else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let deadline = started + c.link.timeout;
+        let mut got = CaughtUp {
+            key: ask.key,
+            session: ask.session,
+            from_seq: 1,
+            to_seq: ask.to_seq,
+            records: 0,
+            frames: 0,
+            elapsed_ns: 0,
+            status: String::new(),
+        };
+        let mut from = 1;
+        let forwarded_before = core.forwarded();
+        let result = loop {
+            let id = c.next_id;
+            c.next_id += 1;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let req = Request {
+                key: ask.key,
+                wait_ms: (left.as_millis() as u32).min(MAX_WAIT_MS),
+                session: ask.session,
+                from_seq: from,
+                to_seq: ask.to_seq,
+                request_id: id,
+            };
+            if let Err(e) = c.link.dealer.send(&req.encode()[..], zmq::DONTWAIT) {
+                break Err(format!("error: sending the request: {e}"));
+            }
+            match self.fetch(
+                core,
+                io,
+                board,
+                &mut c.link,
+                id,
+                ask.to_seq,
+                deadline,
+                &mut got,
+            ) {
+                Ok(Some(r)) if r.status == Status::Partial && r.a < ask.to_seq => {
+                    // What it had came; ask again for the rest while time
+                    // is left (the recorder may be a moment behind live).
+                    from = r.a.max(from - 1) + 1;
+                    if Instant::now() >= deadline {
+                        break Ok("partial");
+                    }
+                }
+                Ok(Some(r)) if r.status == Status::Busy => {
+                    if Instant::now() >= deadline {
+                        break Ok("busy");
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Ok(Some(r)) => {
+                    break Ok(match r.status {
+                        Status::Done | Status::Partial => "done",
+                        Status::NotAvailable => "not_available",
+                        _ => "bad_request",
+                    })
+                }
+                Ok(None) => {
+                    break Ok(if self.stop.load(Ordering::Relaxed) {
+                        "stopped"
+                    } else {
+                        "timeout"
+                    })
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        // The history's packed single records go now, before any live one
+        // (and are counted with it).
+        core.flush();
+        let flushed = self
+            .drain(core, &mut Msg::new(), &mut io.outs, &board.croak)
+            .map_err(|e| format!("error: handing history to the workers: {e:?}"));
+        let result = match (result, flushed) {
+            (Ok(s), Ok(())) => Ok(s),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        got.records = core.forwarded() - forwarded_before;
+        got.elapsed_ns = started.elapsed().as_nanos() as u64;
+        got.status = match result {
+            Ok(s) => s.to_string(),
+            Err(e) => e,
+        };
+        eprintln!(
+            "shardcast-sub: caught up publisher {} stream {} session {}: {} records of 1..={} from the recorder in {:.3} s ({})",
+            ask.key.publisher_id,
+            ask.key.stream_id,
+            ask.session,
+            got.records,
+            ask.to_seq,
+            got.elapsed_ns as f64 / 1e9,
+            got.status
+        );
+        // What queued meanwhile is judged against the catch-up's end.
+        core.grace(ask.key, now_ns());
+        c.done.push(got);
+        self.catch_up = Some(c);
+        Ok(())
+    }
+
+    /// Receive the replies to request `id` until its final one, handing
+    /// every recorded frame to the core as history. `Ok(None)`: no final
+    /// reply before `deadline` (or a stop).
+    #[allow(clippy::too_many_arguments)]
+    fn fetch(
+        &mut self,
+        core: &mut ShardCore,
+        io: &mut ShardSockets,
+        board: &Board,
+        link: &mut CatchUpLink,
+        id: u64,
+        to_seq: u64,
+        deadline: Instant,
+        got: &mut CaughtUp,
+    ) -> Result<Option<Reply>, String> {
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            // Short polls: a stop is noticed within 100 ms.
+            let wait = left.min(Duration::from_millis(100)).as_millis().max(1) as i64;
+            if link
+                .dealer
+                .poll(zmq::POLLIN, wait)
+                .map_err(|e| e.to_string())?
+                == 0
+            {
+                continue;
+            }
+            let parts = link.dealer.recv_multipart(0).map_err(|e| e.to_string())?;
+            let Some(reply) = parts.first().and_then(|p| Reply::decode(p)) else {
+                return Err("error: a reply that does not decode".into());
+            };
+            if reply.request_id != id {
+                continue; // a late answer to an earlier request
+            }
+            if reply.is_final() {
+                return Ok(Some(reply));
+            }
+            for frame in parts.iter().skip(2) {
+                got.frames += 1;
+                let mut m = Msg::from_slice(frame).map_err(|e| e.to_string())?;
+                core.on_history_frame(now_ns(), m.bytes(), to_seq);
+                self.drain(core, &mut m, &mut io.outs, &board.croak)
+                    .map_err(|e| format!("error: handing history to the workers: {e:?}"))?;
+            }
+        }
     }
 
     /// Send what the core queued, in order.
