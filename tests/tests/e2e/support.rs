@@ -49,6 +49,11 @@ pub fn sub_bin() -> &'static Path {
     P.get_or_init(|| build("shardcast-subscriber", "shardcast-sub"))
 }
 
+pub fn record_bin() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| build("shardcast-recorder", "shardcast-record"))
+}
+
 /// The binaries built against the system libzmq (CURVE, PGM), as the README
 /// says: `cargo build --config .cargo/system-libzmq.toml`, into their own
 /// target directory. `Err` says why they cannot be had (no libzmq3-dev):
