@@ -673,6 +673,15 @@ impl Cursor {
                     cand += i as u64;
                     seg.seek_to(cand);
                     if matches!(seg.check()?, EntryCheck::Valid { .. }) {
+                        if damage.is_none() {
+                            // The entry at `start` looked unfinished; a
+                            // writer may have finished it while we
+                            // searched (a live recording only grows).
+                            seg.seek_to(start);
+                            if let EntryCheck::Valid { len, .. } = seg.check()? {
+                                return Ok(Step::Entry(len));
+                            }
+                        }
                         seg.seek_to(cand);
                         return Ok(Step::Damaged {
                             // Only a length can make an entry look

@@ -252,10 +252,14 @@ struct Active {
     peer: Vec<u8>,
     req: Request,
     session: u64,
-    cursor: Cursor,
+    /// `None` until the stream and session are in the recording (a
+    /// request may come before the recorder's first write of them).
+    cursor: Option<Cursor>,
     /// A message built but not yet taken by the socket (the client's
     /// pipe was full).
     pending: Option<Vec<zmq::Message>>,
+    /// The recording, to open the cursor once the stream is there.
+    dir: std::path::PathBuf,
     /// Data sent so far: records in range, last seq, missing seqs.
     records: u64,
     last_seq: u64,
@@ -265,6 +269,9 @@ struct Active {
     wait_until: Instant,
     /// The final status, once known (sent after any pending data).
     fin: Option<Status>,
+    /// The last look found nothing new (waiting for the recorder): the
+    /// server then polls every 10 ms instead of every 1 ms.
+    waiting: bool,
 }
 
 /// The server's thread body: serve `router` (bound) from the recording at
@@ -284,7 +291,7 @@ pub fn run_server(
     while !stop.load(Ordering::Relaxed) {
         let busy = active
             .iter()
-            .any(|a| a.pending.is_some() || a.fin.is_some() || !a.cursor.finished());
+            .any(|a| a.pending.is_some() || a.fin.is_some() || !a.waiting);
         let timeout = if busy && tokens > 0 { 1 } else { 10 };
         if router.poll(zmq::POLLIN, timeout)? > 0 {
             take_requests(&mut router, &dir, &mut active, counters)?;
@@ -381,51 +388,84 @@ fn take_requests(
             let _ = send_reply(router, &peer, &quick(Status::Busy, req.request_id, 0, 0, 0))?;
             continue;
         }
-        match open_request(dir, &req) {
-            Ok((session, cursor)) => active.push(Active {
-                peer,
-                req,
-                session,
-                cursor,
-                pending: None,
-                records: 0,
-                last_seq: 0,
-                next_expected: req.from_seq,
-                missing: 0,
-                wait_until: Instant::now() + Duration::from_millis(u64::from(req.wait_ms)),
-                fin: None,
-            }),
-            Err((session, first)) => {
+        let wait_until = Instant::now() + Duration::from_millis(u64::from(req.wait_ms));
+        let (session, cursor) = match open_request(dir, &req) {
+            Ok((session, cursor)) => (session, Some(cursor)),
+            // Not there yet: the request waits (up to wait_ms) for the
+            // recorder to write the stream's first records.
+            Err(u) if !u.definitive && req.wait_ms > 0 => (0, None),
+            Err(u) => {
                 counters.not_available.fetch_add(1, Ordering::Relaxed);
-                let _ = send_reply(
-                    router,
-                    &peer,
-                    &quick(Status::NotAvailable, req.request_id, session, first, 0),
-                )?;
+                let r = quick(
+                    Status::NotAvailable,
+                    req.request_id,
+                    u.session,
+                    u.first_seq,
+                    0,
+                );
+                let _ = send_reply(router, &peer, &r)?;
+                continue;
             }
-        }
+        };
+        let waiting = cursor.is_none();
+        active.push(Active {
+            peer,
+            req,
+            session,
+            cursor,
+            dir: dir.to_path_buf(),
+            pending: None,
+            records: 0,
+            last_seq: 0,
+            next_expected: req.from_seq,
+            missing: 0,
+            wait_until,
+            fin: None,
+            waiting,
+        });
     }
 }
 
-/// Resolve the session and open a cursor; `Err((session, first_seq))`
-/// when the recording has nothing from `from_seq` on.
-fn open_request(dir: &std::path::Path, req: &Request) -> Result<(u64, Cursor), (u64, u64)> {
+/// Why a request cannot be served (yet).
+#[derive(Clone, Copy, Debug)]
+struct Unavailable {
+    /// The session resolved (0: none).
+    session: u64,
+    /// Its first recorded data sequence (0: none).
+    first_seq: u64,
+    /// The recording of the session starts after `from_seq`: waiting will
+    /// not change that. Otherwise the stream or session (or its first data
+    /// record) is not recorded yet.
+    definitive: bool,
+}
+
+/// Resolve the session and open a cursor.
+fn open_request(dir: &std::path::Path, req: &Request) -> Result<(u64, Cursor), Unavailable> {
+    let none = Unavailable {
+        session: req.session,
+        first_seq: 0,
+        definitive: false,
+    };
     let stream = Recording::open(dir)
         .and_then(|r| r.stream(req.key))
-        .map_err(|_| (0, 0))?;
-    let sessions = stream.sessions().map_err(|_| (0, 0))?;
+        .map_err(|_| none)?;
+    let sessions = stream.sessions().map_err(|_| none)?;
     let info = if req.session == 0 {
         sessions.last()
     } else {
         sessions.iter().find(|s| s.session == req.session)
     };
     let Some(info) = info.copied() else {
-        return Err((req.session, 0));
+        return Err(none);
     };
     // The recording starts after from_seq (a late start, or loss at the
     // start): it cannot serve the range whole.
     if info.first_seq == 0 || info.first_seq > req.from_seq {
-        return Err((info.session, info.first_seq));
+        return Err(Unavailable {
+            session: info.session,
+            first_seq: info.first_seq,
+            definitive: info.first_seq != 0,
+        });
     }
     let cursor = stream
         .read(&Range {
@@ -435,7 +475,11 @@ fn open_request(dir: &std::path::Path, req: &Request) -> Result<(u64, Cursor), (
             follow: true,
             ..Range::default()
         })
-        .map_err(|_| (info.session, info.first_seq))?;
+        .map_err(|_| Unavailable {
+            session: info.session,
+            first_seq: info.first_seq,
+            definitive: false,
+        })?;
     Ok((info.session, cursor))
 }
 
@@ -448,6 +492,31 @@ fn serve_one(
     now: Instant,
     counters: &ServeCounters,
 ) -> Result<bool, zmq::Error> {
+    if a.cursor.is_none() {
+        match open_request(&a.dir, &a.req) {
+            Ok((session, cursor)) => {
+                a.session = session;
+                a.cursor = Some(cursor);
+            }
+            Err(u) if !u.definitive && now < a.wait_until => return Ok(false),
+            Err(u) => {
+                let r = Reply {
+                    status: Status::NotAvailable,
+                    count: 0,
+                    request_id: a.req.request_id,
+                    session: u.session,
+                    a: u.first_seq,
+                    b: 0,
+                    c: 0,
+                };
+                if !send_reply(router, &a.peer, &r)? {
+                    return Ok(false);
+                }
+                counters.not_available.fetch_add(1, Ordering::Relaxed);
+                return Ok(true);
+            }
+        }
+    }
     if a.pending.is_none() && a.fin.is_none() {
         build(a, now, counters);
     }
@@ -507,9 +576,9 @@ fn build(a: &mut Active, now: Instant, counters: &ServeCounters) {
     let mut rx = Vec::with_capacity(FRAMES_PER_MESSAGE * 8);
     let mut frames: Vec<zmq::Message> = Vec::new();
     let (mut lo, mut hi, mut bytes) = (u64::MAX, 0u64, 0usize);
-    let mut ended = false;
+    let cursor = a.cursor.as_mut().expect("opened before building");
     while frames.len() < FRAMES_PER_MESSAGE && bytes < BYTES_PER_MESSAGE {
-        match a.cursor.next() {
+        match cursor.next() {
             Ok(Some(Event::Frame(f))) => {
                 for r in f.records_in_range() {
                     let s = r.seq();
@@ -526,7 +595,6 @@ fn build(a: &mut Active, now: Instant, counters: &ServeCounters) {
                 bytes += f.bytes.len();
                 frames.push(zmq::Message::from(f.bytes));
                 if a.req.to_seq != 0 && f.info.last_seq >= a.req.to_seq {
-                    ended = true;
                     a.fin = Some(Status::Done);
                     break;
                 }
@@ -535,19 +603,16 @@ fn build(a: &mut Active, now: Instant, counters: &ServeCounters) {
                 counters.corrupt.fetch_add(1, Ordering::Relaxed);
             }
             Ok(None) => {
-                ended = true;
-                if a.cursor.finished() || a.req.to_seq == 0 {
+                if cursor.finished() || a.req.to_seq == 0 {
                     a.fin = Some(Status::Done);
                 } else if now >= a.wait_until {
                     a.fin = Some(Status::Partial);
                 } else {
                     // Not recorded yet: look again next round.
-                    ended = false;
                 }
                 break;
             }
             Err(_) => {
-                ended = true;
                 a.fin = Some(Status::Partial);
                 break;
             }
@@ -557,7 +622,7 @@ fn build(a: &mut Active, now: Instant, counters: &ServeCounters) {
         a.missing += a.req.to_seq + 1 - a.next_expected;
         a.next_expected = a.req.to_seq + 1;
     }
-    let _ = ended;
+    a.waiting = frames.is_empty() && a.fin.is_none();
     if frames.is_empty() {
         return;
     }
@@ -591,9 +656,13 @@ pub struct Fetched {
 /// fail after `timeout`. A reference for the wire format as much as a
 /// helper: a catch-up client applies frames as they come instead.
 pub fn fetch(dealer: &zmq::Socket, req: &Request, timeout: Duration) -> Result<Fetched, String> {
-    dealer
-        .send(&req.encode()[..], 0)
-        .map_err(|e| format!("sending the request: {e}"))?;
+    loop {
+        match dealer.send(&req.encode()[..], 0) {
+            Ok(()) => break,
+            Err(zmq::Error::EINTR) => continue,
+            Err(e) => return Err(format!("sending the request: {e}")),
+        }
+    }
     let deadline = Instant::now() + timeout;
     let mut out = Fetched::default();
     loop {
@@ -601,14 +670,18 @@ pub fn fetch(dealer: &zmq::Socket, req: &Request, timeout: Duration) -> Result<F
         if left.is_zero() {
             return Err(format!("no final reply within {timeout:?}"));
         }
-        if dealer
-            .poll(zmq::POLLIN, left.as_millis().max(1) as i64)
-            .map_err(|e| e.to_string())?
-            == 0
-        {
-            continue;
+        // EINTR (a signal such as SIGCHLD in a process that has children)
+        // is not an error: look again.
+        match dealer.poll(zmq::POLLIN, left.as_millis().max(1) as i64) {
+            Ok(0) | Err(zmq::Error::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
         }
-        let parts = dealer.recv_multipart(0).map_err(|e| e.to_string())?;
+        let parts = match dealer.recv_multipart(zmq::DONTWAIT) {
+            Ok(p) => p,
+            Err(zmq::Error::EINTR) | Err(zmq::Error::EAGAIN) => continue,
+            Err(e) => return Err(e.to_string()),
+        };
         let reply = Reply::decode(&parts[0]).ok_or("a reply header that does not decode")?;
         if reply.request_id != req.request_id {
             continue;

@@ -17,6 +17,7 @@ mod multicast;
 mod outputs;
 mod pipeline;
 mod placement;
+mod record;
 mod replay;
 mod security;
 mod sequencing;
