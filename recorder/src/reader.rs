@@ -105,7 +105,7 @@ impl Recording {
         if !md.is_dir() {
             return Err(ReadError::Io {
                 path: dir.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+                source: std::io::Error::other("not a directory"),
             });
         }
         Ok(Recording {
