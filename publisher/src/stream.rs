@@ -53,6 +53,40 @@ pub(crate) enum Input {
     Replay(ReplayInput),
 }
 
+/// What a stream playing a source (an ITCH source or a replay) keeps
+/// between records: its schedule, where it is in it, and its sequence.
+struct Paced {
+    /// `None` at `--speed max`.
+    schedule: Option<Schedule>,
+    /// `--duration`'s end.
+    deadline: Option<u64>,
+    t0: u64,
+    /// When the last frame went (heartbeats are due after silence).
+    last_frame_ns: u64,
+    /// `--speed max`: the send time of the frame being packed.
+    frame_ns: u64,
+    /// Last sequence sent.
+    seq: u64,
+    checksum: StreamChecksum,
+    /// Lags by position in the run (a numeric `--speed`).
+    tenths: Option<Tenths>,
+}
+
+impl Paced {
+    fn new(cfg: &Config, t0: u64, scheduled: bool) -> Paced {
+        Paced {
+            schedule: None,
+            deadline: cfg.duration.map(|d| t0.saturating_add(d.as_nanos() as u64)),
+            t0,
+            last_frame_ns: t0,
+            frame_ns: t0,
+            seq: 0,
+            checksum: StreamChecksum::default(),
+            tenths: scheduled.then(Tenths::new),
+        }
+    }
+}
+
 /// A stream waiting for the reader looks at signals, the deadline and its
 /// heartbeat at least this often.
 const SOURCE_WAIT: Duration = Duration::from_millis(10);
@@ -361,21 +395,15 @@ impl<'a> Stream<'a> {
         res: &mut StreamResult,
     ) -> EndReason {
         let cfg = self.cfg;
-        let deadline = cfg.duration.map(|d| t0.saturating_add(d.as_nanos() as u64));
         let speed = cfg.speed.and_then(Speed::factor);
-        let mut tenths = speed.map(|_| Tenths::new());
         // Holds `--batch` of the longest ITCH record, so encoding below
         // never runs out before the batch is sent.
         let mut out = BatchWriter::new(
             cfg.batch > 1,
             wire::BATCH_HEADER_LEN * usize::from(cfg.batch > 1) + cfg.batch * ITCH_RECORD_MAX,
         );
-        let mut seq = 0u64;
-        let mut checksum = StreamChecksum::default();
-        let mut last_frame_ns = t0;
+        let mut p = Paced::new(cfg, t0, speed.is_some());
         let mut since_housekeeping = 0u64;
-        // `--speed max`: the send time of the frame being packed.
-        let mut frame_ns = t0;
         let rep = &mut res.report;
         let reason = 'run: loop {
             let block = match source.try_next() {
@@ -386,56 +414,38 @@ impl<'a> Stream<'a> {
                     // packed goes now (batching never adds waiting), then
                     // the stream waits as an idle stream does.
                     if self.send_frame(&mut out, rep) {
-                        last_frame_ns = now_ns();
+                        p.last_frame_ns = now_ns();
                     }
-                    match self.wait_for_block(&source, deadline, &mut last_frame_ns, seq, rep, subs)
-                    {
+                    match self.wait_for_block(
+                        &source,
+                        p.deadline,
+                        &mut p.last_frame_ns,
+                        p.seq,
+                        rep,
+                        subs,
+                    ) {
                         Ok(b) => b,
                         Err(reason) => break reason,
                     }
                 }
             };
-            let schedule = speed.map(|x| Schedule::new(t0, block.anchor_ts, x));
+            p.schedule = speed.map(|x| Schedule::new(t0, block.anchor_ts, x));
             for (symbol, msg) in Entries::new(&block.bytes) {
                 if since_housekeeping >= HOUSEKEEPING_EVERY {
                     since_housekeeping = 0;
-                    if let Some(r) = self.housekeeping_itch(deadline, subs) {
+                    if let Some(r) = self.housekeeping_itch(p.deadline, subs) {
                         break 'run r;
                     }
                 }
                 since_housekeeping += 1;
-                let (due, send) = match schedule {
-                    Some(s) => {
-                        // Only ITCH 5.0 types at their fixed lengths come
-                        // here, so the header (and its timestamp) is there.
-                        let due = s.due(itch::timestamp(msg).unwrap_or(0));
-                        if deadline.is_some_and(|d| due >= d) {
-                            break 'run EndReason::Duration;
-                        }
-                        let mut now = now_ns();
-                        if now < due {
-                            if self.send_frame(&mut out, rep) {
-                                last_frame_ns = now;
-                            }
-                            if !self.idle_until(due, &mut last_frame_ns, seq, &mut rep.heartbeats) {
-                                break 'run EndReason::Signal;
-                            }
-                            now = now_ns();
-                        }
-                        (Some(due), now)
-                    }
-                    None => {
-                        // Flat out, one clock read per frame, not per
-                        // record: the records of a frame are packed within
-                        // microseconds, and a read per record was a tenth
-                        // of the publisher's time (perf, 10 M messages).
-                        if out.is_empty() {
-                            frame_ns = now_ns();
-                        }
-                        (None, frame_ns)
-                    }
-                };
-                let meta = self.meta(symbol, seq + 1, send, due.unwrap_or(send));
+                // Only ITCH 5.0 types at their fixed lengths come here, so
+                // the header (and its timestamp) is there.
+                let (due, send) =
+                    match self.pace(&mut p, itch::timestamp(msg).unwrap_or(0), &mut out, rep) {
+                        Ok(t) => t,
+                        Err(r) => break 'run r,
+                    };
+                let meta = self.meta(symbol, p.seq + 1, send, due.unwrap_or(send));
                 // Cannot fail: the writer holds `batch` of the longest
                 // record and is sent when it holds `batch`; the router
                 // never routes a message shorter than the ITCH header.
@@ -443,27 +453,16 @@ impl<'a> Stream<'a> {
                     debug_assert!(false, "ITCH record does not fit the batch writer");
                     continue;
                 };
-                seq += 1;
-                checksum.add(wire::digest(record));
-                rep.sent += 1;
-                if let Some(due) = due {
-                    let lag = send.saturating_sub(due);
-                    stats::record(&mut res.behind, lag);
-                    if let Some(t) = tenths.as_mut() {
-                        t.record(due - t0, lag);
-                    }
-                }
+                let digest = wire::digest(record);
+                self.sent_one(&mut p, digest, due, send, &mut out, rep, &mut res.behind);
                 res.last_send_ns = send;
-                if out.count() >= self.limit && self.send_frame(&mut out, rep) {
-                    last_frame_ns = send;
-                }
             }
             source.give_back(block.bytes);
         };
         self.send_frame(&mut out, rep);
-        rep.last_seq = seq;
-        rep.checksum = checksum.0;
-        res.tenths = tenths;
+        rep.last_seq = p.seq;
+        rep.checksum = p.checksum.0;
+        res.tenths = p.tenths;
         // Tell the reader now, not after the end phase, that this stream
         // takes nothing more: it must not wait on this stream's full queue.
         drop(source);
@@ -493,9 +492,8 @@ impl<'a> Stream<'a> {
             mut select,
             speed,
         } = input;
-        let deadline = cfg.duration.map(|d| t0.saturating_add(d.as_nanos() as u64));
-        let schedule = speed.factor().map(|x| Schedule::new(t0, anchor_ts, x));
-        let mut tenths = schedule.map(|_| Tenths::new());
+        let mut p = Paced::new(cfg, t0, speed.factor().is_some());
+        p.schedule = speed.factor().map(|x| Schedule::new(t0, anchor_ts, x));
         // Recorded records vary in length (a synthetic --size, an ITCH
         // message): the frame goes when `--batch` records are in or the
         // next one would not fit, and any one record fits an empty frame.
@@ -504,11 +502,7 @@ impl<'a> Stream<'a> {
             wire::BATCH_HEADER_LEN * usize::from(cfg.batch > 1)
                 + (cfg.batch * 256).max(wire::MAX_RECORD_LEN),
         );
-        let mut seq = 0u64;
-        let mut checksum = StreamChecksum::default();
-        let mut last_frame_ns = t0;
         let mut since_housekeeping = 0u64;
-        let mut frame_ns = t0;
         let mut stats = ReplayStats::default();
         let rep = &mut res.report;
         let reason = 'run: loop {
@@ -543,7 +537,7 @@ impl<'a> Stream<'a> {
             for rec in f.records_in_range() {
                 if since_housekeeping >= HOUSEKEEPING_EVERY {
                     since_housekeeping = 0;
-                    if let Some(r) = self.housekeeping_itch(deadline, subs) {
+                    if let Some(r) = self.housekeeping_itch(p.deadline, subs) {
                         break 'run r;
                     }
                 }
@@ -553,66 +547,101 @@ impl<'a> Stream<'a> {
                     continue;
                 }
                 let recorded = rec.intended_ts_ns();
-                let (due, send) = match schedule {
-                    Some(s) => {
-                        let due = s.due(recorded);
-                        if deadline.is_some_and(|d| due >= d) {
-                            break 'run EndReason::Duration;
-                        }
-                        let mut now = now_ns();
-                        if now < due {
-                            if self.send_frame(&mut out, rep) {
-                                last_frame_ns = now;
-                            }
-                            if !self.idle_until(due, &mut last_frame_ns, seq, &mut rep.heartbeats) {
-                                break 'run EndReason::Signal;
-                            }
-                            now = now_ns();
-                        }
-                        (Some(due), now)
-                    }
-                    None => {
-                        if out.is_empty() {
-                            frame_ns = now_ns();
-                        }
-                        (None, frame_ns)
-                    }
+                let (due, send) = match self.pace(&mut p, recorded, &mut out, rep) {
+                    Ok(t) => t,
+                    Err(r) => break 'run r,
                 };
                 if out.len() + rec.bytes.len() > out.capacity() && self.send_frame(&mut out, rep) {
-                    last_frame_ns = send;
+                    p.last_frame_ns = send;
                 }
-                let meta = self.meta(symbol, seq + 1, send, due.unwrap_or(send));
+                let meta = self.meta(symbol, p.seq + 1, send, due.unwrap_or(send));
                 // The recorded length as the padding: the body and its
                 // padding come out byte for byte as they were recorded.
                 let Ok(record) = out.encode(&meta, &rec.payload(), rec.bytes.len()) else {
                     debug_assert!(false, "recorded record does not fit the batch writer");
                     continue;
                 };
-                seq += 1;
-                checksum.add(wire::digest(record));
-                rep.sent += 1;
+                let digest = wire::digest(record);
+                self.sent_one(&mut p, digest, due, send, &mut out, rep, &mut res.behind);
+                res.last_send_ns = send;
                 stats.records += 1;
                 stats.first_intended_ns.get_or_insert(recorded);
                 stats.last_intended_ns = Some(recorded);
-                if let Some(due) = due {
-                    let lag = send.saturating_sub(due);
-                    stats::record(&mut res.behind, lag);
-                    if let Some(t) = tenths.as_mut() {
-                        t.record(due - t0, lag);
-                    }
-                }
-                res.last_send_ns = send;
-                if out.count() >= self.limit && self.send_frame(&mut out, rep) {
-                    last_frame_ns = send;
-                }
             }
         };
         self.send_frame(&mut out, rep);
-        rep.last_seq = seq;
-        rep.checksum = checksum.0;
-        res.tenths = tenths;
+        rep.last_seq = p.seq;
+        rep.checksum = p.checksum.0;
+        res.tenths = p.tenths;
         res.replay = Some((key, stats));
         reason
+    }
+
+    /// When a record of source time `ts` goes, and when it was due. At a
+    /// numeric `--speed` it is due at its schedule's time (`Err` past
+    /// `--duration`): the stream sends what is packed and waits for it
+    /// (`Err` on a signal). At `max` it goes now: one clock read per frame,
+    /// not per record (the records of a frame are packed within
+    /// microseconds, and a read per record was a tenth of the publisher's
+    /// time: perf, 10 M messages).
+    #[inline]
+    fn pace(
+        &mut self,
+        p: &mut Paced,
+        ts: u64,
+        out: &mut BatchWriter,
+        rep: &mut StreamReport,
+    ) -> Result<(Option<u64>, u64), EndReason> {
+        let Some(s) = p.schedule else {
+            if out.is_empty() {
+                p.frame_ns = now_ns();
+            }
+            return Ok((None, p.frame_ns));
+        };
+        let due = s.due(ts);
+        if p.deadline.is_some_and(|d| due >= d) {
+            return Err(EndReason::Duration);
+        }
+        let mut now = now_ns();
+        if now < due {
+            if self.send_frame(out, rep) {
+                p.last_frame_ns = now;
+            }
+            if !self.idle_until(due, &mut p.last_frame_ns, p.seq, &mut rep.heartbeats) {
+                return Err(EndReason::Signal);
+            }
+            now = now_ns();
+        }
+        Ok((Some(due), now))
+    }
+
+    /// A record (of digest `digest`) was packed into `out`: count it, time
+    /// it against its due time, and send the frame once it holds `--batch`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn sent_one(
+        &mut self,
+        p: &mut Paced,
+        digest: u64,
+        due: Option<u64>,
+        send: u64,
+        out: &mut BatchWriter,
+        rep: &mut StreamReport,
+        behind: &mut Histogram<u64>,
+    ) {
+        p.seq += 1;
+        p.checksum.add(digest);
+        rep.sent += 1;
+        if let Some(due) = due {
+            let lag = send.saturating_sub(due);
+            stats::record(behind, lag);
+            if let Some(t) = p.tenths.as_mut() {
+                t.record(due - p.t0, lag);
+            }
+        }
+        if out.count() >= self.limit && self.send_frame(out, rep) {
+            p.last_frame_ns = send;
+        }
     }
 
     /// Wait for the reader's next block the way a paced stream waits for
