@@ -8,6 +8,7 @@ use crate::support::*;
 use shardcast_itchgen::{reference_books, Config, Generator};
 use shardcast_proto::itch;
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// Acceptance 1: at least 1 M messages, 100+ symbols, every type, one of an
 /// unknown type, a truncated tail; `--speed max` over 2 streams into 2
@@ -26,12 +27,7 @@ fn a_generated_day_plays_through_the_black_box_into_the_generators_books() {
         truncate_tail: true,
         ..Config::default()
     };
-    let mut g = Generator::new(&cfg);
-    let mut day = Vec::new();
-    while g.step(&mut day) {}
-    let file = dir.path().join("day.itch50");
-    std::fs::write(&file, &day).unwrap();
-    drop(day);
+    let (g, file) = write_day(&cfg, dir.path());
     let st = g.stats();
     assert_eq!(
         (st.messages, st.unknown, st.truncated),
@@ -47,31 +43,11 @@ fn a_generated_day_plays_through_the_black_box_into_the_generators_books() {
     let want = reference_books(&g);
     assert_eq!(want.len(), 150);
 
-    let books = dir.path().join("books.json");
-    let source = format!("itch:{}", path_str(&file));
-    let run = run_pipeline(
+    let (run, books) = play_day(
         2,
-        &[
-            "--source",
-            &source,
-            "--speed",
-            "max",
-            "--wait-subscribers",
-            "1",
-        ],
-        &[
-            "--work",
-            "itch-book",
-            "--workers",
-            "2",
-            // A shared 2-core machine running a debug build flat out: lag
-            // is not what this test is about (zero loss and exact books
-            // are), so the snail gets room.
-            "--max-lag-ms",
-            "30000",
-            "--books-out",
-            &path_str(&books),
-        ],
+        &file,
+        dir.path(),
+        &["--work", "itch-book", "--workers", "2"],
     );
     let (p, s) = (run.publ, run.sub);
 
@@ -152,33 +128,12 @@ fn inline_work_without_worker_threads_gives_the_same_books() {
         seed: 5,
         ..Config::default()
     };
-    let mut g = Generator::new(&cfg);
-    let mut day = Vec::new();
-    while g.step(&mut day) {}
-    let file = dir.path().join("day.itch50");
-    std::fs::write(&file, &day).unwrap();
-    let books = dir.path().join("books.json");
-    let source = format!("itch:{}", path_str(&file));
-    let run = run_pipeline(
+    let (g, file) = write_day(&cfg, dir.path());
+    let (run, books) = play_day(
         2,
-        &[
-            "--source",
-            &source,
-            "--speed",
-            "max",
-            "--wait-subscribers",
-            "1",
-        ],
-        &[
-            "--work",
-            "itch-book",
-            "--workers",
-            "0",
-            "--max-lag-ms",
-            "30000",
-            "--books-out",
-            &path_str(&books),
-        ],
+        &file,
+        dir.path(),
+        &["--work", "itch-book", "--workers", "0"],
     );
     let s = run.sub;
     assert_eq!(u(&s, "lost"), 0);
@@ -201,32 +156,8 @@ fn itch_records_under_the_synthetic_book_are_counted_as_wrong_kind() {
         seed: 3,
         ..Config::default()
     };
-    let mut g = Generator::new(&cfg);
-    let mut day = Vec::new();
-    while g.step(&mut day) {}
-    let file = dir.path().join("day.itch50");
-    std::fs::write(&file, &day).unwrap();
-    let books = dir.path().join("books.json");
-    let source = format!("itch:{}", path_str(&file));
-    let run = run_pipeline(
-        1,
-        &[
-            "--source",
-            &source,
-            "--speed",
-            "max",
-            "--wait-subscribers",
-            "1",
-        ],
-        &[
-            "--work",
-            "book",
-            "--max-lag-ms",
-            "30000",
-            "--books-out",
-            &path_str(&books),
-        ],
-    );
+    let (_, file) = write_day(&cfg, dir.path());
+    let (run, books) = play_day(1, &file, dir.path(), &["--work", "book"]);
     let s = run.sub;
     assert_eq!(u(&s, "lost"), 0);
     assert_eq!(s["streams_complete"], true);
@@ -235,4 +166,39 @@ fn itch_records_under_the_synthetic_book_are_counted_as_wrong_kind() {
     assert_eq!(u(&s["suspect_reasons"], "wrong_kind"), processed);
     assert!(s["itch"].is_null());
     assert_eq!(read_json(&books), serde_json::json!({}));
+}
+
+/// Generate the day `cfg` describes into `dir/day.itch50`.
+fn write_day(cfg: &Config, dir: &Path) -> (Generator, PathBuf) {
+    let mut g = Generator::new(cfg);
+    let mut day = Vec::new();
+    while g.step(&mut day) {}
+    let file = dir.join("day.itch50");
+    std::fs::write(&file, &day).unwrap();
+    (g, file)
+}
+
+/// Play `file` at `--speed max` over `streams` streams into a subscriber
+/// with `sub_args`, its books in `dir/books.json`. A shared 2-core machine
+/// running debug builds flat out: lag is not what these tests are about
+/// (zero loss and exact books are), so the snail gets room.
+fn play_day(streams: usize, file: &Path, dir: &Path, sub_args: &[&str]) -> (Outcome, PathBuf) {
+    let books = dir.join("books.json");
+    let source = format!("itch:{}", path_str(file));
+    let mut sa = sub_args.to_vec();
+    let b = path_str(&books);
+    sa.extend(["--max-lag-ms", "30000", "--books-out", &b]);
+    let run = run_pipeline(
+        streams,
+        &[
+            "--source",
+            &source,
+            "--speed",
+            "max",
+            "--wait-subscribers",
+            "1",
+        ],
+        &sa,
+    );
+    (run, books)
 }
