@@ -169,7 +169,7 @@ fn itch_records_under_the_synthetic_book_are_counted_as_wrong_kind() {
 }
 
 /// Generate the day `cfg` describes into `dir/day.itch50`.
-fn write_day(cfg: &Config, dir: &Path) -> (Generator, PathBuf) {
+pub(crate) fn write_day(cfg: &Config, dir: &Path) -> (Generator, PathBuf) {
     let mut g = Generator::new(cfg);
     let mut day = Vec::new();
     while g.step(&mut day) {}

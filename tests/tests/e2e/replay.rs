@@ -6,6 +6,8 @@
 //!   (smaller: 2 streams, 5 s): `--speed 10` takes a tenth of the recorded
 //!   span within 0.5% (the publisher's own report, as in `itch_pub`), no
 //!   loss, and the books equal the live run's; `--speed max` is lossless.
+//! * `a_replayed_itch_recording_gives_the_same_order_books`: the same for
+//!   an ITCH day into `--work itch-book`.
 //! * `a_replay_selects_by_sequence_and_symbol`: `--from-seq`/`--to-seq`
 //!   and `--symbols` replay exactly what they name.
 //! * `a_late_subscriber_catches_up_from_the_recorder`: acceptance 5.
@@ -27,22 +29,29 @@ fn start_record(endpoints: &[String], dir: &Path, extra: &[&str]) -> Proc {
 /// A live synthetic run of `count` records at `rate` over 2 streams,
 /// recorded into `dir` while a subscriber books it; returns the live books.
 fn record_live_run(dir: &Path, rate: &str, count: &str) -> serde_json::Value {
+    record_live(
+        dir,
+        &["--rate", rate, "--count", count, "--wait-subscribers", "2"],
+        &["--work", "book"],
+    )
+}
+
+/// A live run of a publisher with `pub_args` over 2 streams, recorded into
+/// `dir` while a subscriber with `sub_args` books it; returns its books.
+fn record_live(dir: &Path, pub_args: &[&str], sub_args: &[&str]) -> serde_json::Value {
     let tmp = tempfile::tempdir().unwrap();
     let books = tmp.path().join("live.json");
     let rec_json = tmp.path().join("rec.json");
-    let publ = start_pub(
-        2,
-        &["--rate", rate, "--count", count, "--wait-subscribers", "2"],
-    );
+    let publ = start_pub(2, pub_args);
     let rec = start_record(
         &publ.endpoints,
         dir,
         &["--report-json", &path_str(&rec_json)],
     );
-    let sub = start_sub(
-        &publ.endpoints,
-        &["--work", "book", "--books-out", &path_str(&books)],
-    );
+    let b = path_str(&books);
+    let mut sa = sub_args.to_vec();
+    sa.extend(["--books-out", &b]);
+    let sub = start_sub(&publ.endpoints, &sa);
     let (st, err, _) = sub.wait();
     assert!(st.success(), "live subscriber: {err}");
     let (st, err, _) = rec.wait();
@@ -110,6 +119,62 @@ fn a_replay_gives_the_books_of_the_live_run_it_recorded() {
             assert_eq!(p["when_full"], "block", "--speed max implies it");
         }
     }
+}
+
+/// The same for real data: an ITCH day recorded as it is played, then
+/// replayed at full speed, ends in the same order-by-order books.
+#[test]
+fn a_replayed_itch_recording_gives_the_same_order_books() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = shardcast_itchgen::Config {
+        messages: 20_000,
+        symbols: 100,
+        seed: 9,
+        ..shardcast_itchgen::Config::default()
+    };
+    let (_, file) = crate::itch_books::write_day(&cfg, tmp.path());
+    let dir = tmp.path().join("rec");
+    let source = format!("itch:{}", path_str(&file));
+    let work = ["--work", "itch-book", "--max-lag-ms", "30000"];
+    let live = record_live(
+        &dir,
+        &[
+            "--source",
+            &source,
+            "--speed",
+            "max",
+            "--wait-subscribers",
+            "2",
+        ],
+        &work,
+    );
+    let books = tmp.path().join("replay.json");
+    let b = path_str(&books);
+    let mut sa = work.to_vec();
+    sa.extend(["--books-out", &b]);
+    let rec = format!("recording:{}", path_str(&dir));
+    let run = run_pipeline(
+        2,
+        &[
+            "--source",
+            &rec,
+            "--speed",
+            "max",
+            "--wait-subscribers",
+            "1",
+        ],
+        &sa,
+    );
+    assert_eq!(u(&run.sub, "lost"), 0);
+    assert_eq!(run.sub["streams_complete"], true, "{}", run.sub_stderr);
+    assert_eq!(
+        u(&run.publ["source"], "records"),
+        u(&run.sub, "received"),
+        "every recorded record replayed once"
+    );
+    assert!(live.as_object().is_some_and(|m| m.len() == 100), "{live}");
+    assert_eq!(read_json(&books), live, "ITCH books differ");
 }
 
 #[test]
