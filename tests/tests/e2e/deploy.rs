@@ -1110,7 +1110,7 @@ fn rollout_refuses_a_bad_topology_and_runs_its_steps_in_order() {
         &refused,
         "h2 sub feed throughput 1-3\n\
          \x20   SHARDCAST_SUB_CONNECT=tcp://10.0.0.1:5556\n\
-         \x20   SHARDCAST_SUB_WORKERS=0\n\
+         \x20   SHARDCAST_SUB_WORKERS=65\n\
          \x20   SHARDCAST_SUB_NO_SUCH_FLAG=1\n",
     )
     .unwrap();

@@ -38,7 +38,8 @@ fn bad_flags_exit_2_naming_the_flag() {
         &["--connect", ep, "--fanout", "push", "--work", "book"],
         "--fanout",
     );
-    assert_usage_error(sub, &["--connect", ep, "--workers", "0"], "--workers");
+    // 0 is inline work (no worker threads); past 64 is refused.
+    assert_usage_error(sub, &["--connect", ep, "--workers", "65"], "--workers");
     assert_usage_error(sub, &["--connect", ep, "--duration", "-3"], "--duration");
     assert_usage_error(publ, &["--bind", ep, "--size", "12"], "--size");
     assert_usage_error(sub, &["--connect", ep, "--no-such-flag"], "--no-such-flag");
