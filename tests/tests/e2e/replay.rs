@@ -70,8 +70,11 @@ fn a_replay_gives_the_books_of_the_live_run_it_recorded() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("rec");
     // 5 s recorded, so a tenth of it (0.5 s) is long enough for 0.5% to be
-    // more than a debug build's start-up jitter.
-    let live = record_live_run(&dir, "1000", "5000");
+    // more than a debug build's start-up jitter; 200 msg/s, so that a debug
+    // build (whose checksums and parsing are many times slower than
+    // release) keeps the schedule on a busy 2-core machine: the test is
+    // about the schedule, and the figure at 100 K msg/s is in README.
+    let live = record_live_run(&dir, "200", "1000");
     let source = format!("recording:{}", path_str(&dir));
     for speed in ["10", "max"] {
         let books = tmp.path().join(format!("replay-{speed}.json"));
@@ -90,9 +93,9 @@ fn a_replay_gives_the_books_of_the_live_run_it_recorded() {
         let (p, s) = (&run.publ, &run.sub);
         let src = &p["source"];
         assert_eq!(src["kind"], "recording", "{src}");
-        assert_eq!(u(src, "records"), 5_000, "{src}");
+        assert_eq!(u(src, "records"), 1_000, "{src}");
         assert_eq!((u(src, "corrupt"), u(src, "duplicates")), (0, 0), "{src}");
-        assert_eq!(u(s, "received"), 5_000);
+        assert_eq!(u(s, "received"), 1_000);
         assert_eq!((u(s, "lost"), u(s, "duplicates")), (0, 0));
         assert_eq!(s["streams_complete"], true, "{}", run.sub_stderr);
         assert_eq!(read_json(&books), live, "--speed {speed}: books differ");
