@@ -235,6 +235,23 @@ pub struct Flags {
           allow_negative_numbers = true, env = "SHARDCAST_SUB_STATS_INTERVAL")]
     pub stats_interval: Option<f64>,
 
+    /// Serve Prometheus metrics (OpenMetrics text) at
+    /// http://ADDR:PORT/metrics while the run lasts, from a thread of its
+    /// own that reads only what the monitor keeps (README, "Monitoring").
+    /// Port 0: the OS picks one; the address is printed on stderr.
+    #[arg(long, value_name = "ADDR:PORT", env = "SHARDCAST_SUB_METRICS_BIND")]
+    pub metrics_bind: Option<std::net::SocketAddr>,
+
+    /// Keep the metrics endpoint up this long after the run, with the
+    /// report's final totals, so a last scrape sees them.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "MS",
+        env = "SHARDCAST_SUB_METRICS_LINGER_MS"
+    )]
+    pub metrics_linger_ms: u64,
+
     /// Write the final books (--work book or itch-book; otherwise `{}`) here
     /// at the end of the run, as JSON keyed by symbol.
     ///

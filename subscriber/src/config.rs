@@ -79,6 +79,10 @@ pub struct Config {
     pub warmup: Duration,
     /// Plain progress lines every so often.
     pub stats_interval: Option<Duration>,
+    /// `--metrics-bind`.
+    pub metrics_bind: Option<std::net::SocketAddr>,
+    /// `--metrics-linger-ms`.
+    pub metrics_linger: Duration,
     /// Worker drain limit.
     pub drain_timeout: Duration,
     /// `--catch-up`: a recorder's serve endpoint.
@@ -331,6 +335,8 @@ impl Config {
             plot: f.plot.clone(),
             warmup: Duration::from_secs_f64(f.warmup),
             stats_interval: f.stats_interval.map(Duration::from_secs_f64),
+            metrics_bind: f.metrics_bind,
+            metrics_linger: Duration::from_millis(f.metrics_linger_ms),
             drain_timeout: Duration::from_millis(f.drain_timeout_ms),
             catch_up: f.catch_up.clone(),
             catch_up_timeout: Duration::from_millis(f.catch_up_timeout_ms),

@@ -16,6 +16,7 @@
 
 pub mod cli;
 pub mod config;
+mod exporter;
 mod forensic;
 pub mod links;
 mod metrics;
@@ -59,6 +60,9 @@ pub struct Outcome {
     /// did not drain, an output file could not be written, or a publisher
     /// refused our CURVE handshake.
     pub exit_code: u8,
+    /// `--metrics-bind`: the endpoint, still serving (the report's totals
+    /// now) until [`Outcome::linger_metrics`] or a drop closes it.
+    pub metrics: Option<exporter::Exporter>,
 }
 
 /// Build the pipeline, run it to its end, and report. Every thread it
@@ -80,6 +84,14 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
     let t0 = shardcast_agent::clock::now_ns();
     let mut metrics = Metrics::new(t0, cfg.warmup, cfg.hdr_log.as_deref(), cfg.stats_interval)?;
     let board = Arc::new(Board::new(n_shards, n_workers));
+    let exporter = match cfg.metrics_bind {
+        Some(bind) => {
+            let e = exporter::Exporter::start(cfg, bind, &board)?;
+            metrics.publish_latency_to(e.latency_cell());
+            Some(e)
+        }
+        None => None,
+    };
     let mut agents = wired.spawn(cfg, &board, &metrics)?;
 
     let mut watched = monitor::watch(cfg, &board, &mut agents, &mut metrics, signal);
@@ -109,6 +121,9 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
     };
     let (mut report, books) =
         assemble::report(cfg, run, &stopped.shards, stopped.workers, &latency, log_ok);
+    if let Some(e) = &exporter {
+        e.finish(&report, &stopped.shards, &latency);
+    }
     forensic::on_croak(cfg, &mut report, metrics.recent());
     write_latency_files(cfg, &mut report, &latency);
     let exit_code = exit_code(&report);
@@ -117,10 +132,24 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, RunError> {
         books: books.books,
         itch_books: books.itch,
         exit_code,
+        metrics: exporter,
     })
 }
 
 impl Outcome {
+    /// `--metrics-linger-ms`: keep the metrics endpoint up for `linger`
+    /// (or until `stop`), then close it. The address it served, if any.
+    pub fn linger_metrics(
+        &mut self,
+        linger: std::time::Duration,
+        stop: impl Fn() -> bool,
+    ) -> Option<std::net::SocketAddr> {
+        let e = self.metrics.take()?;
+        let addr = e.addr();
+        e.linger(linger, stop);
+        Some(addr)
+    }
+
     /// What `--books-out` holds for the run's `--work`: the ITCH books
     /// under `itch-book`, the synthetic books otherwise (`{}` when the
     /// work keeps none).

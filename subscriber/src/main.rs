@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     if let Err(code) = launch::clear_outputs(ROLE, &cfg.outputs()) {
         return ExitCode::from(code);
     }
-    let outcome = match run(&cfg, &signal) {
+    let mut outcome = match run(&cfg, &signal) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("{ROLE}: error: {e}");
@@ -59,6 +59,7 @@ fn main() -> ExitCode {
         &mut code,
     );
     println!("{}", report.summary());
+    outcome.linger_metrics(cfg.metrics_linger, || signal.raised());
     ExitCode::from(code)
 }
 

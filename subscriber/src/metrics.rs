@@ -84,6 +84,8 @@ pub struct Metrics {
     ticker: Ticker,
     t0_ns: u64,
     recent: std::collections::VecDeque<crate::report::RecentLatency>,
+    /// `--metrics-bind`: where the cumulative latency goes for scrapes.
+    prom: Option<std::sync::Arc<crate::exporter::LatencyCell>>,
 }
 
 /// Seconds of latency kept for `--snail-report`.
@@ -121,6 +123,7 @@ impl Metrics {
             },
             t0_ns,
             recent: std::collections::VecDeque::with_capacity(RECENT_SECONDS),
+            prom: None,
         })
     }
 
@@ -128,6 +131,12 @@ impl Metrics {
     /// most [`RECENT_SECONDS`]; for the snail's forensic report).
     pub fn recent(&self) -> Vec<crate::report::RecentLatency> {
         self.recent.iter().cloned().collect()
+    }
+
+    /// Refresh `cell` from the cumulative histograms whenever a second of
+    /// them comes in (`--metrics-bind`).
+    pub fn publish_latency_to(&mut self, cell: std::sync::Arc<crate::exporter::LatencyCell>) {
+        self.prom = Some(cell);
     }
 
     /// A recorder for one agent.
@@ -139,7 +148,11 @@ impl Metrics {
     /// `lost` is the run's loss count so far.
     pub fn tick(&mut self, now_ns: u64, lost: u64) {
         let done = self.collector.collect(now_ns, GRACE_NS);
+        let changed = !done.is_empty();
         self.absorb(done, now_ns, lost);
+        if let Some(cell) = self.prom.as_ref().filter(|_| changed) {
+            crate::exporter::publish_latency(cell, self.collector.cumulative());
+        }
     }
 
     fn absorb(&mut self, done: Vec<DoneInterval>, now_ns: u64, lost: u64) {
