@@ -1,0 +1,248 @@
+//! `--metrics-bind` (issue 15): a running subscriber serves Prometheus
+//! metrics that a real Prometheus parser accepts, whose counters grow while
+//! data flows, and whose last scrape (during `--metrics-linger-ms`) agrees
+//! with the run's `--report-json`.
+//!
+//! The parser is the Prometheus Python client's OpenMetrics parser (the
+//! format `prometheus-client` writes and Prometheus scrapes). Without it the
+//! test skips and says why, unless `SHARDCAST_REQUIRE_PROMETHEUS=1` (CI).
+
+use crate::support::*;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Prints `[[type, sample, labels, value], ...]` for the exposition on stdin.
+const PARSE: &str = r#"
+import sys, json
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+out = []
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    for s in fam.samples:
+        out.append([fam.type, s.name, s.labels, s.value])
+print(json.dumps(out))
+"#;
+
+/// A Python that has the Prometheus client (the Debian package installs
+/// it for /usr/bin/python3, which need not be the first on PATH).
+fn python_with_parser() -> Option<&'static str> {
+    ["python3", "/usr/bin/python3"].into_iter().find(|py| {
+        Command::new(py)
+            .args(["-c", "import prometheus_client.openmetrics.parser"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+/// One parsed sample.
+#[derive(Debug)]
+struct Sample {
+    kind: String,
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// A scrape, parsed by the Prometheus client.
+struct Scrape(Vec<Sample>);
+
+impl Scrape {
+    /// Sum of the samples called `name` whose labels include `labels`.
+    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.0
+            .iter()
+            .filter(|s| s.name == name)
+            .filter(|s| {
+                labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|s| s.value)
+            .sum()
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|s| s.name == name)
+    }
+}
+
+/// GET /metrics over plain HTTP/1.0; the body, or `None` if the endpoint
+/// did not answer 200.
+fn get_metrics(addr: SocketAddr) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.0 200")
+        .then(|| body.to_string())
+        .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
+}
+
+/// Scrape and parse; a parse error fails the test (the exposition is
+/// invalid).
+fn scrape(py: &str, addr: SocketAddr) -> Scrape {
+    let body = get_metrics(addr).unwrap_or_else(|| panic!("no 200 from http://{addr}/metrics"));
+    let mut child = Command::new(py)
+        .args(["-c", PARSE])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning the parser");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().expect("parser output");
+    assert!(
+        out.status.success(),
+        "the Prometheus parser rejected the scrape: {}\n--- scrape:\n{body}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<(String, String, BTreeMap<String, String>, f64)> =
+        serde_json::from_slice(&out.stdout).expect("parser JSON");
+    Scrape(
+        rows.into_iter()
+            .map(|(kind, name, labels, value)| Sample {
+                kind,
+                name,
+                labels,
+                value,
+            })
+            .collect(),
+    )
+}
+
+/// Scrape until `cond` holds (a deadline, never a sleep for delivery).
+fn scrape_until(py: &str, addr: SocketAddr, what: &str, cond: impl Fn(&Scrape) -> bool) -> Scrape {
+    let mut last = None;
+    poll_until(what, || {
+        let s = scrape(py, addr);
+        let ok = cond(&s);
+        last = Some(s);
+        ok
+    });
+    last.expect("scraped at least once")
+}
+
+#[test]
+fn scrapes_parse_grow_and_end_equal_to_the_report() {
+    let Some(py) = python_with_parser() else {
+        let why =
+            "no python3 with the prometheus_client module (Debian: python3-prometheus-client)";
+        assert!(
+            std::env::var("SHARDCAST_REQUIRE_PROMETHEUS").as_deref() != Ok("1"),
+            "SHARDCAST_REQUIRE_PROMETHEUS=1 but {why}"
+        );
+        eprintln!("skipping metrics e2e: {why}");
+        return;
+    };
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let sub_json = dir.path().join("sub.json");
+    let count = 60_000u64;
+    let count_s = count.to_string();
+    let publ = start_pub(
+        2,
+        &[
+            "--rate",
+            "20000",
+            "--count",
+            &count_s,
+            "--wait-subscribers",
+            "1",
+        ],
+    );
+    let sub = start_sub(
+        &publ.endpoints,
+        &[
+            "--workers",
+            "2",
+            "--max-lag-ms",
+            "30000",
+            "--metrics-bind",
+            "127.0.0.1:0",
+            // Long enough for any machine; the test ends it with SIGTERM.
+            "--metrics-linger-ms",
+            "60000",
+            "--report-json",
+            &path_str(&sub_json),
+        ],
+    );
+    let line = sub.wait_line("metrics at http://");
+    let addr: SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.strip_suffix("/metrics"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+
+    // While data flows: two valid scrapes, the second ahead of the first.
+    let received = |s: &Scrape| s.sum("shardcast_received_total", &[]);
+    let first = scrape_until(py, addr, "a scrape with records received", |s| {
+        received(s) > 0.0
+    });
+    assert_eq!(first.sum("shardcast_build_info", &[]), 1.0);
+    assert!(first.0.iter().any(|s| s.kind == "histogram"
+        && s.name == "shardcast_latency_seconds_bucket"
+        && s.labels.get("le").map(String::as_str) == Some("+Inf")));
+    let n1 = received(&first);
+    let second = scrape_until(py, addr, "a scrape with more records received", |s| {
+        received(s) > n1
+    });
+    assert!(
+        second.sum("shardcast_processed_total", &[]) >= first.sum("shardcast_processed_total", &[])
+    );
+
+    // The run ends; the report is written; the endpoint lingers with the
+    // report's totals (the end-only families say they are in).
+    poll_until("the report written", || sub_json.exists());
+    let last = scrape_until(py, addr, "the final totals", |s| {
+        s.has("shardcast_duplicates_total")
+    });
+    sub.signal(libc::SIGTERM); // ends the linger
+    let (st, err, _) = sub.wait();
+    assert!(st.success(), "subscriber failed: {st:?}\n{err}");
+    let (pst, perr, _) = publ.proc.wait();
+    assert!(pst.success(), "publisher failed: {pst:?}\n{perr}");
+
+    let r = read_json(&sub_json);
+    assert_eq!(u(&r, "received"), count, "the run itself delivered all");
+    let eq = |metric: &str, want: u64| {
+        assert_eq!(
+            last.sum(metric, &[]),
+            want as f64,
+            "{metric} against the report"
+        )
+    };
+    eq("shardcast_received_total", u(&r, "received"));
+    eq("shardcast_lost_total", u(&r, "lost"));
+    eq("shardcast_duplicates_total", u(&r, "duplicates"));
+    eq("shardcast_malformed_total", u(&r, "malformed"));
+    eq("shardcast_processed_total", u(&r, "processed"));
+    eq("shardcast_slow_records_total", u(&r["slow"], "count"));
+    eq("shardcast_snail_croaks_total", 0);
+    let e2e = [("stage", "end_to_end")];
+    assert_eq!(
+        last.sum("shardcast_latency_seconds_count", &e2e),
+        u(&r["latency_ns"]["end_to_end"], "count") as f64
+    );
+    assert_eq!(
+        last.sum(
+            "shardcast_latency_seconds_bucket",
+            &[("stage", "end_to_end"), ("le", "+Inf")]
+        ),
+        u(&r["latency_ns"]["end_to_end"], "count") as f64
+    );
+    for shard in ["0", "1"] {
+        assert!(last.sum("shardcast_received_total", &[("shard", shard)]) > 0.0);
+    }
+}
