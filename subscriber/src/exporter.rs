@@ -120,8 +120,13 @@ impl Exporter {
     /// Keep serving for `linger` (`--metrics-linger-ms`), unless `stop`
     /// says otherwise first, then close the endpoint.
     pub fn linger(self, linger: Duration, stop: impl Fn() -> bool) {
-        let until = Instant::now() + linger;
-        while Instant::now() < until && !stop() {
+        // An absurd --metrics-linger-ms (past what Instant can hold) means
+        // until a signal.
+        let until = Instant::now().checked_add(linger);
+        while !stop() {
+            if until.is_some_and(|u| Instant::now() >= u) {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
     }
