@@ -175,6 +175,8 @@ impl Wired {
                         .socket(zmq::DEALER)
                         .map_err(zerr("creating the --catch-up DEALER"))?;
                     d.set_linger(0).map_err(zerr("setting ZMQ_LINGER"))?;
+                    let ms = i32::try_from(cfg.catch_up_timeout.as_millis()).unwrap_or(i32::MAX);
+                    d.set_sndtimeo(ms).map_err(zerr("setting ZMQ_SNDTIMEO"))?;
                     d.connect(ep)
                         .map_err(zerr(format!("connecting --catch-up to {ep}")))?;
                     Some(CatchUpLink {

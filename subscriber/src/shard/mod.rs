@@ -308,7 +308,9 @@ impl Io<'_> {
                 to_seq: ask.to_seq,
                 request_id: id,
             };
-            if let Err(e) = c.link.dealer.send(&req.encode()[..], zmq::DONTWAIT) {
+            // Blocks while the recorder is not connected yet, for at most
+            // the DEALER's send timeout (the catch-up timeout).
+            if let Err(e) = c.link.dealer.send(&req.encode()[..], 0) {
                 break Err(format!("error: sending the request: {e}"));
             }
             match self.fetch(
