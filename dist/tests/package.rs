@@ -118,7 +118,15 @@ fn the_deb() -> Result<&'static Path, String> {
     DEB_FILE
         .get_or_init(|| {
             if let Some(p) = std::env::var_os(DEB) {
+                // A relative path is the workspace's (where CI and README
+                // commands run), not this crate's directory, which is where
+                // cargo runs the test.
                 let p = PathBuf::from(p);
+                let p = if p.is_relative() {
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
+                } else {
+                    p
+                };
                 return if p.is_file() {
                     println!("testing {} ({DEB})", p.display());
                     Ok(p)
