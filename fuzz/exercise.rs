@@ -76,6 +76,7 @@ pub fn exercise(buf: &[u8]) -> Result<Decoded, DecodeError> {
             seq: rec.seq(),
             send_ts_ns: rec.send_ts_ns(),
             intended_ts_ns: rec.intended_ts_ns(),
+            sym_seq: rec.sym_seq(),
         };
         let _ = meta.symbol.as_str();
         reencoded.resize(rec.bytes.len(), 0);

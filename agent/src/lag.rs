@@ -124,6 +124,7 @@ mod tests {
             seq: 7,
             send_ts_ns: 0,
             intended_ts_ns: 0,
+            sym_seq: 0,
         };
         let n = encode(&mut buf, &meta, &Payload::Heartbeat, 0).unwrap();
         let frame = Frame::parse(&buf[..n]).unwrap();

@@ -21,6 +21,7 @@ fn meta(seq: u64) -> RecordMeta {
         seq,
         send_ts_ns: 1_700_000_000_000_000_000,
         intended_ts_ns: 1_700_000_000_000_000_000,
+        sym_seq: 0,
     }
 }
 

@@ -122,6 +122,7 @@ fn stream(c: &mut Criterion) {
                             seq,
                             send_ts_ns: seq,
                             intended_ts_ns: seq,
+                            sym_seq: 0,
                         };
                         let rec = out.encode_itch(&meta, msg).expect("room for 64");
                         checksum.add(wire::digest(rec));

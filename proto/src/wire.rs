@@ -131,8 +131,11 @@ pub struct Header {
     pub stream_id: U16,
     /// Publisher id, unique per publisher process in a deployment.
     pub publisher_id: U32,
-    /// Reserved, zero in v1.
-    pub flags: U32,
+    /// The record's sequence among the data records of its symbol in its
+    /// (publisher, stream, session), from 1 (like CME's RptSeq); 0: not
+    /// carried (control records, a publisher from before it). Bytes 20..24,
+    /// once the reserved `flags` (v1 decoders never checked them).
+    pub sym_seq: U32,
     /// Publisher session (epoch): changes when a publisher restarts.
     pub session: U64,
     /// Sequence number per (publisher, stream, session), from 1.
@@ -358,6 +361,10 @@ pub struct RecordMeta {
     pub send_ts_ns: u64,
     /// Intended send timestamp, ns.
     pub intended_ts_ns: u64,
+    /// Per-symbol sequence (PROTOCOL.md section 4): the record's number
+    /// among the data records of its symbol on its stream and session,
+    /// from 1; 0 = not carried (control records).
+    pub sym_seq: u32,
 }
 
 /// Why a frame could not be decoded. Each variant is one counter in the
@@ -490,6 +497,14 @@ impl<'a> Record<'a> {
     /// Publisher id.
     pub fn publisher_id(&self) -> u32 {
         self.header.publisher_id.get()
+    }
+
+    /// Per-symbol sequence: this record's number among the data records of
+    /// its symbol in its (publisher, stream, session), from 1; 0 when the
+    /// publisher does not carry it (control records, a publisher from
+    /// before per-symbol sequencing). PROTOCOL.md section 4.
+    pub fn sym_seq(&self) -> u32 {
+        self.header.sym_seq.get()
     }
 
     /// Stream id.
@@ -827,7 +842,7 @@ fn write_header(out: &mut [u8], meta: &RecordMeta, kind: Kind, len: usize) {
         len: U16::new(len as u16),
         stream_id: U16::new(meta.stream_id),
         publisher_id: U32::new(meta.publisher_id),
-        flags: U32::new(0),
+        sym_seq: U32::new(meta.sym_seq),
         session: U64::new(meta.session),
         seq: U64::new(meta.seq),
         send_ts_ns: U64::new(meta.send_ts_ns),
@@ -1102,6 +1117,7 @@ mod tests {
             seq,
             send_ts_ns: 1_000u64.wrapping_add(seq),
             intended_ts_ns: 900u64.wrapping_add(seq),
+            sym_seq: 0,
         }
     }
 
@@ -1154,6 +1170,47 @@ mod tests {
             assert_eq!(rec.intended_ts_ns(), 909);
             assert_eq!(rec.symbol(), Symbol::new("AAPL").unwrap());
         }
+    }
+
+    #[test]
+    fn sym_seq_round_trips_at_bytes_20_to_24_and_0_means_not_carried() {
+        for (sym_seq, p) in [
+            (1u32, QUOTE),
+            (u32::MAX, QUOTE),
+            (
+                77,
+                Payload::Trade(Trade {
+                    px: 1,
+                    sz: 2,
+                    side: Side::Buy,
+                }),
+            ),
+            (0, Payload::Heartbeat),
+        ] {
+            let m = RecordMeta { sym_seq, ..meta(9) };
+            let mut buf = [0u8; 128];
+            let n = encode(&mut buf, &m, &p, 0).unwrap();
+            assert_eq!(&buf[20..24], &sym_seq.to_le_bytes());
+            let frame = Frame::parse(&buf[..n]).unwrap();
+            let rec = frame.records().next().unwrap();
+            assert_eq!(rec.sym_seq(), sym_seq);
+            assert_eq!(rec.seq(), 9, "the stream sequence is untouched");
+            if !p.kind().is_data() {
+                continue;
+            }
+            // In a batch too, each record keeps its own.
+            let mut w = BatchWriter::new(true, 1024);
+            w.encode(&m, &p, 0).unwrap();
+            w.encode(&RecordMeta { sym_seq: 5, ..m }, &p, 0).unwrap();
+            let f = Frame::parse(w.frame()).unwrap();
+            let got: Vec<u32> = f.records().map(|r| r.sym_seq()).collect();
+            assert_eq!(got, [sym_seq, 5]);
+        }
+        // A record from before (bytes 20..24 zero) reads as "not carried".
+        let mut buf = [0u8; 128];
+        let n = encode(&mut buf, &meta(3), &QUOTE, 0).unwrap();
+        let frame = Frame::parse(&buf[..n]).unwrap();
+        assert_eq!(frame.records().next().unwrap().sym_seq(), 0);
     }
 
     #[test]
@@ -1503,6 +1560,7 @@ mod tests {
             seq: 4,
             send_ts_ns: 5,
             intended_ts_ns: 6,
+            sym_seq: 0,
         };
         let mut buf = [0u8; 68];
         assert_eq!(encode_itch(&mut buf, &m, &msg).unwrap(), 68);

@@ -91,6 +91,7 @@ fn meta(symbol: &str, session: u64, seq: u64) -> RecordMeta {
         seq,
         send_ts_ns: 1_700_000_000_000_000_000 + seq,
         intended_ts_ns: 1_700_000_000_000_000_000 + seq,
+        sym_seq: 0,
     }
 }
 

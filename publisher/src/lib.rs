@@ -30,6 +30,7 @@ pub mod route;
 pub mod schedule;
 pub mod source;
 mod stream;
+mod symseq;
 pub mod tenths;
 mod wiring;
 

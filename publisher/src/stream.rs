@@ -14,6 +14,7 @@ use crate::replay::{ReplayInput, ReplayStats};
 use crate::report::{EndReason, StreamReport};
 use crate::route::Entries;
 use crate::schedule::{Schedule, Speed};
+use crate::symseq::{self, SymSeqs};
 use crate::tenths::Tenths;
 use crate::wiring::Bound;
 use crossbeam::channel::{RecvTimeoutError, TryRecvError};
@@ -316,6 +317,7 @@ impl<'a> Stream<'a> {
             wire::BATCH_HEADER_LEN * usize::from(cfg.batch > 1) + cfg.batch * cfg.size,
         );
         let mut seq = 0u64;
+        let mut sym_seqs = SymSeqs::dense(feed.symbols().len());
         let mut checksum = StreamChecksum::default();
         let mut last_frame_ns = t0;
         let mut i = 0u64;
@@ -355,7 +357,15 @@ impl<'a> Stream<'a> {
             }
             let send = now_ns();
             let intended = if cfg.rate > 0 { due } else { send };
-            let meta = self.meta(feed.symbols()[ev.symbol as usize], seq + 1, send, intended);
+            let slot = ev.symbol;
+            let sym_seq = sym_seqs.peek(slot);
+            let meta = self.meta(
+                feed.symbols()[ev.symbol as usize],
+                seq + 1,
+                sym_seq,
+                send,
+                intended,
+            );
             // Cannot fail: the writer holds `batch` records of `size` bytes
             // and is sent when it holds `batch`.
             let Ok(record) = out.encode(&meta, &ev.payload, cfg.size) else {
@@ -363,6 +373,7 @@ impl<'a> Stream<'a> {
                 continue;
             };
             seq += 1;
+            sym_seqs.consume(slot, sym_seq);
             checksum.add(wire::digest(record));
             rep.sent += 1;
             if cfg.rate > 0 {
@@ -403,6 +414,7 @@ impl<'a> Stream<'a> {
             wire::BATCH_HEADER_LEN * usize::from(cfg.batch > 1) + cfg.batch * ITCH_RECORD_MAX,
         );
         let mut p = Paced::new(cfg, t0, speed.is_some());
+        let mut sym_seqs = SymSeqs::itch();
         let mut since_housekeeping = 0u64;
         let rep = &mut res.report;
         let reason = 'run: loop {
@@ -445,7 +457,9 @@ impl<'a> Stream<'a> {
                         Ok(t) => t,
                         Err(r) => break 'run r,
                     };
-                let meta = self.meta(symbol, p.seq + 1, send, due.unwrap_or(send));
+                let slot = sym_seqs.slot_at_locate(symseq::locate(msg), symbol);
+                let sym_seq = sym_seqs.peek(slot);
+                let meta = self.meta(symbol, p.seq + 1, sym_seq, send, due.unwrap_or(send));
                 // Cannot fail: the writer holds `batch` of the longest
                 // record and is sent when it holds `batch`; the router
                 // never routes a message shorter than the ITCH header.
@@ -453,6 +467,7 @@ impl<'a> Stream<'a> {
                     debug_assert!(false, "ITCH record does not fit the batch writer");
                     continue;
                 };
+                sym_seqs.consume(slot, sym_seq);
                 let digest = wire::digest(record);
                 self.sent_one(&mut p, digest, due, send, &mut out, rep, &mut res.behind);
                 res.last_send_ns = send;
@@ -503,6 +518,7 @@ impl<'a> Stream<'a> {
                 + (cfg.batch * 256).max(wire::MAX_RECORD_LEN),
         );
         let mut since_housekeeping = 0u64;
+        let mut sym_seqs = SymSeqs::keyed();
         let mut stats = ReplayStats::default();
         let rep = &mut res.report;
         let reason = 'run: loop {
@@ -554,13 +570,16 @@ impl<'a> Stream<'a> {
                 if out.len() + rec.bytes.len() > out.capacity() && self.send_frame(&mut out, rep) {
                     p.last_frame_ns = send;
                 }
-                let meta = self.meta(symbol, p.seq + 1, send, due.unwrap_or(send));
+                let slot = sym_seqs.slot(symbol);
+                let sym_seq = sym_seqs.peek(slot);
+                let meta = self.meta(symbol, p.seq + 1, sym_seq, send, due.unwrap_or(send));
                 // The recorded length as the padding: the body and its
                 // padding come out byte for byte as they were recorded.
                 let Ok(record) = out.encode(&meta, &rec.payload(), rec.bytes.len()) else {
                     debug_assert!(false, "recorded record does not fit the batch writer");
                     continue;
                 };
+                sym_seqs.consume(slot, sym_seq);
                 let digest = wire::digest(record);
                 self.sent_one(&mut p, digest, due, send, &mut out, rep, &mut res.behind);
                 res.last_send_ns = send;
@@ -791,8 +810,11 @@ impl<'a> Stream<'a> {
             .set_linger(cfg.eos_timeout.as_millis().min(1000) as i32);
     }
 
-    fn meta(&self, symbol: Symbol, seq: u64, send: u64, intended: u64) -> RecordMeta {
+    /// The header of a record of this stream; `sym_seq` 0 for control
+    /// records (PROTOCOL.md section 4: not carried).
+    fn meta(&self, symbol: Symbol, seq: u64, sym_seq: u32, send: u64, intended: u64) -> RecordMeta {
         RecordMeta {
+            sym_seq,
             symbol,
             publisher_id: self.cfg.publisher_id,
             stream_id: self.index as u16,
@@ -901,7 +923,7 @@ impl<'a> Stream<'a> {
     fn send_control(&mut self, payload: Payload, last_seq: u64, flags: i32) -> bool {
         let mut buf = [0u8; 128];
         let now = now_ns();
-        let meta = self.meta(Symbol::CONTROL, last_seq, now, now);
+        let meta = self.meta(Symbol::CONTROL, last_seq, 0, now, now);
         let Ok(n) = wire::encode(&mut buf, &meta, &payload, 0) else {
             return false;
         };

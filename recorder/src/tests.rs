@@ -31,6 +31,7 @@ fn record(session: u64, seq: u64, payload: Payload<'_>) -> Vec<u8> {
         seq,
         send_ts_ns: seq,
         intended_ts_ns: seq,
+        sym_seq: 0,
     };
     let n = encode(&mut buf, &meta, &payload, 100).unwrap();
     buf.truncate(n);

@@ -27,6 +27,7 @@ fn record(seq: u64, payload: Payload) -> Vec<u8> {
         seq,
         send_ts_ns: now,
         intended_ts_ns: now,
+        sym_seq: 0,
     };
     let mut buf = vec![0u8; 128];
     let n = wire::encode(&mut buf, &meta, &payload, 0).unwrap();

@@ -405,6 +405,7 @@ mod tests {
             seq,
             send_ts_ns: ts,
             intended_ts_ns: ts,
+            sym_seq: 0,
         };
         let q = Payload::Quote(Quote {
             bid_px: 100,
@@ -571,6 +572,7 @@ mod tests {
             seq,
             send_ts_ns: 1,
             intended_ts_ns: 1,
+            sym_seq: 0,
         };
         let mut buf = vec![0u8; 256];
         let n = encode(&mut buf, &meta, &Payload::Itch(msg), 0).unwrap();

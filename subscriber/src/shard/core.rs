@@ -640,6 +640,7 @@ mod tests {
             seq,
             send_ts_ns: ts,
             intended_ts_ns: ts,
+            sym_seq: 0,
         };
         let mut buf = vec![0u8; 256];
         let n = encode(&mut buf, &meta, &payload, 0).unwrap();

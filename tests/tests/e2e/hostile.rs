@@ -22,6 +22,7 @@ fn record(seq: u64, payload: Payload, symbol: Symbol) -> Vec<u8> {
         seq,
         send_ts_ns: now,
         intended_ts_ns: now,
+        sym_seq: 0,
     };
     let mut buf = vec![0u8; 256];
     let n = wire::encode(&mut buf, &meta, &payload, 100).unwrap();
@@ -153,6 +154,7 @@ fn record_at(seq: u64, payload: Payload, symbol: Symbol, publisher_id: u32, ts: 
         seq,
         send_ts_ns: ts,
         intended_ts_ns: ts,
+        sym_seq: 0,
     };
     let mut buf = vec![0u8; 256];
     let n = wire::encode(&mut buf, &meta, &payload, 100).unwrap();

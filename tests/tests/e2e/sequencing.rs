@@ -40,6 +40,7 @@ fn record(publisher_id: u32, session: u64, seq: u64, ts: u64, payload: Payload) 
         seq,
         send_ts_ns: ts,
         intended_ts_ns: ts,
+        sym_seq: 0,
     };
     let mut buf = vec![0u8; 256];
     let n = wire::encode(&mut buf, &meta, &payload, 0).unwrap();
