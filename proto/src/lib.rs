@@ -8,6 +8,8 @@
 //!   reordering, restarts, end-of-stream completeness and checksums.
 //! * [`snail`]: the Suicidal Snail's lag arithmetic (time is passed in).
 //! * [`feed`]: the deterministic synthetic market-data feed.
+//! * [`range`]: the range protocol (`SCRQ`/`SCRP`) by which a recorder and a
+//!   publisher serve sequences of a stream again.
 //!
 //! The invariant that makes this crate testable without a network: **it never
 //! touches a socket, a thread or a clock**. Callers pass time in as nanoseconds.
@@ -15,6 +17,7 @@
 pub mod feed;
 pub mod itch;
 pub mod mold;
+pub mod range;
 pub mod seq;
 pub mod shard;
 pub mod snail;

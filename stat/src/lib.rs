@@ -88,29 +88,58 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// The snapshot of one round against the last good scrape of each
-/// endpoint; then the round's good scrapes become those.
+/// What is kept of an endpoint's earlier scrapes.
+#[derive(Clone, Debug, Default)]
+struct Memory {
+    /// The last good scrape (rates are measured against it).
+    last: Option<Scraped>,
+    /// The last good scrape whose histograms differ from `last`'s (the
+    /// recent latency is measured against it).
+    hist_base: Option<Scraped>,
+}
+
+impl Memory {
+    /// Take in a good scrape, after it has been shown.
+    fn update(&mut self, now: Scraped) {
+        if let Some(last) = self.last.take() {
+            if view::histograms_differ(&last.exp, &now.exp) {
+                self.hist_base = Some(last);
+            }
+        }
+        self.last = Some(now);
+    }
+}
+
+/// The snapshot of one round against what is kept of each endpoint's
+/// earlier scrapes; then the round's good scrapes are kept.
 fn snapshot(
     cfg: &Config,
     refresh: u64,
     round: Vec<Result<Scraped, String>>,
-    last: &mut [Option<Scraped>],
+    memory: &mut [Memory],
 ) -> Snapshot {
     let processes = cfg
         .endpoints
         .iter()
         .zip(round)
-        .zip(last.iter_mut())
-        .map(|((e, now), before)| {
+        .zip(memory.iter_mut())
+        .map(|((e, now), mem)| {
+            // The base of the recent latency: the last scrape with other
+            // histograms than now's.
+            let hist_before = match (&now, &mem.last) {
+                (Ok(n), Some(last)) if view::histograms_differ(&last.exp, &n.exp) => Some(last),
+                _ => mem.hist_base.as_ref(),
+            };
             let v = view::build(
                 &e.name,
                 &e.url,
                 now.as_ref().map_err(String::as_str),
-                before.as_ref(),
+                mem.last.as_ref(),
+                hist_before,
                 &cfg.stage,
             );
             if let Ok(n) = now {
-                *before = Some(n);
+                mem.update(n);
             }
             v
         })
@@ -195,7 +224,7 @@ pub fn run(cfg: &Config, stop: &StopSignal, out: &mut dyn Write) -> Result<Snaps
         out,
         drawn: false,
     };
-    let mut last: Vec<Option<Scraped>> = vec![None; cfg.endpoints.len()];
+    let mut memory: Vec<Memory> = vec![Memory::default(); cfg.endpoints.len()];
     // A reader that went away (`| head`) ends the run; nothing to say.
     let quiet_end = |e: &io::Error| e.kind() == io::ErrorKind::BrokenPipe;
     if let Err(e) = p.start() {
@@ -206,7 +235,7 @@ pub fn run(cfg: &Config, stop: &StopSignal, out: &mut dyn Write) -> Result<Snaps
         };
     }
     let mut next = Instant::now() + cfg.interval;
-    let mut snap = snapshot(cfg, 0, scrape_all(cfg), &mut last);
+    let mut snap = snapshot(cfg, 0, scrape_all(cfg), &mut memory);
     if cfg.mode == Mode::Live {
         if let Err(e) = p.show(&snap) {
             return if quiet_end(&e) {
@@ -223,7 +252,7 @@ pub fn run(cfg: &Config, stop: &StopSignal, out: &mut dyn Write) -> Result<Snaps
         }
         next += cfg.interval;
         refresh += 1;
-        snap = snapshot(cfg, refresh, scrape_all(cfg), &mut last);
+        snap = snapshot(cfg, refresh, scrape_all(cfg), &mut memory);
         // A round that overran the interval (slow endpoints) is not
         // followed by a burst of catch-up rounds.
         let now = Instant::now();
@@ -260,4 +289,53 @@ pub fn all_down(s: &Snapshot) -> Option<String> {
             .collect::<Vec<_>>()
             .join(", "),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scraped(hist: u64, received: u64) -> Scraped {
+        let text = format!(
+            "# TYPE shardcast_received counter\n\
+             shardcast_received_total{{shard=\"0\"}} {received}\n\
+             # TYPE shardcast_latency_seconds histogram\n\
+             shardcast_latency_seconds_bucket{{le=\"0.001\"}} {hist}\n\
+             shardcast_latency_seconds_bucket{{le=\"+Inf\"}} {hist}\n"
+        );
+        Scraped {
+            exp: expo::parse(&text),
+            at: Instant::now(),
+            took: Duration::ZERO,
+        }
+    }
+
+    fn received(s: &Scraped) -> f64 {
+        s.exp
+            .samples("shardcast_received_total")
+            .next()
+            .unwrap()
+            .value
+    }
+
+    #[test]
+    fn recent_latency_holds_between_the_endpoint_s_own_updates() {
+        // The endpoint rebuilds its histogram less often than it is
+        // scraped: A and B show the same buckets, C new ones, D C's again.
+        let mut m = Memory::default();
+        m.update(scraped(10, 1));
+        m.update(scraped(10, 2));
+        assert!(m.hist_base.is_none(), "no change yet");
+        let c = scraped(25, 3);
+        assert!(view::histograms_differ(
+            &m.last.as_ref().unwrap().exp,
+            &c.exp
+        ));
+        m.update(c);
+        // C and then D are measured against B (the last scrape before the
+        // change): the 15 observations of the latest update, not nothing.
+        assert_eq!(received(m.hist_base.as_ref().unwrap()), 2.0);
+        m.update(scraped(25, 4));
+        assert_eq!(received(m.hist_base.as_ref().unwrap()), 2.0);
+    }
 }

@@ -116,7 +116,7 @@ fn sample_text(r: &SampleRow) -> String {
 }
 
 fn latency_rows(rows: &[LatencyRow]) -> Vec<Vec<String>> {
-    let mut out = vec![["latency", "window", "count", "p50", "p99", "max"]
+    let mut out = vec![["histogram", "window", "count", "p50", "p99", "max"]
         .map(String::from)
         .to_vec()];
     for l in rows {
@@ -127,7 +127,7 @@ fn latency_rows(rows: &[LatencyRow]) -> Vec<Vec<String>> {
         };
         let q = |v: Option<f64>| opt(v, |x| if l.seconds { duration(x) } else { count(x) });
         let window = match l.window {
-            Window::Interval => "interval",
+            Window::Recent => "recent",
             Window::Total => "total",
             Window::Exported => "exported",
         };
@@ -258,6 +258,22 @@ fn csv_num(v: Option<f64>) -> String {
     v.map_or_else(String::new, |x| format!("{x}"))
 }
 
+/// Seconds to the nanosecond, without trailing zeros.
+fn csv_seconds(v: Option<f64>) -> String {
+    v.map_or_else(String::new, |x| {
+        if !x.is_finite() {
+            return format!("{x}");
+        }
+        let s = format!("{x:.9}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        if s.is_empty() || s == "-" || s == "-0" {
+            "0".into()
+        } else {
+            s.to_string()
+        }
+    })
+}
+
 /// CSV lines of a snapshot: one per stream of each process that is up,
 /// one per process that is down (`up` 0, `error` why).
 pub fn csv(s: &Snapshot) -> Vec<String> {
@@ -295,9 +311,9 @@ pub fn csv(s: &Snapshot) -> Vec<String> {
                 csv_num(r.queued),
                 csv_num(r.queue_max),
                 csv_num(r.backlog),
-                csv_num(r.p50_s),
-                csv_num(r.p99_s),
-                csv_num(r.max_s),
+                csv_seconds(r.p50_s),
+                csv_seconds(r.p99_s),
+                csv_seconds(r.max_s),
                 max_is.into(),
                 snail.map_or_else(String::new, |s| s.state().replace('-', "")),
                 csv_num(snail.and_then(|s| s.slow_records)),
@@ -342,7 +358,7 @@ mod tests {
                         family: "shardcast_latency_seconds".into(),
                         labels: "stage=end_to_end".into(),
                         seconds: true,
-                        window: Window::Interval,
+                        window: Window::Recent,
                         count: Some(200.0),
                         p50: Some(2.5e-5),
                         p99: Some(4.9e-5),
@@ -400,6 +416,15 @@ mod tests {
             lines[1]
         );
         assert!(lines[1].starts_with("1.500,127.0.0.1:1,0,"));
+    }
+
+    #[test]
+    fn csv_seconds_to_the_nanosecond() {
+        assert_eq!(csv_seconds(Some(0.00022964211618257263)), "0.000229642");
+        assert_eq!(csv_seconds(Some(0.01)), "0.01");
+        assert_eq!(csv_seconds(Some(0.0)), "0");
+        assert_eq!(csv_seconds(Some(2.0)), "2");
+        assert_eq!(csv_seconds(None), "");
     }
 
     #[test]

@@ -59,13 +59,32 @@ pub struct Scraped {
     pub took: Duration,
 }
 
+/// Whether two scrapes' histogram (and gauge histogram) samples differ:
+/// an endpoint that rebuilds its histograms less often than it is scraped
+/// (`shardcast-sub`: once a second) shows the same buckets to several
+/// scrapes, and the recent latency is measured against the last scrape
+/// that saw other buckets, not against one that saw the same.
+pub fn histograms_differ(a: &Exposition, b: &Exposition) -> bool {
+    fn samples(e: &Exposition) -> Vec<(&str, &Labels, u64)> {
+        e.families
+            .iter()
+            .filter(|f| matches!(f.kind, Kind::Histogram | Kind::GaugeHistogram))
+            .flat_map(|f| f.samples.iter())
+            .map(|s| (s.name.as_str(), &s.labels, s.value.to_bits()))
+            .collect()
+    }
+    samples(a) != samples(b)
+}
+
 /// How a latency row's numbers were obtained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Window {
-    /// Bucket estimates over the observations made between the last two
-    /// scrapes.
-    Interval,
+    /// Bucket estimates over the observations the histogram gained since
+    /// the last scrape that saw it different: the endpoint's latest
+    /// update(s), about one interval (or one of its own refreshes, if it
+    /// rebuilds its histograms less often than it is scraped).
+    Recent,
     /// Bucket estimates over everything the histogram holds (since the
     /// process started counting): no earlier scrape, or nothing new in the
     /// interval.
@@ -358,7 +377,7 @@ fn estimate(now: &[Bucket], before: Option<&[Bucket]>) -> Estimate {
         .and_then(|b| quantile::delta(now, b))
         .filter(|d| d.iter().map(|b| b.count).fold(0.0, f64::max) > 0.0);
     let (window, b) = match &interval {
-        Some(d) => (Window::Interval, d.as_slice()),
+        Some(d) => (Window::Recent, d.as_slice()),
         None => (Window::Total, now),
     };
     let count = b.iter().find(|x| x.le == f64::INFINITY).map(|x| x.count);
@@ -408,15 +427,17 @@ fn exported_max_names(fam: &Family) -> Vec<String> {
     names
 }
 
-/// The view of one endpoint: `now` (`Err`: why it is down) against the
-/// scrape before it, for rates and interval latency. `stage` picks the
-/// latency series of the stream rows when the histogram has a `stage`
-/// label.
+/// The view of one endpoint: `now` (`Err`: why it is down) against
+/// `before`, the scrape before it (rates), and `hist_before`, the last
+/// scrape whose histograms differ from `now`'s ([`histograms_differ`]:
+/// the recent latency). `stage` picks the latency series of the stream
+/// rows when the histogram has a `stage` label.
 pub fn build(
     endpoint: &str,
     url: &str,
     now: Result<&Scraped, &str>,
     before: Option<&Scraped>,
+    hist_before: Option<&Scraped>,
     stage: &str,
 ) -> ProcessView {
     let mut v = ProcessView {
@@ -433,6 +454,7 @@ pub fn build(
     };
     let exp = &now.exp;
     let prev = before.filter(|b| b.at < now.at);
+    let hist_prev = hist_before.filter(|b| b.at < now.at);
     let window_s = prev.map(|b| (now.at - b.at).as_secs_f64());
     v.up = true;
     v.scrape_ms = Some(now.took.as_secs_f64() * 1e3);
@@ -506,7 +528,7 @@ pub fn build(
                 .find(|f| f.kind == Kind::Histogram && is_seconds(f))
         });
     let lat_series: Vec<Series> = lat_fam.map(histogram_series).unwrap_or_default();
-    let lat_before: Vec<Series> = match (lat_fam, prev) {
+    let lat_before: Vec<Series> = match (lat_fam, hist_prev) {
         (Some(f), Some(p)) => p
             .exp
             .families
@@ -586,7 +608,7 @@ pub fn build(
     for fam in &exp.families {
         match fam.kind {
             Kind::Histogram | Kind::GaugeHistogram => {
-                let before_series: Vec<Series> = prev
+                let before_series: Vec<Series> = hist_prev
                     .and_then(|p| p.exp.families.iter().find(|g| g.name == fam.name))
                     .map(histogram_series)
                     .unwrap_or_default();
@@ -778,7 +800,14 @@ mod tests {
         let t0 = Instant::now();
         let a = scraped(&sub_scrape(1), t0);
         let b = scraped(&sub_scrape(3), t0 + Duration::from_secs(2));
-        let v = build("h:1", "http://h:1/metrics", Ok(&b), Some(&a), "end_to_end");
+        let v = build(
+            "h:1",
+            "http://h:1/metrics",
+            Ok(&b),
+            Some(&a),
+            Some(&a),
+            "end_to_end",
+        );
         assert!(v.up);
         assert_eq!(v.role.as_deref(), Some("shardcast-sub"));
         assert_eq!(v.stream_label.as_deref(), Some("shard"));
@@ -807,7 +836,7 @@ mod tests {
         assert_eq!(s0.p50_s, None);
         let lat = &v.latency[0];
         assert_eq!(lat.labels, "stage=end_to_end");
-        assert_eq!((lat.window, lat.count), (Window::Interval, Some(200.0)));
+        assert_eq!((lat.window, lat.count), (Window::Recent, Some(200.0)));
         assert!(lat.seconds);
         let q: Vec<(&str, f64)> = v
             .queues
@@ -827,7 +856,7 @@ mod tests {
     #[test]
     fn one_scrape_has_no_rates_and_latency_over_the_total() {
         let a = scraped(&sub_scrape(1), Instant::now());
-        let v = build("h:1", "u", Ok(&a), None, "end_to_end");
+        let v = build("h:1", "u", Ok(&a), None, None, "end_to_end");
         assert!(v.streams.iter().all(|r| r.rate_per_s.is_none()));
         assert_eq!(v.window_s, None);
         assert_eq!(v.latency[0].window, Window::Total);
@@ -839,7 +868,7 @@ mod tests {
         let t0 = Instant::now();
         let a = scraped(&sub_scrape(1), t0);
         let b = scraped(&sub_scrape(1), t0 + Duration::from_secs(1));
-        let v = build("h:1", "u", Ok(&b), Some(&a), "end_to_end");
+        let v = build("h:1", "u", Ok(&b), Some(&a), Some(&a), "end_to_end");
         assert_eq!(v.latency[0].window, Window::Total);
         assert_eq!(v.streams[0].rate_per_s, Some(0.0));
     }
@@ -849,7 +878,7 @@ mod tests {
         let t0 = Instant::now();
         let a = scraped(&sub_scrape(3), t0);
         let b = scraped(&sub_scrape(1), t0 + Duration::from_secs(1));
-        let v = build("h:1", "u", Ok(&b), Some(&a), "end_to_end");
+        let v = build("h:1", "u", Ok(&b), Some(&a), Some(&a), "end_to_end");
         assert_eq!(v.streams[0].rate_per_s, None);
         assert_eq!(v.latency[0].window, Window::Total);
     }
@@ -871,7 +900,7 @@ shardcast_latency_max_seconds 0.0007
 shardcast_behind_schedule{stream=\"0\"} 0
 ";
         let a = scraped(text, Instant::now());
-        let v = build("h:1", "u", Ok(&a), None, "end_to_end");
+        let v = build("h:1", "u", Ok(&a), None, None, "end_to_end");
         assert_eq!(v.stream_label.as_deref(), Some("stream"));
         assert_eq!(v.streams.len(), 1);
         let r = &v.streams[0];
@@ -897,14 +926,21 @@ rpc_seconds_count 7
 rpc_seconds_sum 1
 ";
         let a = scraped(text, Instant::now());
-        let v = build("h:1", "u", Ok(&a), None, "end_to_end");
+        let v = build("h:1", "u", Ok(&a), None, None, "end_to_end");
         assert!(v.streams.is_empty());
         let l = &v.latency[0];
         assert_eq!((l.p50, l.p99, l.max), (Some(0.01), Some(0.2), Some(0.5)));
         assert_eq!((l.window, l.count), (Window::Exported, Some(7.0)));
         assert!(v.other.is_empty());
 
-        let d = build("h:1", "u", Err("connection refused"), None, "end_to_end");
+        let d = build(
+            "h:1",
+            "u",
+            Err("connection refused"),
+            None,
+            None,
+            "end_to_end",
+        );
         assert!(!d.up);
         assert_eq!(d.error.as_deref(), Some("connection refused"));
     }
