@@ -47,6 +47,9 @@ pub fn reference_books(g: &Generator) -> BTreeMap<String, ItchBookSummary> {
                 broken_trades: s.broken_trades,
                 trading_state: Some(char::from(s.trading_state)),
                 halted: s.trading_state != b'T',
+                // The reference is built from the day itself: nothing missed.
+                stale: false,
+                missed: 0,
             };
             (s.name.clone(), summary)
         })

@@ -127,6 +127,16 @@ pub struct Flags {
           env = "SHARDCAST_RECORD_SERVE_BYTES_PER_SEC")]
     pub serve_bytes_per_sec: u64,
 
+    /// --serve: keep serving this long after the recording ends (every
+    /// stream's end-of-stream, --duration), so a subscriber still
+    /// repairing a gap (`shardcast-sub --recover-from`) or catching up
+    /// gets its answer; a signal ends it at once. 0: stop with the
+    /// recording. At most a day.
+    #[arg(long, default_value_t = 0, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(0..=86_400_000),
+          env = "SHARDCAST_RECORD_SERVE_LINGER_MS")]
+    pub serve_linger_ms: u64,
+
     /// Write the JSON report here at the end.
     #[arg(long, value_name = "FILE", env = "SHARDCAST_RECORD_REPORT_JSON")]
     pub report_json: Option<std::path::PathBuf>,

@@ -64,6 +64,8 @@ pub struct Config {
     pub serve: Option<String>,
     /// `--serve` send budget, bytes per second.
     pub serve_bytes_per_sec: u64,
+    /// `--serve-linger-ms`.
+    pub serve_linger: std::time::Duration,
     /// Report path.
     pub report_json: Option<PathBuf>,
 }
@@ -122,6 +124,7 @@ impl Config {
             duration: f.duration.map(Duration::from_secs_f64),
             serve: f.serve.clone(),
             serve_bytes_per_sec: f.serve_bytes_per_sec,
+            serve_linger: std::time::Duration::from_millis(f.serve_linger_ms),
             report_json: f.report_json.clone(),
         })
     }

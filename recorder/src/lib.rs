@@ -134,6 +134,19 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, SetupError> {
         }
     }
     let elapsed = t0.elapsed();
+    // Every buffer is written: what was recorded is readable, so late
+    // repairs and catch-ups can still be answered for --serve-linger-ms.
+    if serving.is_some() && !cfg.serve_linger.is_zero() && reason != EndReason::Signal {
+        eprintln!(
+            "shardcast-record: recording ended; serving for {} ms more (--serve-linger-ms)",
+            cfg.serve_linger.as_millis()
+        );
+        let until = Instant::now() + cfg.serve_linger;
+        while Instant::now() < until && !signal.raised() {
+            let left = until.saturating_duration_since(Instant::now());
+            std::thread::sleep(left.min(Duration::from_millis(POLL_MS as u64)));
+        }
+    }
     let serve = serving.map(stop_serving);
     drop(contexts);
     let results: Vec<RecorderResult> = results.into_iter().map(|r| r.expect("joined")).collect();

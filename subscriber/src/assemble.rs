@@ -15,6 +15,8 @@ use shardcast_workers::itch_book::ItchBookSummary;
 use shardcast_workers::{Books, WorkKind, WorkerResult};
 use std::collections::{btree_map, BTreeMap};
 
+/// Most names `stale_symbols` lists (`stale_symbol_count` counts them all).
+pub const MAX_STALE_LISTED: usize = 1000;
 /// The `malformed_reasons` key of inproc messages a worker could not read.
 pub const WORKER_FRAME: &str = "worker_frame";
 /// The `malformed_reasons` key of frames libzmq cut a connection off for.
@@ -32,6 +34,8 @@ struct ShardSums {
     eos_unknown: u64,
     first_rx: u64,
     last_rx: u64,
+    recovered: u64,
+    recovery_latency: Option<hdrhistogram::Histogram<u64>>,
 }
 
 fn shard_sums(cfg: &Config, shards: &[Option<ShardResult>]) -> ShardSums {
@@ -46,6 +50,8 @@ fn shard_sums(cfg: &Config, shards: &[Option<ShardResult>]) -> ShardSums {
         eos_unknown: 0,
         first_rx: u64::MAX,
         last_rx: 0,
+        recovered: 0,
+        recovery_latency: None,
     };
     for (i, r) in shards.iter().enumerate() {
         let Some(r) = r else { continue };
@@ -61,6 +67,7 @@ fn shard_sums(cfg: &Config, shards: &[Option<ShardResult>]) -> ShardSums {
             s.last_rx = s.last_rx.max(r.last_rx_ns);
         }
         s.totals += r.tracker.totals();
+        let rec_of = |k| r.recovery.per_source.iter().find(|c| c.key == k);
         s.streams
             .extend(r.tracker.streams().iter().map(|st| StreamReport {
                 shard: i,
@@ -75,7 +82,21 @@ fn shard_sums(cfg: &Config, shards: &[Option<ShardResult>]) -> ShardSums {
                 checksum_ok: st.eos().is_some_and(|e| e.checksum == st.checksum()),
                 complete: st.complete(),
                 caught_up: r.caught_up.iter().find(|c| c.key == st.key()).cloned(),
+                recovered: rec_of(st.key()).map_or(0, |c| c.recovered),
+                recovery: rec_of(st.key()).cloned(),
             }));
+        if let Some(h) = &r.recovery.latency {
+            s.recovered += r
+                .recovery
+                .per_source
+                .iter()
+                .map(|c| c.recovered)
+                .sum::<u64>();
+            match &mut s.recovery_latency {
+                Some(all) => all.add(h).expect("same histogram bounds"),
+                None => s.recovery_latency = Some(h.clone()),
+            }
+        }
         let plan = &cfg.shards[i];
         s.agents.push(AgentReport {
             name: format!("shard-{i}"),
@@ -244,10 +265,30 @@ pub fn report(
         run.wall.as_secs_f64()
     };
     let all_agents: Vec<AgentReport> = s.agents.iter().chain(&w.agents).cloned().collect();
-    let latency_ns: BTreeMap<&'static str, LatencySummary> = Stage::names()
+    let mut latency_ns: BTreeMap<&'static str, LatencySummary> = Stage::names()
         .zip(latency.iter())
         .map(|(name, h)| (name, LatencySummary::of(h)))
         .collect();
+    if let Some(h) = &s.recovery_latency {
+        latency_ns.insert("recovery", LatencySummary::of(h));
+    }
+    // Books a missed record made wrong (per-symbol sequences), by name.
+    let mut stale: Vec<String> = w
+        .books
+        .snapshot()
+        .into_iter()
+        .filter(|(_, b)| b.stale)
+        .map(|(name, _)| name)
+        .chain(
+            w.itch_books
+                .iter()
+                .filter(|(_, b)| b.stale)
+                .map(|(n, _)| n.clone()),
+        )
+        .collect();
+    stale.sort();
+    let stale_count = stale.len() as u64;
+    stale.truncate(MAX_STALE_LISTED);
     let totals = s.totals;
     let report = Report {
         role: "shardcast-sub",
@@ -288,6 +329,10 @@ pub fn report(
         latency_ns,
         slow: slow_report(cfg, &all_agents),
         snail: snail_report(cfg, &run),
+        recovered: s.recovered,
+        stale_symbols: stale,
+        stale_symbol_count: stale_count,
+        recover_from: cfg.recover_from.clone(),
         processed_checksum: (cfg.work == WorkKind::Checksum).then_some(w.checksum),
         drained: run.drained,
         warmup_records: shards.iter().flatten().map(|r| r.warmup_records).sum(),

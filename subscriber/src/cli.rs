@@ -308,6 +308,33 @@ pub struct Flags {
     )]
     pub catch_up_timeout_ms: u64,
 
+    /// Where a gap is repaired from (repeatable, asked in the order
+    /// given): the publisher's `--retransmit-bind` endpoint first, then a
+    /// recorder's `--serve` endpoint as the deeper source (both speak the
+    /// range protocol of docs/RECORDING.md section 6). On a gap the shard
+    /// stops reading its stream (later records wait, in order, in its SUB
+    /// queue), fetches the missing range, hands it to the workers in
+    /// sequence, then goes on. What no source has within
+    /// --reorder-window-ms is counted in `lost` with an alarm naming the
+    /// range; the report's `recovered` counts what was repaired.
+    #[arg(long, value_name = "ENDPOINT", value_parser = endpoint_arg,
+          value_delimiter = ',', env = "SHARDCAST_SUB_RECOVER_FROM")]
+    pub recover_from: Vec<String>,
+
+    /// --recover-from: the largest gap (records) the shard repairs; a
+    /// larger one is counted as lost at once (repairing it would hold the
+    /// live stream longer than the lag budget). Default: one second of the
+    /// Guide's feed, --expected-rate x --max-lag-ms.
+    #[arg(long, value_name = "RECORDS", value_parser = clap::value_parser!(u64).range(1..),
+          env = "SHARDCAST_SUB_REORDER_WINDOW")]
+    pub reorder_window: Option<u64>,
+
+    /// --recover-from: how long the repair of one gap may hold the live
+    /// stream, every source together. Default: --max-lag-ms.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=DAY_MS),
+          env = "SHARDCAST_SUB_REORDER_WINDOW_MS")]
+    pub reorder_window_ms: Option<u64>,
+
     /// CURVE: this subscriber's secret key file (from shardcast-keygen; its
     /// public half must be in the publisher's --curve-allow). Every shard
     /// then connects encrypted. Needs the system libzmq build.

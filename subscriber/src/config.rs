@@ -89,6 +89,12 @@ pub struct Config {
     pub catch_up: Option<String>,
     /// `--catch-up-timeout-ms`.
     pub catch_up_timeout: Duration,
+    /// `--recover-from`, in the order asked.
+    pub recover_from: Vec<String>,
+    /// `--reorder-window` (resolved): the largest gap repaired, records.
+    pub reorder_window: u64,
+    /// `--reorder-window-ms` (resolved).
+    pub reorder_window_time: Duration,
     /// Fault injection: (after records, stall) for worker 0.
     pub stall_worker: Option<(u64, Duration)>,
     /// How the snail judges lag.
@@ -340,6 +346,15 @@ impl Config {
             drain_timeout: Duration::from_millis(f.drain_timeout_ms),
             catch_up: f.catch_up.clone(),
             catch_up_timeout: Duration::from_millis(f.catch_up_timeout_ms),
+            recover_from: f.recover_from.clone(),
+            // One second of the feed at the lag budget, the rule the HWM
+            // defaults follow (--explain-hwm).
+            reorder_window: f
+                .reorder_window
+                .unwrap_or_else(|| (f.expected_rate.saturating_mul(f.max_lag_ms) / 1000).max(1)),
+            reorder_window_time: Duration::from_millis(
+                f.reorder_window_ms.unwrap_or(f.max_lag_ms).max(1),
+            ),
             stall_worker: f
                 .stall_worker_ms
                 .map(|ms| (f.stall_after, Duration::from_millis(ms))),

@@ -1,7 +1,7 @@
 //! The subscriber's JSON report. Key names are a contract (benchmarks and
 //! other tools parse them): add keys, never rename or drop one.
 
-use crate::shard::CaughtUp;
+use crate::shard::{CaughtUp, Recovery};
 pub use crate::snapshot::{EndReason, Placement, QueueState};
 use serde::Serialize;
 use shardcast_agent::lag::OnSlow;
@@ -74,6 +74,23 @@ pub struct Report {
     pub slow: SlowReport,
     /// The Suicidal Snail's croak, or null.
     pub snail: Option<SnailReport>,
+    /// `--recover-from`: records missing on the wire and repaired before
+    /// the workers saw past them, over every stream (0 without it). `lost`
+    /// is what the workers never got, so `lost + recovered` is what the
+    /// wire lost. `latency_ns.recovery` times each repair, gap detected to
+    /// repaired.
+    pub recovered: u64,
+    /// Symbols whose book a missed record made wrong, by name, sorted (the
+    /// first 1000): the worker that owns a symbol sees a jump in its
+    /// per-symbol sequence (PROTOCOL.md 4) where a record of it was lost
+    /// and not repaired; `--books-out` marks them `stale: true`. Empty
+    /// without `--work book`/`itch-book`, or from a publisher that does not
+    /// carry per-symbol sequences.
+    pub stale_symbols: Vec<String>,
+    /// How many symbols are stale (all of them, listed or not).
+    pub stale_symbol_count: u64,
+    /// `--recover-from`: whether it was on (the endpoints, in order).
+    pub recover_from: Vec<String>,
     /// Sum of the workers' checksums (`--work checksum`): equals the sum of
     /// the publishers' stream checksums when every record was processed once.
     pub processed_checksum: Option<u64>,
@@ -149,6 +166,13 @@ pub struct StreamReport {
     /// subscriber joined (absent when it was not caught up).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub caught_up: Option<CaughtUp>,
+    /// `--recover-from`: records missing on the wire and repaired (0
+    /// without it); `lost + recovered` is what the wire lost.
+    pub recovered: u64,
+    /// `--recover-from`: what the repairs of this stream did (absent when
+    /// it had no gap or recovery is off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
 }
 
 /// A shard or worker.

@@ -10,7 +10,9 @@
 use crate::config::{is_multicast, Config, ShardPlan};
 use crate::links::Link;
 use crate::metrics::Metrics;
-use crate::shard::{run_shard, CatchUpLink, ShardResult, ShardSetup, ShardSockets};
+use crate::shard::{
+    run_shard, CatchUpLink, RecoverLink, RecoverSetup, ShardResult, ShardSetup, ShardSockets,
+};
 use crate::RunError;
 use shardcast_agent::clock::now_ns;
 use shardcast_agent::cpu::spawn_agent;
@@ -186,10 +188,39 @@ impl Wired {
                 }
                 None => None,
             };
+            let recover = if cfg.recover_from.is_empty() {
+                None
+            } else {
+                let mut links = Vec::with_capacity(cfg.recover_from.len());
+                for ep in &cfg.recover_from {
+                    // On the stream's own context, as --catch-up.
+                    let d = own
+                        .ctx
+                        .socket(zmq::DEALER)
+                        .map_err(zerr("creating a --recover-from DEALER"))?;
+                    d.set_linger(0).map_err(zerr("setting ZMQ_LINGER"))?;
+                    // A source not connected (yet) must not hold a repair
+                    // past its window: the send gives up with it.
+                    let ms = i32::try_from(cfg.reorder_window_time.as_millis()).unwrap_or(i32::MAX);
+                    d.set_sndtimeo(ms).map_err(zerr("setting ZMQ_SNDTIMEO"))?;
+                    d.connect(ep)
+                        .map_err(zerr(format!("connecting --recover-from to {ep}")))?;
+                    links.push(RecoverLink {
+                        endpoint: ep.clone(),
+                        dealer: d,
+                    });
+                }
+                Some(RecoverSetup {
+                    links,
+                    window: cfg.reorder_window,
+                    timeout: cfg.reorder_window_time,
+                })
+            };
             shards.push(ShardSockets {
                 sub: own.socket,
                 outs,
                 catch_up,
+                recover,
             });
             streams.push(own.ctx);
         }

@@ -30,6 +30,47 @@ pub struct Book {
     pub high: i64,
     /// Lowest trade price.
     pub low: i64,
+    /// Its per-symbol sequence: records of it known missed.
+    pub seq: SymSeq,
+}
+
+/// A symbol's per-symbol sequence (PROTOCOL.md section 4): each data record
+/// carries its number among its symbol's records, so the worker that owns
+/// the symbol sees a record missed (lost on the wire and not repaired) as a
+/// jump, and knows exactly which book is wrong: it is *stale* from then on
+/// (`--books-out` says `stale: true`), however the stream goes on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SymSeq {
+    /// The last per-symbol sequence applied (0: none carried yet).
+    pub last: u32,
+    /// Records of the symbol missed (jumps over it).
+    pub missed: u64,
+}
+
+impl SymSeq {
+    /// Note the record numbered `s` (0: the publisher does not carry
+    /// per-symbol sequences; nothing is judged). A number at or below the
+    /// last is a new session (it starts from 1 again) and is followed; the
+    /// first number seen is where this subscriber joined, not a loss.
+    #[inline]
+    pub fn see(&mut self, s: u32) {
+        if s == 0 {
+            return;
+        }
+        if self.last != 0 && s > self.last {
+            self.missed += u64::from(s - self.last - 1);
+        }
+        self.last = s;
+    }
+
+    /// Whether a record of the symbol was missed: its book is wrong.
+    pub fn stale(&self) -> bool {
+        self.missed > 0
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Book {
@@ -92,6 +133,13 @@ pub struct BookSnapshot {
     pub high: i64,
     /// Low.
     pub low: i64,
+    /// A record of this symbol was missed (lost, not repaired): the book is
+    /// wrong. Written only when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
+    /// How many records of this symbol were missed (written when stale).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub missed: u64,
 }
 
 impl From<&Book> for BookSnapshot {
@@ -109,6 +157,8 @@ impl From<&Book> for BookSnapshot {
             last_px: b.last_px,
             high: b.high,
             low: b.low,
+            stale: b.seq.stale(),
+            missed: b.seq.missed,
         }
     }
 }

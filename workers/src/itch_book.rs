@@ -101,6 +101,8 @@ pub struct SymbolBook {
     pub broken_trades: u64,
     /// The last `H` trading state (`H`, `P`, `Q` or `T`).
     pub trading_state: Option<u8>,
+    /// Its per-symbol sequence: messages of it known missed.
+    pub seq: crate::book::SymSeq,
 }
 
 impl SymbolBook {
@@ -177,6 +179,8 @@ impl SymbolBook {
             broken_trades: self.broken_trades,
             trading_state: self.trading_state.map(char::from),
             halted: self.halted(),
+            stale: self.seq.stale(),
+            missed: self.seq.missed,
         }
     }
 }
@@ -212,6 +216,17 @@ pub struct ItchBookSummary {
     pub trading_state: Option<char>,
     /// Whether that state is anything but `T` (trading).
     pub halted: bool,
+    /// A message of this symbol was missed (lost, not repaired): the book
+    /// is wrong. Written only when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
+    /// How many messages of this symbol were missed (written when stale).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub missed: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Counters over every message applied.
@@ -264,6 +279,20 @@ impl ItchBooks {
         let b = self.book(locate);
         b.stock.get_or_insert(stock);
         b
+    }
+
+    /// Note the per-symbol sequence `s` of the record that carried `msg`
+    /// (see [`crate::book::SymSeq`]). Market-wide messages (locate 0) go to
+    /// every stream, each numbering its own copy, so they are not judged.
+    #[inline]
+    pub fn see_sym_seq(&mut self, msg: &[u8], s: u32) {
+        if s == 0 || msg.len() < 3 {
+            return;
+        }
+        let locate = u16::from_be_bytes([msg[1], msg[2]]);
+        if locate != 0 {
+            self.book(locate).seq.see(s);
+        }
     }
 
     /// Apply one message (the bytes after its length prefix). Returns how

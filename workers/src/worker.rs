@@ -233,12 +233,18 @@ impl WorkerCore {
                             .res
                             .books
                             .book_within(rec.symbol(), setup.max_symbols)
-                            .map(|b| b.quote(&q)),
+                            .map(|b| {
+                                b.seq.see(rec.sym_seq());
+                                b.quote(&q)
+                            }),
                         Payload::Trade(t) => self
                             .res
                             .books
                             .book_within(rec.symbol(), setup.max_symbols)
-                            .map(|b| b.trade(&t)),
+                            .map(|b| {
+                                b.seq.see(rec.sym_seq());
+                                b.trade(&t)
+                            }),
                         Payload::Itch(_) => {
                             self.res.wrong_kind += 1;
                             Some(())
@@ -255,6 +261,7 @@ impl WorkerCore {
                 WorkKind::ItchBook => match rec.itch() {
                     Some(msg) => {
                         self.res.itch.apply(msg);
+                        self.res.itch.see_sym_seq(msg, rec.sym_seq());
                     }
                     None if rec.kind().is_data() => self.res.wrong_kind += 1,
                     None => {}

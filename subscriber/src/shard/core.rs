@@ -112,6 +112,8 @@ pub struct ShardResult {
     /// `--catch-up`: what each source joined mid-stream was caught up with
     /// (filled by the shard's I/O loop).
     pub caught_up: Vec<CaughtUp>,
+    /// `--recover-from`: what the repairs did.
+    pub recovery: super::RecoveryResult,
 }
 
 /// One catch-up (`--catch-up`): a source this shard joined mid-stream, and
@@ -182,9 +184,12 @@ pub struct ShardCore {
 enum Taken {
     /// From the stream.
     Live,
-    /// Fetched for a catch-up: data records up to this sequence; never
-    /// judged or timed; control records ignored.
-    History(u64),
+    /// Fetched from a recorder or a publisher's ring: only data records in
+    /// `min..=max` are taken (a fetched frame is whole, so it may hold
+    /// records on either side of the range); control records are ignored.
+    /// Never judged by the snail (they are late by nature) nor timed at
+    /// the wire stage; `flags` tells the workers the rest.
+    Fetched { min: u64, max: u64, flags: u64 },
 }
 
 impl ShardCore {
@@ -210,6 +215,7 @@ impl ShardCore {
                 ts_ancient: 0,
                 eos_unknown: 0,
                 caught_up: Vec::new(),
+                recovery: Default::default(),
             },
             lag: LagCheck::new(AgentKind::Shard, setup.index, setup.limit, setup.on_slow),
             latency,
@@ -253,7 +259,27 @@ impl ShardCore {
     /// by the snail or timed, and the workers are told so
     /// ([`STAMP_FLAGS`]). Call [`Self::next_send`] until `None` after it.
     pub fn on_history_frame(&mut self, now: u64, bytes: &[u8], max_seq: u64) {
-        self.take_frame(now, bytes, Taken::History(max_seq))
+        let (min, max, flags) = (1, max_seq, STAMP_FLAGS);
+        self.take_frame(now, bytes, Taken::Fetched { min, max, flags })
+    }
+
+    /// Handle one frame fetched to repair a gap (`--recover-from`): its
+    /// data records in `min..=max` (the gap) go to the workers in order,
+    /// sequence-checked, ahead of the live record that revealed the gap;
+    /// the rest of the frame and its control records are left out. Not
+    /// judged by the snail (a repaired record is late by nature; the
+    /// repair's own time is the `recovery` latency) nor timed at the wire,
+    /// but timed end to end by the workers: its latency is real and shows.
+    pub fn on_recovered_frame(&mut self, now: u64, bytes: &[u8], min: u64, max: u64) {
+        let flags = STAMP_NO_JUDGE;
+        self.take_frame(now, bytes, Taken::Fetched { min, max, flags })
+    }
+
+    /// The current session of `key` and the last sequence accounted for in
+    /// it, once something of the session was taken.
+    pub fn position(&mut self, key: SourceKey) -> Option<(u64, u64)> {
+        let st = self.res.tracker.existing(key)?;
+        st.joined().then(|| (st.session(), st.last_seq()))
     }
 
     /// After a catch-up of `key` that ended at `until_ns`: its records sent
@@ -289,11 +315,10 @@ impl ShardCore {
     #[inline]
     fn take_frame(&mut self, now: u64, bytes: &[u8], taken: Taken) {
         debug_assert!(self.next_send_pending().is_none(), "sends drained first");
-        let history = match taken {
-            Taken::Live => None,
-            Taken::History(max) => Some(max),
+        let (history, mut flags) = match taken {
+            Taken::Live => (None, 0),
+            Taken::Fetched { min, max, flags } => (Some((min, max)), flags),
         };
-        let mut flags = if history.is_some() { STAMP_FLAGS } else { 0 };
         self.res.frames += 1;
         let warmup = self.latency.in_warmup(now);
         let mut accepted = [0u64; MAX_BATCH / 64];
@@ -313,10 +338,10 @@ impl ShardCore {
                 publisher_id: rec.publisher_id(),
                 stream_id: rec.stream_id(),
             };
-            if let Some(max) = history {
-                // History carries data only, and only what live lacks: left
-                // out here, not counted (it is no duplicate on the wire).
-                if !rec.kind().is_data() || rec.seq() > max {
+            if let Some((min, max)) = history {
+                // What is fetched is data only, and only what live lacks:
+                // left out here, not counted (no duplicate on the wire).
+                if !rec.kind().is_data() || rec.seq() < min || rec.seq() > max {
                     dups += 1;
                     continue;
                 }

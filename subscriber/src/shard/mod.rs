@@ -14,8 +14,13 @@
 //! frames from the publisher go on as they are, without a copy.
 
 mod core;
+mod repair;
 
 pub use self::core::{CaughtUp, Send, ShardCore, ShardResult, ShardSetup};
+use self::repair::{gap_before, Gap, RecoveryState};
+pub use self::repair::{
+    RecoverLink, RecoverSetup, Recovery, RecoveryResult, SourceUse, MAX_ALARMS, MAX_LOST_RANGES,
+};
 use shardcast_agent::clock::now_ns;
 use shardcast_agent::hist::StageRecorder;
 use shardcast_agent::idle::{Idle, IoError, Received};
@@ -37,6 +42,8 @@ pub struct ShardSockets {
     pub outs: Vec<zmq::Socket>,
     /// `--catch-up`: a DEALER connected to the recorder's `--serve`.
     pub catch_up: Option<CatchUpLink>,
+    /// `--recover-from`.
+    pub recover: Option<RecoverSetup>,
 }
 
 /// `--catch-up`: where a shard fetches what it missed before it joined.
@@ -53,6 +60,23 @@ struct Ask {
     key: SourceKey,
     session: u64,
     to_seq: u64,
+}
+
+/// Why a fetch failed.
+enum FetchError {
+    /// The source: a send or receive error, a reply that does not decode.
+    Source(String),
+    /// Handing what came to the workers (the shard stops).
+    Workers(IoError),
+}
+
+/// How fetched frames are handed to the core.
+#[derive(Clone, Copy, Debug)]
+enum Feed {
+    /// `--catch-up`: history up to `max`.
+    History { max: u64 },
+    /// `--recover-from`: the gap `min..=max`.
+    Repair { min: u64, max: u64 },
 }
 
 /// The catch-up client's state.
@@ -136,6 +160,7 @@ pub fn run_shard(
             next_id: 1,
             done: Vec::new(),
         }),
+        recovery: io.recover.take().map(RecoveryState::new),
         inline: inline.map(|core| Inline {
             core,
             // Its own counters: inline, board.workers has one per shard.
@@ -173,6 +198,12 @@ pub fn run_shard(
     if let Some(c) = shard.catch_up {
         res.caught_up = c.done;
     }
+    if let Some(r) = shard.recovery {
+        res.recovery = RecoveryResult {
+            per_source: r.per_source,
+            latency: Some(r.latency),
+        };
+    }
     (res, work)
 }
 
@@ -185,6 +216,8 @@ struct Io<'a> {
     inline: Option<Inline<'a>>,
     /// `--catch-up`.
     catch_up: Option<CatchUpState>,
+    /// `--recover-from`.
+    recovery: Option<RecoveryState>,
 }
 
 /// The shard's own worker (`--workers 0`).
@@ -236,6 +269,15 @@ impl Io<'_> {
                     core.flush();
                     self.drain(core, msg, &mut io.outs, &board.croak)?;
                     self.catch_up(core, io, board, ask)?;
+                }
+            }
+            if self.recovery.is_some() {
+                if let Some(gap) = gap_before(msg.bytes(), |k| core.position(k)) {
+                    // What was packed goes first; then the repair; then
+                    // this frame and the live ones queued behind it.
+                    core.flush();
+                    self.drain(core, msg, &mut io.outs, &board.croak)?;
+                    self.repair(core, io, board, gap)?;
                 }
             }
             let now = now_ns();
@@ -308,20 +350,17 @@ impl Io<'_> {
                 to_seq: ask.to_seq,
                 request_id: id,
             };
-            // Blocks while the recorder is not connected yet, for at most
-            // the DEALER's send timeout (the catch-up timeout).
-            if let Err(e) = c.link.dealer.send(&req.encode()[..], 0) {
-                break Err(format!("error: sending the request: {e}"));
-            }
+            // The send blocks while the recorder is not connected yet, for
+            // at most the DEALER's send timeout (the catch-up timeout).
             match self.fetch(
                 core,
-                io,
-                board,
-                &mut c.link,
-                id,
-                ask.to_seq,
+                &mut io.outs,
+                &board.croak,
+                &c.link.dealer,
+                &req,
+                Feed::History { max: ask.to_seq },
                 deadline,
-                &mut got,
+                &mut got.frames,
             ) {
                 Ok(Some(r)) if r.status == Status::Partial && r.a < ask.to_seq => {
                     // What it had came; ask again for the rest while time
@@ -351,7 +390,10 @@ impl Io<'_> {
                         "timeout"
                     })
                 }
-                Err(e) => break Err(e),
+                Err(FetchError::Source(e)) => break Err(format!("error: {e}")),
+                Err(FetchError::Workers(e)) => {
+                    break Err(format!("error: handing history to the workers: {e:?}"))
+                }
             }
         };
         // The history's packed single records go now, before any live one
@@ -387,21 +429,28 @@ impl Io<'_> {
         Ok(())
     }
 
-    /// Receive the replies to request `id` until its final one, handing
-    /// every recorded frame to the core as history. `Ok(None)`: no final
-    /// reply before `deadline` (or a stop).
+    /// Send `req` on `dealer` and receive its replies until the final one,
+    /// handing every frame to the core as `feed` says. `Ok(None)`: no final
+    /// reply before `deadline` (or a stop). `frames` counts what came.
     #[allow(clippy::too_many_arguments)]
     fn fetch(
         &mut self,
         core: &mut ShardCore,
-        io: &mut ShardSockets,
-        board: &Board,
-        link: &mut CatchUpLink,
-        id: u64,
-        to_seq: u64,
+        outs: &mut [zmq::Socket],
+        croak: &Croak,
+        dealer: &zmq::Socket,
+        req: &Request,
+        feed: Feed,
         deadline: Instant,
-        got: &mut CaughtUp,
-    ) -> Result<Option<Reply>, String> {
+        frames: &mut u64,
+    ) -> Result<Option<Reply>, FetchError> {
+        // Blocks while the source is not connected yet, for at most the
+        // DEALER's send timeout: then it is a source that did not answer.
+        match dealer.send(&req.encode()[..], 0) {
+            Ok(()) => {}
+            Err(zmq::Error::EAGAIN) => return Ok(None),
+            Err(e) => return Err(FetchError::Source(format!("sending the request: {e}"))),
+        }
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return Ok(None);
@@ -412,31 +461,218 @@ impl Io<'_> {
             }
             // Short polls: a stop is noticed within 100 ms.
             let wait = left.min(Duration::from_millis(100)).as_millis().max(1) as i64;
-            if link
-                .dealer
-                .poll(zmq::POLLIN, wait)
-                .map_err(|e| e.to_string())?
-                == 0
-            {
+            let source = |e: zmq::Error| FetchError::Source(e.to_string());
+            if dealer.poll(zmq::POLLIN, wait).map_err(source)? == 0 {
                 continue;
             }
-            let parts = link.dealer.recv_multipart(0).map_err(|e| e.to_string())?;
+            let parts = dealer.recv_multipart(0).map_err(source)?;
             let Some(reply) = parts.first().and_then(|p| Reply::decode(p)) else {
-                return Err("error: a reply that does not decode".into());
+                return Err(FetchError::Source("a reply that does not decode".into()));
             };
-            if reply.request_id != id {
+            if reply.request_id != req.request_id {
                 continue; // a late answer to an earlier request
             }
             if reply.is_final() {
                 return Ok(Some(reply));
             }
             for frame in parts.iter().skip(2) {
-                got.frames += 1;
-                let mut m = Msg::from_slice(frame).map_err(|e| e.to_string())?;
-                core.on_history_frame(now_ns(), m.bytes(), to_seq);
-                self.drain(core, &mut m, &mut io.outs, &board.croak)
-                    .map_err(|e| format!("error: handing history to the workers: {e:?}"))?;
+                *frames += 1;
+                let mut m = Msg::from_slice(frame).map_err(source)?;
+                match feed {
+                    Feed::History { max } => core.on_history_frame(now_ns(), m.bytes(), max),
+                    Feed::Repair { min, max } => {
+                        core.on_recovered_frame(now_ns(), m.bytes(), min, max)
+                    }
+                }
+                self.drain(core, &mut m, outs, croak)
+                    .map_err(FetchError::Workers)?;
             }
+        }
+    }
+
+    /// Repair `gap` from the `--recover-from` sources, in order, within
+    /// `--reorder-window-ms`, handing what comes to the workers in
+    /// sequence. A source that lacks the start of what is still missing
+    /// (NOT_AVAILABLE) says where its records begin; when no source has the
+    /// start, the records up to the earliest start offered are lost for
+    /// good (named in an alarm) and the repair goes on from there. What is
+    /// still missing at the end is lost too; the tracker counts it in
+    /// `lost` when the live frame moves past it.
+    fn repair(
+        &mut self,
+        core: &mut ShardCore,
+        io: &mut ShardSockets,
+        board: &Board,
+        gap: Gap,
+    ) -> Result<(), IoError> {
+        let Some(mut r) = self.recovery.take() else {
+            return Ok(());
+        };
+        let detected = now_ns();
+        r.of(gap.key).gaps += 1;
+        if gap.len() > r.setup.window {
+            r.of(gap.key).too_large += 1;
+            let why = format!(
+                "a gap larger than --reorder-window ({} records) is not repaired",
+                r.setup.window
+            );
+            r.lost(gap, gap.from, gap.to, &why);
+            self.recovery = Some(r);
+            return Ok(());
+        }
+        let started = Instant::now();
+        let deadline = started + r.setup.timeout;
+        let forwarded_before = core.forwarded();
+        // The next sequence still missing.
+        let next = |core: &mut ShardCore| match core.position(gap.key) {
+            Some((session, last)) if session == gap.session => last + 1,
+            _ => gap.to + 1, // the source moved on (cannot happen mid-repair)
+        };
+        let mut why = Vec::new();
+        let mut failed: Option<IoError> = None;
+        // Below this, the records are named lost already (no source had
+        // them): never asked again.
+        let mut floor = gap.from;
+        'repair: while next(core).max(floor) <= gap.to && Instant::now() < deadline {
+            let cur = next(core).max(floor);
+            // The earliest start a source offered for what it lacks.
+            let mut skip_to: Option<u64> = None;
+            why.clear();
+            for i in 0..r.setup.links.len() {
+                let from = next(core).max(floor);
+                if from > gap.to {
+                    break 'repair;
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break 'repair;
+                }
+                let id = r.next_id;
+                r.next_id += 1;
+                let req = Request {
+                    key: gap.key,
+                    wait_ms: (left.as_millis() as u32).min(MAX_WAIT_MS),
+                    session: gap.session,
+                    from_seq: from,
+                    to_seq: gap.to,
+                    request_id: id,
+                };
+                let feed = Feed::Repair {
+                    min: from,
+                    max: gap.to,
+                };
+                let mut frames = 0;
+                let before = core.forwarded();
+                let link = &r.setup.links[i];
+                let got = self.fetch(
+                    core,
+                    &mut io.outs,
+                    &board.croak,
+                    &link.dealer,
+                    &req,
+                    feed,
+                    deadline,
+                    &mut frames,
+                );
+                // Packed records count as forwarded once queued.
+                core.flush();
+                let flushed = self.drain(core, &mut Msg::new(), &mut io.outs, &board.croak);
+                let got = match (got, flushed) {
+                    (got, Ok(())) => got,
+                    (_, Err(e)) => Err(FetchError::Workers(e)),
+                };
+                let taken = core.forwarded() - before;
+                let endpoint = link.endpoint.clone();
+                let use_ = &mut r.of(gap.key).sources[i];
+                use_.requests += 1;
+                use_.records += taken;
+                match got {
+                    Ok(Some(reply)) => match reply.status {
+                        Status::NotAvailable => {
+                            use_.not_available += 1;
+                            if reply.a > from {
+                                skip_to = Some(skip_to.map_or(reply.a, |s| s.min(reply.a)));
+                            }
+                            why.push(format!(
+                                "{endpoint}: not available (holds from {})",
+                                reply.a
+                            ));
+                        }
+                        Status::Busy => {
+                            use_.refused += 1;
+                            why.push(format!("{endpoint}: {:?}", reply.status));
+                        }
+                        Status::BadRequest => {
+                            use_.errors += 1;
+                            why.push(format!("{endpoint}: bad request ({})", reply.c));
+                        }
+                        s => why.push(format!(
+                            "{endpoint}: {s:?}, sent through {}, {} missing from its copy",
+                            reply.a, reply.c
+                        )),
+                    },
+                    Ok(None) => {
+                        use_.timeouts += 1;
+                        why.push(format!("{endpoint}: no answer in time"));
+                    }
+                    Err(FetchError::Workers(e)) => {
+                        // The workers' sockets failed: the shard stops.
+                        failed = Some(e);
+                        break 'repair;
+                    }
+                    Err(FetchError::Source(e)) => {
+                        use_.errors += 1;
+                        why.push(format!("{endpoint}: {e}"));
+                    }
+                }
+            }
+            let now_at = next(core).max(floor);
+            if now_at > gap.to {
+                break;
+            }
+            match skip_to {
+                // Nobody has `now_at..skip-1`: lost for good; what a source
+                // has from `skip` on is asked for next round.
+                Some(skip) if skip > now_at && skip <= gap.to => {
+                    let why = format!("no --recover-from source has it ({})", why.join("; "));
+                    r.lost(gap, now_at, skip - 1, &why);
+                    // The next round asks from `skip`; the tracker counts
+                    // the records before it lost when the first repaired
+                    // record moves past them.
+                    floor = skip;
+                }
+                _ if now_at == cur => break, // no progress this round
+                _ => {}
+            }
+        }
+        core.flush();
+        let flushed = self.drain(core, &mut Msg::new(), &mut io.outs, &board.croak);
+        let recovered = core.forwarded() - forwarded_before;
+        let missing = next(core).max(floor);
+        let rec = r.of(gap.key);
+        rec.recovered += recovered;
+        if missing > gap.to {
+            rec.repaired += 1;
+        }
+        if recovered > 0 {
+            shardcast_agent::stats::record(&mut r.latency, now_ns().saturating_sub(detected));
+        }
+        if missing <= gap.to {
+            let why = if Instant::now() >= deadline {
+                format!(
+                    "not repaired within --reorder-window-ms ({} ms; {})",
+                    r.setup.timeout.as_millis(),
+                    why.join("; ")
+                )
+            } else {
+                format!("no --recover-from source has it ({})", why.join("; "))
+            };
+            r.lost(gap, missing, gap.to, &why);
+        }
+        self.recovery = Some(r);
+        match failed {
+            Some(e) => Err(e),
+            None => flushed,
         }
     }
 

@@ -19,6 +19,7 @@ mod outputs;
 mod pipeline;
 mod placement;
 mod record;
+mod recovery;
 mod replay;
 mod security;
 mod sequencing;

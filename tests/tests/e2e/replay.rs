@@ -16,7 +16,7 @@ use crate::support::*;
 use std::path::Path;
 
 /// Start a recorder of `endpoints` into `dir`, with `extra` flags.
-fn start_record(endpoints: &[String], dir: &Path, extra: &[&str]) -> Proc {
+pub(crate) fn start_record(endpoints: &[String], dir: &Path, extra: &[&str]) -> Proc {
     let mut a: Vec<String> = Vec::new();
     for e in endpoints {
         a.extend(["--connect".into(), e.clone()]);
