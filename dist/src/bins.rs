@@ -4,7 +4,9 @@
 //! `shardcast-sub` (the pipeline), `shardcast-record` (records streams for
 //! replay and gap repair, a long-running service like them),
 //! `shardcast-keygen` (CURVE keys, which deploy/README.md makes on each
-//! host). Not shipped, on purpose:
+//! host), `shardcast-stat` (the live view of those processes, read from
+//! their metrics endpoints, for the operator on the host). Not shipped, on
+//! purpose:
 //! `shardcast-itchgen` and `shardcast-moldsim` generate synthetic ITCH days
 //! and simulate a MoldUDP64 exchange feed for tests and benchmarks, and the
 //! `bench/` binaries measure a machine; none of them belongs on a host that
@@ -53,6 +55,11 @@ pub const SHIPPED: &[Binary] = &[
         name: "shardcast-keygen",
         package: "shardcast-publisher",
         command: keygen::command,
+    },
+    Binary {
+        name: "shardcast-stat",
+        package: "shardcast-stat",
+        command: shardcast_stat::cli::Flags::command,
     },
 ];
 

@@ -25,5 +25,6 @@ mod security;
 mod sequencing;
 mod signals;
 mod snail;
+mod stat;
 mod support;
 mod whenfull;

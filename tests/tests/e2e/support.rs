@@ -54,6 +54,11 @@ pub fn record_bin() -> &'static Path {
     P.get_or_init(|| build("shardcast-recorder", "shardcast-record"))
 }
 
+pub fn stat_bin() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| build("shardcast-stat", "shardcast-stat"))
+}
+
 /// The binaries built against the system libzmq (CURVE, PGM), as the README
 /// says: `cargo build --config .cargo/system-libzmq.toml`, into their own
 /// target directory. `Err` says why they cannot be had (no libzmq3-dev):
