@@ -110,6 +110,7 @@ fn shard_sums(cfg: &Config, shards: &[Option<ShardResult>]) -> ShardSums {
             error: r.error.map(|e| e.to_string()),
             malformed: r.malformed.iter().sum(),
             warmup_records: r.warmup_records,
+            lines: r.lines.clone(),
         });
     }
     s
@@ -195,6 +196,7 @@ fn worker_sums(cfg: &Config, workers: Vec<Option<WorkerResult>>) -> WorkerSums {
             error: w.error.map(|e| e.to_string()),
             malformed: w.malformed,
             warmup_records: w.warmup_records,
+            lines: None,
         });
         s.books.merge(w.books);
         if cfg.work == WorkKind::ItchBook {

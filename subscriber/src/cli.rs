@@ -33,6 +33,25 @@ pub struct Flags {
           env = "SHARDCAST_SUB_CONNECT", value_delimiter = ',')]
     pub connect: Vec<String>,
 
+    /// Line B of an A/B pair (by position: shard i also reads line B
+    /// endpoint i, the publisher's `--bind-b`), on its own socket and I/O
+    /// thread. The shard arbitrates by sequence: the first copy of a record
+    /// is taken, the second dropped; a record lost on one line only is not
+    /// a loss. On a gap, the other line is given --line-wait-ms to fill it
+    /// before --recover-from is asked. The report's `shards[].lines` says
+    /// what each line did.
+    #[arg(long, value_name = "ENDPOINT", value_parser = endpoint_arg,
+          env = "SHARDCAST_SUB_CONNECT_B", value_delimiter = ',')]
+    pub connect_b: Vec<String>,
+
+    /// --connect-b: how long a gap on one line waits for the other line to
+    /// fill it (the lines' skew is normally microseconds; a line that is
+    /// past the gap without filling it ends the wait at once).
+    #[arg(long, default_value_t = 50, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..=DAY_MS),
+          env = "SHARDCAST_SUB_LINE_WAIT_MS")]
+    pub line_wait_ms: u64,
+
     /// Local interface or address each shard connects from (by position, one
     /// per --connect, or one for all), so each stream rides its own NIC.
     #[arg(

@@ -27,6 +27,8 @@ pub struct ShardPlan {
     pub cpu: Option<usize>,
     /// ZeroMQ I/O thread CPU.
     pub io_cpu: Option<usize>,
+    /// `--connect-b`: line B's endpoint, if this shard has one.
+    pub connect_b: Option<String>,
 }
 
 /// The resolved configuration.
@@ -89,6 +91,8 @@ pub struct Config {
     pub catch_up: Option<String>,
     /// `--catch-up-timeout-ms`.
     pub catch_up_timeout: Duration,
+    /// `--line-wait-ms`.
+    pub line_wait: Duration,
     /// `--recover-from`, in the order asked.
     pub recover_from: Vec<String>,
     /// `--reorder-window` (resolved): the largest gap repaired, records.
@@ -347,6 +351,7 @@ impl Config {
             catch_up: f.catch_up.clone(),
             catch_up_timeout: Duration::from_millis(f.catch_up_timeout_ms),
             recover_from: f.recover_from.clone(),
+            line_wait: Duration::from_millis(f.line_wait_ms),
             // One second of the feed at the lag budget, the rule the HWM
             // defaults follow (--explain-hwm).
             reorder_window: f
@@ -396,10 +401,11 @@ impl Config {
         }
     }
 
-    /// Busy threads: a shard and an I/O thread per stream, plus the workers
-    /// (none inline).
+    /// Busy threads: a shard and an I/O thread per stream (and one more
+    /// I/O thread per line B), plus the workers (none inline).
     pub fn busy_threads(&self) -> usize {
-        2 * self.shards.len() + if self.inline { 0 } else { self.workers }
+        let lines_b = self.shards.iter().filter(|s| s.connect_b.is_some()).count();
+        2 * self.shards.len() + lines_b + if self.inline { 0 } else { self.workers }
     }
 }
 
@@ -441,7 +447,18 @@ fn shard_plans(
             connect,
             cpu: shard_cpus[i],
             io_cpu: io_cpus[i],
+            connect_b: f.connect_b.get(i).cloned(),
         });
+    }
+    if f.connect_b.len() > f.connect.len() {
+        return Err(UsageError::new(
+            "--connect-b",
+            format!(
+                "{} line B endpoints for {} streams: --connect-b goes by position, at most one per --connect",
+                f.connect_b.len(),
+                f.connect.len()
+            ),
+        ));
     }
     Ok(shards)
 }

@@ -204,6 +204,10 @@ pub struct AgentReport {
     pub malformed: u64,
     /// Records it handled during `--warmup` (counted, not timed).
     pub warmup_records: u64,
+    /// A shard with `--connect-b`: what each line delivered, lost and gave
+    /// first, and the skew between them (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lines: Option<crate::shard::LinesReport>,
 }
 
 /// Lag over the limit, croak or not.

@@ -188,6 +188,30 @@ impl Wired {
                 }
                 None => None,
             };
+            let sub_b = match &plan.connect_b {
+                Some(ep) => {
+                    // Its own context, so its own I/O thread (on its own
+                    // NIC, typically): a stall of one line's I/O thread
+                    // must not hold the other.
+                    let b = socket_with_own_io_thread(
+                        zmq::SUB,
+                        &format!("{}b", plan.index),
+                        plan.io_cpu,
+                    )?;
+                    sub_options(&b.socket, cfg, plan)?;
+                    b.socket.connect(ep).map_err(zerr(format!(
+                        "connecting shard {} line B to {ep} (check --connect-b)",
+                        plan.index
+                    )))?;
+                    eprintln!(
+                        "shardcast-sub: shard-{} line B connected to {ep}",
+                        plan.index
+                    );
+                    streams.push(b.ctx);
+                    Some(b.socket)
+                }
+                None => None,
+            };
             let recover = if cfg.recover_from.is_empty() {
                 None
             } else {
@@ -221,6 +245,8 @@ impl Wired {
                 outs,
                 catch_up,
                 recover,
+                sub_b,
+                line_wait: cfg.line_wait,
             });
             streams.push(own.ctx);
         }

@@ -114,6 +114,8 @@ pub struct ShardResult {
     pub caught_up: Vec<CaughtUp>,
     /// `--recover-from`: what the repairs did.
     pub recovery: super::RecoveryResult,
+    /// `--connect-b`: what each line did.
+    pub lines: Option<super::LinesReport>,
 }
 
 /// One catch-up (`--catch-up`): a source this shard joined mid-stream, and
@@ -216,6 +218,7 @@ impl ShardCore {
                 eos_unknown: 0,
                 caught_up: Vec::new(),
                 recovery: Default::default(),
+                lines: None,
             },
             lag: LagCheck::new(AgentKind::Shard, setup.index, setup.limit, setup.on_slow),
             latency,

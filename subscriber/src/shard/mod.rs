@@ -14,6 +14,7 @@
 //! frames from the publisher go on as they are, without a copy.
 
 mod core;
+mod lines;
 mod repair;
 
 pub use self::core::{CaughtUp, Send, ShardCore, ShardResult, ShardSetup};
@@ -21,6 +22,7 @@ use self::repair::{gap_before, Gap, RecoveryState};
 pub use self::repair::{
     RecoverLink, RecoverSetup, Recovery, RecoveryResult, SourceUse, MAX_ALARMS, MAX_LOST_RANGES,
 };
+pub use lines::{LineStats, LinesReport};
 use shardcast_agent::clock::now_ns;
 use shardcast_agent::hist::StageRecorder;
 use shardcast_agent::idle::{Idle, IoError, Received};
@@ -44,6 +46,10 @@ pub struct ShardSockets {
     pub catch_up: Option<CatchUpLink>,
     /// `--recover-from`.
     pub recover: Option<RecoverSetup>,
+    /// `--connect-b`: line B's SUB.
+    pub sub_b: Option<zmq::Socket>,
+    /// `--line-wait-ms`.
+    pub line_wait: Duration,
 }
 
 /// `--catch-up`: where a shard fetches what it missed before it joined.
@@ -167,7 +173,14 @@ pub fn run_shard(
             workers: std::slice::from_ref(&board.workers[setup.index]),
         }),
     };
+    let mut lines = None;
     let error = loop {
+        if io.sub_b.is_some() {
+            let arb = lines::Arbiter::new(io.line_wait);
+            let (error, report) = shard.run_lines(&mut core, &mut io, board, arb);
+            lines = Some(report);
+            break error;
+        }
         if shard.stop.load(Ordering::Relaxed) {
             break None;
         }
@@ -195,6 +208,7 @@ pub fn run_shard(
     shard.publish(&mut core, board);
     let work = shard.inline.map(|w| w.core.finish(None));
     let mut res = core.finish(error);
+    res.lines = lines;
     if let Some(c) = shard.catch_up {
         res.caught_up = c.done;
     }
@@ -598,7 +612,7 @@ impl Io<'_> {
                                 reply.a
                             ));
                         }
-                        Status::Busy => {
+                        Status::Busy | Status::Refused => {
                             use_.refused += 1;
                             why.push(format!("{endpoint}: {:?}", reply.status));
                         }

@@ -12,6 +12,7 @@ mod hosts;
 mod itch_books;
 mod itch_pub;
 mod latency;
+mod lines;
 mod metrics;
 mod mold;
 mod multicast;
