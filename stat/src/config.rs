@@ -37,10 +37,10 @@ pub struct Config {
     /// The endpoints, in the order given.
     pub endpoints: Vec<Endpoint>,
     /// Between scrapes.
-    #[serde(serialize_with = "millis")]
+    #[serde(rename = "interval_ms", serialize_with = "millis")]
     pub interval: Duration,
     /// Per scrape.
-    #[serde(serialize_with = "millis")]
+    #[serde(rename = "timeout_ms", serialize_with = "millis")]
     pub timeout: Duration,
     /// How it prints.
     pub mode: Mode,
