@@ -251,3 +251,128 @@ fn a_gap_no_source_has_is_named_and_the_stream_goes_on() {
         "an alarm names the range: {err}"
     );
 }
+
+/// Acceptance 1 with the publisher's own ring as the source: the same
+/// stall, repaired from `--retransmit-bind`, the books equal a run that
+/// lost nothing, and the repair time is reported.
+#[test]
+fn a_gap_is_repaired_from_the_publishers_ring() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n);
+    let ring = free_endpoint();
+    let count = "40000";
+    let mut pa = lossy_pub_args(count, "1", &p("pub.json"));
+    // Deep enough for the whole stall (the default is one second of the
+    // rate, and the stall is 1.5 s).
+    pa.extend(["--retransmit-bind".into(), ring.clone()]);
+    pa.extend(["--retransmit-depth".into(), "40000".into()]);
+    let publ = start_pub(1, &strs(&pa));
+    let mut args = stalled_sub_args(&p("books.json"), &p("sub.json"));
+    args.extend(["--recover-from".into(), ring.clone()]);
+    args.extend(["--reorder-window-ms".into(), "20000".into()]);
+    let sub = start_sub(&publ.endpoints, &strs(&args));
+    let (st, err, _) = sub.wait();
+    assert!(st.success(), "recovering subscriber: {err}");
+    let (st, perr, _) = publ.proc.wait();
+    assert!(st.success(), "publisher: {perr}");
+
+    let reference = run_pipeline(
+        1,
+        &[
+            "--rate",
+            "0",
+            "--count",
+            count,
+            "--when-full",
+            "block",
+            "--wait-subscribers",
+            "1",
+        ],
+        &[
+            "--work",
+            "book",
+            "--books-out",
+            &path_str(&p("whole-books.json")),
+        ],
+    );
+    assert_eq!(u(&reference.sub, "lost"), 0, "{}", reference.sub);
+
+    let s = read_json(&p("sub.json"));
+    let sent: u64 = count.parse().unwrap();
+    assert!(
+        u(&s, "recovered") > 0,
+        "the PUB dropped and it was repaired: {s}"
+    );
+    assert_eq!(u(&s, "lost"), 0, "{err}\n{s}");
+    assert_eq!(u(&s, "received"), sent, "{s}");
+    assert_eq!(s["streams_complete"], true, "{s}");
+    let rc = &s["streams"][0]["recovery"];
+    assert_eq!(u(&rc["sources"][0], "records"), u(&s, "recovered"), "{rc}");
+    let pr = read_json(&p("pub.json"));
+    let served = u(&pr["retransmit"], "served_records");
+    assert!(
+        served >= u(&s, "recovered"),
+        "the ring served it: {}",
+        pr["retransmit"]
+    );
+    assert_eq!(
+        read_json(&p("books.json")),
+        read_json(&p("whole-books.json")),
+        "the repaired books equal those of a run that lost nothing"
+    );
+    let lat = &s["latency_ns"]["recovery"];
+    eprintln!(
+        "recovery from the ring: recovered {} records in {} gaps; repair p50 {} us, p99 {} us, max {} us",
+        u(&s, "recovered"),
+        u(rc, "gaps"),
+        u(lat, "p50") / 1000,
+        u(lat, "p99") / 1000,
+        u(lat, "max") / 1000
+    );
+}
+
+/// Acceptance 2: a gap older than the ring, with no deeper source: the
+/// ring says where it begins, what is before it is lost for good, counted
+/// exactly, named in an alarm, and its symbols are stale; the stream goes
+/// on to its end.
+#[test]
+fn a_gap_older_than_the_ring_is_lost_named_and_stale() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n);
+    let ring = free_endpoint();
+    let count = "40000";
+    let mut pa = lossy_pub_args(count, "1", &p("pub.json"));
+    pa.extend(["--retransmit-bind".into(), ring.clone()]);
+    pa.extend(["--retransmit-depth".into(), "100".into()]);
+    let publ = start_pub(1, &strs(&pa));
+    let mut args = stalled_sub_args(&p("books.json"), &p("sub.json"));
+    args.extend(["--recover-from".into(), ring.clone()]);
+    let sub = start_sub(&publ.endpoints, &strs(&args));
+    let (st, err, _) = sub.wait();
+    assert!(st.success(), "{err}");
+    let (st, perr, _) = publ.proc.wait();
+    assert!(st.success(), "publisher: {perr}");
+    let s = read_json(&p("sub.json"));
+    let sent: u64 = count.parse().unwrap();
+    let lost = u(&s, "lost");
+    assert!(
+        lost > 0,
+        "the stall's gap is far older than 100 records: {s}"
+    );
+    assert_eq!(
+        u(&s, "received") + lost,
+        sent,
+        "each loss counted once: {s}"
+    );
+    assert_eq!(s["streams"][0]["eos"], true, "the stream went on: {s}");
+    let rc = &s["streams"][0]["recovery"];
+    assert_eq!(u(rc, "unrecovered"), lost, "{rc}");
+    assert!(u(&rc["sources"][0], "not_available") > 0, "{rc}");
+    assert!(
+        err.contains("ALARM: lost publisher") && err.contains("not available (holds from"),
+        "the alarm names the range and what the ring said: {err}"
+    );
+    assert!(u(&s, "stale_symbol_count") > 0, "{s}");
+}
