@@ -66,8 +66,27 @@ fn shard_sums(cfg: &Config, shards: &[Option<ShardResult>]) -> ShardSums {
             s.first_rx = s.first_rx.min(r.first_rx_ns);
             s.last_rx = s.last_rx.max(r.last_rx_ns);
         }
-        s.totals += r.tracker.totals();
         let rec_of = |k| r.recovery.per_source.iter().find(|c| c.key == k);
+        // A selecting shard (--subscribe) counts per symbol: the stream's
+        // holes are the symbols not selected.
+        let counted = |st: &shardcast_proto::seq::StreamState| match &r.selection {
+            Some(sel) => {
+                let t = st.counters();
+                let c = sel.counters_of(st.key()).unwrap_or_default();
+                Counters {
+                    received: c.received,
+                    lost: c.lost,
+                    duplicates: c.duplicates,
+                    out_of_order: 0,
+                    missed_before_join: c.missed_before_join,
+                    ..t
+                }
+            }
+            None => st.counters(),
+        };
+        for st in r.tracker.streams() {
+            s.totals += counted(st);
+        }
         s.streams
             .extend(r.tracker.streams().iter().map(|st| StreamReport {
                 shard: i,
@@ -76,11 +95,23 @@ fn shard_sums(cfg: &Config, shards: &[Option<ShardResult>]) -> ShardSums {
                 session: st.session(),
                 first_seq: st.first_seq(),
                 last_seq: st.last_seq(),
-                counters: st.counters(),
+                counters: counted(st),
                 eos: st.ended(),
                 eos_last_seq: st.eos().map(|e| e.last_seq),
-                checksum_ok: st.eos().is_some_and(|e| e.checksum == st.checksum()),
-                complete: st.complete(),
+                // A selection holds part of the stream: its checksum is not
+                // the publisher's, and completeness is per symbol.
+                checksum_ok: r.selection.is_none()
+                    && st.eos().is_some_and(|e| e.checksum == st.checksum()),
+                complete: match &r.selection {
+                    Some(sel) => {
+                        let c = counted(st);
+                        st.ended()
+                            && c.lost == 0
+                            && c.missed_before_join == 0
+                            && sel.tail_ok(st.key(), st.eos().map(|e| e.last_seq))
+                    }
+                    None => st.complete(),
+                },
                 caught_up: r.caught_up.iter().find(|c| c.key == st.key()).cloned(),
                 recovered: rec_of(st.key()).map_or(0, |c| c.recovered),
                 recovery: rec_of(st.key()).cloned(),

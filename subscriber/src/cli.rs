@@ -33,6 +33,20 @@ pub struct Flags {
           env = "SHARDCAST_SUB_CONNECT", value_delimiter = ',')]
     pub connect: Vec<String>,
 
+    /// Receive only the symbols starting with PREFIX (repeatable; at most
+    /// 8 bytes, printable ASCII): subscriptions the publisher applies to
+    /// single-record frames (`--batch 1`; its batches carry every symbol and
+    /// the shard leaves the others out). Loss is then checked per symbol
+    /// (each record's per-symbol sequence, PROTOCOL.md section 4): the
+    /// stream's holes are the symbols not selected, never counted lost, and
+    /// with --recover-from a symbol's gap is repaired from the stream range
+    /// between its two records. A symbol's loss after its last record
+    /// cannot be seen (end-of-stream carries the stream's last sequence,
+    /// not each symbol's).
+    #[arg(long, value_name = "PREFIX", value_parser = symbol_prefix,
+          env = "SHARDCAST_SUB_SUBSCRIBE", value_delimiter = ',')]
+    pub subscribe: Vec<String>,
+
     /// Line B of an A/B pair (by position: shard i also reads line B
     /// endpoint i, the publisher's `--bind-b`), on its own socket and I/O
     /// thread. The shard arbitrates by sequence: the first copy of a record
@@ -413,4 +427,17 @@ pub struct Flags {
         env = "SHARDCAST_SUB_STALL_AFTER"
     )]
     pub stall_after: u64,
+}
+
+/// A `--subscribe` prefix: 1 to 8 printable ASCII bytes (a symbol's).
+fn symbol_prefix(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > shardcast_proto::wire::SYMBOL_LEN {
+        return Err(format!("{s:?}: a symbol prefix is 1 to 8 characters"));
+    }
+    if !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "{s:?}: a symbol prefix is printable ASCII, no spaces"
+        ));
+    }
+    Ok(s.to_string())
 }

@@ -93,6 +93,8 @@ pub struct Config {
     pub catch_up_timeout: Duration,
     /// `--line-wait-ms`.
     pub line_wait: Duration,
+    /// `--subscribe`: the symbol prefixes selected (empty: everything).
+    pub subscribe: Vec<String>,
     /// `--recover-from`, in the order asked.
     pub recover_from: Vec<String>,
     /// `--reorder-window` (resolved): the largest gap repaired, records.
@@ -352,6 +354,7 @@ impl Config {
             catch_up_timeout: Duration::from_millis(f.catch_up_timeout_ms),
             recover_from: f.recover_from.clone(),
             line_wait: Duration::from_millis(f.line_wait_ms),
+            subscribe: f.subscribe.clone(),
             // One second of the feed at the lag budget, the rule the HWM
             // defaults follow (--explain-hwm).
             reorder_window: f

@@ -130,7 +130,16 @@ fn sub_options(sub: &zmq::Socket, cfg: &Config, plan: &ShardPlan) -> Result<(), 
     // is what a publisher's --wait-subscribers counts.
     sub.set_subscribe(CONTROL_TOPIC)
         .map_err(zerr("subscribing to the control topic"))?;
-    sub.set_subscribe(b"").map_err(zerr("subscribing"))?;
+    if cfg.subscribe.is_empty() {
+        sub.set_subscribe(b"").map_err(zerr("subscribing"))?;
+    }
+    // --subscribe: only these symbols (the publisher filters single-record
+    // frames; its batches carry every symbol and start with the control
+    // topic, and the shard leaves the others out).
+    for p in &cfg.subscribe {
+        sub.set_subscribe(p.as_bytes())
+            .map_err(zerr(format!("subscribing to --subscribe {p}")))?;
+    }
     Ok(())
 }
 
@@ -247,6 +256,7 @@ impl Wired {
                 recover,
                 sub_b,
                 line_wait: cfg.line_wait,
+                subscribe: cfg.subscribe.clone(),
             });
             streams.push(own.ctx);
         }

@@ -116,6 +116,9 @@ pub struct ShardResult {
     pub recovery: super::RecoveryResult,
     /// `--connect-b`: what each line did.
     pub lines: Option<super::LinesReport>,
+    /// `--subscribe`: the per-symbol view of each source (its counters are
+    /// the report's for a selecting shard).
+    pub selection: Option<super::symbols::Selection>,
 }
 
 /// One catch-up (`--catch-up`): a source this shard joined mid-stream, and
@@ -179,6 +182,8 @@ pub struct ShardCore {
     /// queued while history was fetched, so the snail does not judge them
     /// (a handful of entries at most: one per source caught up).
     grace: Vec<(SourceKey, u64)>,
+    /// `--subscribe`: the symbols selected, checked per symbol.
+    selection: Option<super::symbols::Selection>,
 }
 
 /// How [`ShardCore::take_frame`] treats a frame.
@@ -219,6 +224,7 @@ impl ShardCore {
                 caught_up: Vec::new(),
                 recovery: Default::default(),
                 lines: None,
+                selection: None,
             },
             lag: LagCheck::new(AgentKind::Shard, setup.index, setup.limit, setup.on_slow),
             latency,
@@ -245,7 +251,28 @@ impl ShardCore {
             ],
             start_ns,
             grace: Vec::new(),
+            selection: None,
         }
+    }
+
+    /// `--subscribe`: this shard receives only the symbols starting with
+    /// `prefixes`, so its loss is checked per symbol (see
+    /// [`super::symbols`]); what a fetched range holds of other symbols is
+    /// left out.
+    pub fn select(&mut self, prefixes: &[String]) {
+        if !prefixes.is_empty() {
+            self.selection = Some(super::symbols::Selection::new(prefixes));
+        }
+    }
+
+    /// The symbol selection, if any.
+    pub(crate) fn selection(&self) -> Option<&super::symbols::Selection> {
+        self.selection.as_ref()
+    }
+
+    /// The symbol selection, to note a checked tail.
+    pub(crate) fn selection_mut(&mut self) -> Option<&mut super::symbols::Selection> {
+        self.selection.as_mut()
     }
 
     /// Handle one received frame: account for it, pack or queue its new
@@ -374,12 +401,30 @@ impl ShardCore {
             }
             // Data. The verdict comes first: a record that is dropped is
             // never judged (one old duplicate must not croak the snail).
-            match st.on_data(rec.session(), rec.seq(), || rec.digest()) {
-                Verdict::New => {}
-                // Dropped: left out of a batch that goes on.
-                Verdict::Duplicate | Verdict::Implausible => {
+            let verdict = st.on_data(rec.session(), rec.seq(), || rec.digest());
+            if let Some(sel) = &mut self.selection {
+                // A selecting shard: the stream's holes are the symbols not
+                // selected, so the per-symbol sequence decides (a repaired
+                // record is older than the stream's position, and would be
+                // a stream "duplicate"). Other symbols (in a publisher
+                // batch, which carries every symbol, or a fetched range)
+                // are left out.
+                let sym = rec.symbol();
+                let at = (sym.as_u64(), rec.sym_seq());
+                if !sel.selects(&sym.0)
+                    || !sel.on_data(key, rec.session(), rec.seq(), at, history.is_some())
+                {
                     dups += 1;
                     continue;
+                }
+            } else {
+                match verdict {
+                    Verdict::New => {}
+                    // Dropped: left out of a batch that goes on.
+                    Verdict::Duplicate | Verdict::Implausible => {
+                        dups += 1;
+                        continue;
+                    }
                 }
             }
             new += 1;
@@ -570,7 +615,10 @@ impl ShardCore {
 
     /// Sequence numbers lost so far (published once a second).
     pub fn lost(&self) -> u64 {
-        self.res.tracker.totals().lost
+        match &self.selection {
+            Some(sel) => sel.lost(),
+            None => self.res.tracker.totals().lost,
+        }
     }
 
     /// Publish this shard's counters, and add what it gave each worker to
@@ -599,6 +647,7 @@ impl ShardCore {
         self.res.slow = self.lag.slow();
         self.res.max_lag_ns = self.lag.max_age_ns();
         self.res.error = error;
+        self.res.selection = self.selection;
         self.res
     }
 }

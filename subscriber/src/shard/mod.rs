@@ -16,12 +16,14 @@
 mod core;
 mod lines;
 mod repair;
+mod symbols;
 
 pub use self::core::{CaughtUp, Send, ShardCore, ShardResult, ShardSetup};
 use self::repair::{gap_before, Gap, RecoveryState};
 pub use self::repair::{
     RecoverLink, RecoverSetup, Recovery, RecoveryResult, SourceUse, MAX_ALARMS, MAX_LOST_RANGES,
 };
+use self::symbols::SymbolGap;
 pub use lines::{LineStats, LinesReport};
 use shardcast_agent::clock::now_ns;
 use shardcast_agent::hist::StageRecorder;
@@ -34,6 +36,7 @@ use shardcast_recorder::serve::{Reply, Request, Status, MAX_WAIT_MS};
 use shardcast_workers::{WorkerCore, WorkerResult};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+pub use symbols::Selection;
 
 /// A shard's sockets: its SUB and its PUSH sockets to the workers (one per
 /// worker under keyed fan-out, one under push fan-out).
@@ -50,6 +53,8 @@ pub struct ShardSockets {
     pub sub_b: Option<zmq::Socket>,
     /// `--line-wait-ms`.
     pub line_wait: Duration,
+    /// `--subscribe`: the symbol prefixes selected (empty: everything).
+    pub subscribe: Vec<String>,
 }
 
 /// `--catch-up`: where a shard fetches what it missed before it joined.
@@ -66,6 +71,14 @@ struct Ask {
     key: SourceKey,
     session: u64,
     to_seq: u64,
+}
+
+/// What a source answered to [`Io::ask`].
+struct Answer {
+    /// It does not have the start of the range: its records begin here.
+    skip: Option<u64>,
+    /// It answered DONE with nothing of the range missing.
+    whole: bool,
 }
 
 /// Why a fetch failed.
@@ -154,6 +167,7 @@ pub fn run_shard(
     let counters = &board.shards[setup.index];
     let outs = if inline.is_some() { 1 } else { io.outs.len() };
     let mut core = ShardCore::new(setup, outs, latency, now_ns());
+    core.select(&io.subscribe);
     let mut msg = Msg::new();
     let mut shard = Io {
         idle,
@@ -285,7 +299,20 @@ impl Io<'_> {
                     self.catch_up(core, io, board, ask)?;
                 }
             }
-            if self.recovery.is_some() {
+            if self.recovery.is_some() && core.selection().is_some() {
+                // A selecting shard: the stream's holes are other symbols';
+                // a gap is one in a symbol's own sequence.
+                if let Some(g) = core.selection().and_then(|s| s.gap_before(msg.bytes())) {
+                    core.flush();
+                    self.drain(core, msg, &mut io.outs, &board.croak)?;
+                    self.repair_symbol(core, io, board, g)?;
+                }
+                if let Some(t) = core.selection().and_then(|s| s.tail_before(msg.bytes())) {
+                    core.flush();
+                    self.drain(core, msg, &mut io.outs, &board.croak)?;
+                    self.check_tail(core, io, board, t)?;
+                }
+            } else if self.recovery.is_some() {
                 if let Some(gap) = gap_before(msg.bytes(), |k| core.position(k)) {
                     // What was packed goes first; then the repair; then
                     // this frame and the live ones queued behind it.
@@ -522,20 +549,12 @@ impl Io<'_> {
         let Some(mut r) = self.recovery.take() else {
             return Ok(());
         };
-        let detected = now_ns();
-        r.of(gap.key).gaps += 1;
-        if gap.len() > r.setup.window {
-            r.of(gap.key).too_large += 1;
-            let why = format!(
-                "a gap larger than --reorder-window ({} records) is not repaired",
-                r.setup.window
-            );
-            r.lost(gap, gap.from, gap.to, &why);
+        if !r.begin(gap) {
             self.recovery = Some(r);
             return Ok(());
         }
-        let started = Instant::now();
-        let deadline = started + r.setup.timeout;
+        let detected = now_ns();
+        let deadline = Instant::now() + r.setup.timeout;
         let forwarded_before = core.forwarded();
         // The next sequence still missing.
         let next = |core: &mut ShardCore| match core.position(gap.key) {
@@ -554,89 +573,17 @@ impl Io<'_> {
             why.clear();
             for i in 0..r.setup.links.len() {
                 let from = next(core).max(floor);
-                if from > gap.to {
+                if from > gap.to || Instant::now() >= deadline {
                     break 'repair;
                 }
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break 'repair;
-                }
-                let id = r.next_id;
-                r.next_id += 1;
-                let req = Request {
-                    key: gap.key,
-                    wait_ms: (left.as_millis() as u32).min(MAX_WAIT_MS),
-                    session: gap.session,
-                    from_seq: from,
-                    to_seq: gap.to,
-                    request_id: id,
-                };
-                let feed = Feed::Repair {
-                    min: from,
-                    max: gap.to,
-                };
-                let mut frames = 0;
-                let before = core.forwarded();
-                let link = &r.setup.links[i];
-                let got = self.fetch(
-                    core,
-                    &mut io.outs,
-                    &board.croak,
-                    &link.dealer,
-                    &req,
-                    feed,
-                    deadline,
-                    &mut frames,
-                );
-                // Packed records count as forwarded once queued.
-                core.flush();
-                let flushed = self.drain(core, &mut Msg::new(), &mut io.outs, &board.croak);
-                let got = match (got, flushed) {
-                    (got, Ok(())) => got,
-                    (_, Err(e)) => Err(FetchError::Workers(e)),
-                };
-                let taken = core.forwarded() - before;
-                let endpoint = link.endpoint.clone();
-                let use_ = &mut r.of(gap.key).sources[i];
-                use_.requests += 1;
-                use_.records += taken;
-                match got {
-                    Ok(Some(reply)) => match reply.status {
-                        Status::NotAvailable => {
-                            use_.not_available += 1;
-                            if reply.a > from {
-                                skip_to = Some(skip_to.map_or(reply.a, |s| s.min(reply.a)));
-                            }
-                            why.push(format!(
-                                "{endpoint}: not available (holds from {})",
-                                reply.a
-                            ));
-                        }
-                        Status::Busy | Status::Refused => {
-                            use_.refused += 1;
-                            why.push(format!("{endpoint}: {:?}", reply.status));
-                        }
-                        Status::BadRequest => {
-                            use_.errors += 1;
-                            why.push(format!("{endpoint}: bad request ({})", reply.c));
-                        }
-                        s => why.push(format!(
-                            "{endpoint}: {s:?}, sent through {}, {} missing from its copy",
-                            reply.a, reply.c
-                        )),
-                    },
-                    Ok(None) => {
-                        use_.timeouts += 1;
-                        why.push(format!("{endpoint}: no answer in time"));
+                match self.ask(core, io, board, &mut r, i, gap, from, deadline, &mut why) {
+                    Ok(Answer { skip: Some(a), .. }) => {
+                        skip_to = Some(skip_to.map_or(a, |s| s.min(a)))
                     }
-                    Err(FetchError::Workers(e)) => {
-                        // The workers' sockets failed: the shard stops.
+                    Ok(_) => {}
+                    Err(e) => {
                         failed = Some(e);
                         break 'repair;
-                    }
-                    Err(FetchError::Source(e)) => {
-                        use_.errors += 1;
-                        why.push(format!("{endpoint}: {e}"));
                     }
                 }
             }
@@ -663,31 +610,240 @@ impl Io<'_> {
         let flushed = self.drain(core, &mut Msg::new(), &mut io.outs, &board.croak);
         let recovered = core.forwarded() - forwarded_before;
         let missing = next(core).max(floor);
-        let rec = r.of(gap.key);
-        rec.recovered += recovered;
-        if missing > gap.to {
-            rec.repaired += 1;
-        }
-        if recovered > 0 {
-            shardcast_agent::stats::record(&mut r.latency, now_ns().saturating_sub(detected));
-        }
-        if missing <= gap.to {
-            let why = if Instant::now() >= deadline {
-                format!(
-                    "not repaired within --reorder-window-ms ({} ms; {})",
-                    r.setup.timeout.as_millis(),
-                    why.join("; ")
-                )
-            } else {
-                format!("no --recover-from source has it ({})", why.join("; "))
-            };
-            r.lost(gap, missing, gap.to, &why);
-        }
+        let unrepaired = (missing <= gap.to).then_some((missing, gap.to, gap.to + 1 - missing));
+        r.settle(gap, recovered, detected, deadline, unrepaired, "", &why);
         self.recovery = Some(r);
         match failed {
             Some(e) => Err(e),
             None => flushed,
         }
+    }
+
+    /// Repair a selecting shard's gap in one symbol's own sequence: the
+    /// stream range between the symbol's two records is asked of each
+    /// source in turn until the symbol's missing records came (the core
+    /// takes only records of selected symbols it lacks from the range).
+    fn repair_symbol(
+        &mut self,
+        core: &mut ShardCore,
+        io: &mut ShardSockets,
+        board: &Board,
+        g: SymbolGap,
+    ) -> Result<(), IoError> {
+        let Some(mut r) = self.recovery.take() else {
+            return Ok(());
+        };
+        let gap = Gap {
+            key: g.key,
+            session: g.session,
+            from: g.from,
+            to: g.to,
+        };
+        if !r.begin(gap) {
+            self.recovery = Some(r);
+            return Ok(());
+        }
+        let detected = now_ns();
+        let deadline = Instant::now() + r.setup.timeout;
+        let forwarded_before = core.forwarded();
+        let done = |core: &ShardCore| {
+            core.selection()
+                .map_or(true, |s| s.last(g.key, g.symbol) + 1 >= g.sym_to)
+        };
+        let mut why = Vec::new();
+        let mut failed: Option<IoError> = None;
+        for i in 0..r.setup.links.len() {
+            if done(core) || Instant::now() >= deadline {
+                break;
+            }
+            if let Err(e) = self.ask(
+                core, io, board, &mut r, i, gap, gap.from, deadline, &mut why,
+            ) {
+                failed = Some(e);
+                break;
+            }
+        }
+        core.flush();
+        let flushed = self.drain(core, &mut Msg::new(), &mut io.outs, &board.croak);
+        let recovered = core.forwarded() - forwarded_before;
+        let have = core.selection().map_or(0, |s| s.last(g.key, g.symbol));
+        let missing = u64::from(g.sym_to.saturating_sub(have.max(g.sym_from - 1) + 1));
+        let unrepaired = (!done(core)).then_some((gap.from, gap.to, missing));
+        let symbol = format!(
+            "symbol {}, its records {}..{} within this range: ",
+            shardcast_proto::wire::Symbol(g.symbol.to_le_bytes()),
+            g.sym_from,
+            g.sym_to
+        );
+        r.settle(
+            gap, recovered, detected, deadline, unrepaired, &symbol, &why,
+        );
+        self.recovery = Some(r);
+        match failed {
+            Some(e) => Err(e),
+            None => flushed,
+        }
+    }
+
+    /// Ask source `i` for `from..=gap.to` and hand what comes to the core
+    /// as a repair; note what it answered in `why` and its counts. `Ok(Some
+    /// (a))`: it does not have `from`, its records of the session begin at
+    /// `a`. `Err`: handing records to the workers failed (the shard stops).
+    #[allow(clippy::too_many_arguments)]
+    fn ask(
+        &mut self,
+        core: &mut ShardCore,
+        io: &mut ShardSockets,
+        board: &Board,
+        r: &mut RecoveryState,
+        i: usize,
+        gap: Gap,
+        from: u64,
+        deadline: Instant,
+        why: &mut Vec<String>,
+    ) -> Result<Answer, IoError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let id = r.next_id;
+        r.next_id += 1;
+        let req = Request {
+            key: gap.key,
+            wait_ms: (left.as_millis() as u32).min(MAX_WAIT_MS),
+            session: gap.session,
+            from_seq: from,
+            to_seq: gap.to,
+            request_id: id,
+        };
+        let feed = Feed::Repair {
+            min: from,
+            max: gap.to,
+        };
+        let mut frames = 0;
+        let before = core.forwarded();
+        let link = &r.setup.links[i];
+        let got = self.fetch(
+            core,
+            &mut io.outs,
+            &board.croak,
+            &link.dealer,
+            &req,
+            feed,
+            deadline,
+            &mut frames,
+        );
+        // Packed records count as forwarded once queued.
+        core.flush();
+        let flushed = self.drain(core, &mut Msg::new(), &mut io.outs, &board.croak);
+        let got = match (got, flushed) {
+            (got, Ok(())) => got,
+            (_, Err(e)) => Err(FetchError::Workers(e)),
+        };
+        let taken = core.forwarded() - before;
+        let endpoint = link.endpoint.clone();
+        let use_ = &mut r.of(gap.key).sources[i];
+        use_.requests += 1;
+        use_.records += taken;
+        let mut answer = Answer {
+            skip: None,
+            whole: false,
+        };
+        match got {
+            Ok(Some(reply)) => match reply.status {
+                Status::NotAvailable => {
+                    use_.not_available += 1;
+                    if reply.a > from {
+                        answer.skip = Some(reply.a);
+                    }
+                    why.push(format!(
+                        "{endpoint}: not available (holds from {})",
+                        reply.a
+                    ));
+                }
+                Status::Busy | Status::Refused => {
+                    use_.refused += 1;
+                    why.push(format!("{endpoint}: {:?}", reply.status));
+                }
+                Status::BadRequest => {
+                    use_.errors += 1;
+                    why.push(format!("{endpoint}: bad request ({})", reply.c));
+                }
+                Status::Done if reply.c == 0 => answer.whole = true,
+                s => why.push(format!(
+                    "{endpoint}: {s:?}, sent through {}, {} missing from its copy",
+                    reply.a, reply.c
+                )),
+            },
+            Ok(None) => {
+                use_.timeouts += 1;
+                why.push(format!("{endpoint}: no answer in time"));
+            }
+            // The workers' sockets failed: the shard stops.
+            Err(FetchError::Workers(e)) => return Err(e),
+            Err(FetchError::Source(e)) => {
+                use_.errors += 1;
+                why.push(format!("{endpoint}: {e}"));
+            }
+        }
+        Ok(answer)
+    }
+
+    /// Before a selecting shard takes end-of-stream: ask the sources for
+    /// the stream's tail after the last record it took (`t`: source,
+    /// session, range); whatever of the selection is there is taken as a
+    /// repair, and a source that had the whole range verifies the tail
+    /// (the stream is then complete only if nothing is missing).
+    fn check_tail(
+        &mut self,
+        core: &mut ShardCore,
+        io: &mut ShardSockets,
+        board: &Board,
+        (key, session, from, to): (SourceKey, u64, u64, u64),
+    ) -> Result<(), IoError> {
+        let Some(mut r) = self.recovery.take() else {
+            return Ok(());
+        };
+        let gap = Gap {
+            key,
+            session,
+            from,
+            to,
+        };
+        let deadline = Instant::now() + r.setup.timeout;
+        let before = core.forwarded();
+        let mut why = Vec::new();
+        let mut result = Ok(());
+        if gap.len() <= r.setup.window {
+            for i in 0..r.setup.links.len() {
+                match self.ask(core, io, board, &mut r, i, gap, from, deadline, &mut why) {
+                    Ok(a) if a.whole => {
+                        if let Some(sel) = core.selection_mut() {
+                            sel.tail_verified(key);
+                        }
+                        break;
+                    }
+                    Ok(_) if Instant::now() < deadline => {}
+                    Ok(_) => break,
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+        }
+        core.flush();
+        let flushed = self.drain(core, &mut Msg::new(), &mut io.outs, &board.croak);
+        let recovered = core.forwarded() - before;
+        r.of(key).recovered += recovered;
+        if !core.selection().is_some_and(|s| s.tail_ok(key, Some(to))) {
+            eprintln!(
+                "shardcast-sub: warning: publisher {} stream {} session {}: the tail {from}..={to} after the last selected record taken was not verified by a --recover-from source ({}); the stream is not complete",
+                key.publisher_id,
+                key.stream_id,
+                session,
+                if why.is_empty() { "too large".to_string() } else { why.join("; ") }
+            );
+        }
+        self.recovery = Some(r);
+        result.and(flushed)
     }
 
     /// Send what the core queued, in order.

@@ -186,11 +186,70 @@ impl RecoveryState {
         &mut self.per_source[i]
     }
 
+    /// Count `gap`; `false` when it is larger than `--reorder-window`: then
+    /// it is lost at once (named), not asked for.
+    pub fn begin(&mut self, gap: Gap) -> bool {
+        self.of(gap.key).gaps += 1;
+        if gap.len() <= self.setup.window {
+            return true;
+        }
+        self.of(gap.key).too_large += 1;
+        let why = format!(
+            "a gap larger than --reorder-window ({} records) is not repaired",
+            self.setup.window
+        );
+        self.lost(gap, gap.from, gap.to, &why);
+        false
+    }
+
+    /// Account for a repair of `gap` that took `recovered` records and
+    /// left `unrepaired` (`n` records within a range, named lost; `what`
+    /// says whose, before what each source answered, `why`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn settle(
+        &mut self,
+        gap: Gap,
+        recovered: u64,
+        detected_ns: u64,
+        deadline: std::time::Instant,
+        unrepaired: Option<(u64, u64, u64)>,
+        what: &str,
+        why: &[String],
+    ) {
+        let rec = self.of(gap.key);
+        rec.recovered += recovered;
+        if unrepaired.is_none() {
+            rec.repaired += 1;
+        }
+        if recovered > 0 {
+            let took = shardcast_agent::clock::now_ns().saturating_sub(detected_ns);
+            stats::record(&mut self.latency, took);
+        }
+        if let Some((from, to, n)) = unrepaired {
+            let why = if std::time::Instant::now() >= deadline {
+                format!(
+                    "not repaired within --reorder-window-ms ({} ms; {})",
+                    self.setup.timeout.as_millis(),
+                    why.join("; ")
+                )
+            } else {
+                format!("no --recover-from source has it ({})", why.join("; "))
+            };
+            self.lost_n(gap, from, to, n, &format!("{what}{why}"));
+        }
+    }
+
     /// Name a range lost for good: an alarm line (the first
     /// [`MAX_ALARMS`]) and the report's list.
     pub fn lost(&mut self, gap: Gap, from: u64, to: u64, why: &str) {
+        self.lost_n(gap, from, to, to + 1 - from, why)
+    }
+
+    /// [`Self::lost`] of `n` records that lie within `from..=to` (a
+    /// symbol's, among other symbols' records).
+    pub fn lost_n(&mut self, gap: Gap, from: u64, to: u64, n: u64, why: &str) {
         let r = self.of(gap.key);
-        r.unrecovered += to + 1 - from;
+        r.unrecovered += n;
         if r.lost_ranges.len() < MAX_LOST_RANGES {
             r.lost_ranges.push([from, to]);
         }
@@ -203,7 +262,7 @@ impl RecoveryState {
                 gap.session,
                 from,
                 to,
-                to + 1 - from,
+                n,
                 why,
                 if self.alarms == MAX_ALARMS {
                     " (further alarms of this shard are counted, not printed)"
