@@ -22,6 +22,18 @@ pub struct Flags {
           env = "SHARDCAST_PUB_BIND", value_delimiter = ',')]
     pub bind: Vec<String>,
 
+    /// Line B of a stream, by position: stream i is also sent, identically
+    /// (same frames, sequences and session), on the i-th --bind-b, a socket
+    /// of its own on its own ZeroMQ I/O thread (typically another NIC), so
+    /// a subscriber reading both (A/B arbitration) loses only what both
+    /// lines lose. Give one per --bind, or none. Line B never holds a
+    /// stream back: it drops for a slow subscriber even under
+    /// --when-full block, and --wait-subscribers counts line A only.
+    /// Heartbeats and end-of-stream go on both lines.
+    #[arg(long, value_name = "ENDPOINT", value_parser = endpoint_arg,
+          env = "SHARDCAST_PUB_BIND_B", value_delimiter = ',')]
+    pub bind_b: Vec<String>,
+
     /// Publisher id carried by every message (unique per publisher).
     #[arg(long, default_value_t = 1, env = "SHARDCAST_PUB_PUBLISHER_ID")]
     pub publisher_id: u32,
@@ -336,6 +348,56 @@ pub struct Flags {
     #[arg(long, default_value_t = 5000, value_name = "MS", help_heading = "Defence",
           value_parser = clap::value_parser!(u64).range(1..=3_600_000), env = "SHARDCAST_PUB_HANDSHAKE_TIMEOUT_MS")]
     pub handshake_timeout_ms: u64,
+
+    /// Serve retransmissions on this endpoint (a ROUTER, one for all
+    /// streams): "stream S, session E, sequences A..B" from an in-memory
+    /// ring of the last --retransmit-depth records each stream sent, in
+    /// the range protocol of shardcast-record --serve (docs/RECORDING.md
+    /// section 6; session 0 is the current one). A range older than the
+    /// ring is answered NOT_AVAILABLE with the first sequence still held.
+    #[arg(long, value_name = "ENDPOINT", value_parser = endpoint_arg, help_heading = "Retransmission",
+          env = "SHARDCAST_PUB_RETRANSMIT_BIND")]
+    pub retransmit_bind: Option<String>,
+
+    /// Records each stream keeps for retransmission (its ring; bounded in
+    /// bytes too: N x the record size, stated at start and in
+    /// --print-config). Default: one second of the feed, the lag budget the
+    /// HWM defaults follow: --rate records (all streams together: one
+    /// stream may carry all of it), or 100000 (the Guide's feed) when there
+    /// is no rate (flat out, an ITCH source, a replay).
+    #[arg(long, value_name = "N", help_heading = "Retransmission",
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000),
+          env = "SHARDCAST_PUB_RETRANSMIT_DEPTH")]
+    pub retransmit_depth: Option<u64>,
+
+    /// How long the retransmission service stays up after every stream has
+    /// ended (its end phase done), for late repairs, ms. A signal ends it.
+    #[arg(long, default_value_t = 1000, value_name = "MS", help_heading = "Retransmission",
+          value_parser = clap::value_parser!(u64).range(0..=MAX_MS),
+          env = "SHARDCAST_PUB_RETRANSMIT_LINGER_MS")]
+    pub retransmit_linger_ms: u64,
+
+    /// Requests per second one requester (a connection) may make; more are
+    /// answered REFUSED and counted (a flooding peer must not hurt the
+    /// others). A second's worth may come at once.
+    #[arg(long, default_value_t = 500, value_name = "N", help_heading = "Retransmission",
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000),
+          env = "SHARDCAST_PUB_RETRANSMIT_PEER_REQUESTS_PER_SEC")]
+    pub retransmit_peer_requests_per_sec: u64,
+
+    /// Bytes of frames per second one requester may be sent; past it its
+    /// requests in progress wait and new ones are answered REFUSED.
+    #[arg(long, default_value_t = 64 << 20, value_name = "BYTES", help_heading = "Retransmission",
+          value_parser = clap::value_parser!(u64).range(1024..),
+          env = "SHARDCAST_PUB_RETRANSMIT_PEER_BYTES_PER_SEC")]
+    pub retransmit_peer_bytes_per_sec: u64,
+
+    /// Requesters whose budgets are tracked at once; a new one beyond
+    /// this replaces the one seen least recently.
+    #[arg(long, default_value_t = 1024, value_name = "N", help_heading = "Retransmission",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000),
+          env = "SHARDCAST_PUB_RETRANSMIT_MAX_PEERS")]
+    pub retransmit_max_peers: u32,
 
     /// Print the effective configuration as JSON and exit.
     #[arg(long)]

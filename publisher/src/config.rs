@@ -10,7 +10,9 @@ use shardcast_agent::curve::{self, Allowlist, KeyPair};
 use shardcast_agent::exit::UsageError;
 pub use shardcast_agent::zmqx::is_multicast;
 use shardcast_proto::mold::UdpEndpoint;
-use shardcast_proto::wire::{BATCH_HEADER_LEN, ITCH_RECORD_MAX, MAX_BATCH, MAX_FRAME_LEN};
+use shardcast_proto::wire::{
+    BATCH_HEADER_LEN, ITCH_RECORD_MAX, MAX_BATCH, MAX_FRAME_LEN, MAX_RECORD_LEN,
+};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -153,6 +155,119 @@ const MOLD_ONLY: [(&str, &str); 4] = [
     ("rerequest_max", "--rerequest-max"),
 ];
 
+/// Flags of the retransmission service, by clap id and as written: given
+/// without `--retransmit-bind` they are an error.
+const RETRANSMIT_ONLY: [(&str, &str); 5] = [
+    ("retransmit_depth", "--retransmit-depth"),
+    ("retransmit_linger_ms", "--retransmit-linger-ms"),
+    (
+        "retransmit_peer_requests_per_sec",
+        "--retransmit-peer-requests-per-sec",
+    ),
+    (
+        "retransmit_peer_bytes_per_sec",
+        "--retransmit-peer-bytes-per-sec",
+    ),
+    ("retransmit_max_peers", "--retransmit-max-peers"),
+];
+
+/// Records a ring holds by default when there is no --rate: one second of
+/// the Guide's 100 K msg/s feed.
+pub const GUIDE_RATE: u64 = 100_000;
+
+/// The retransmission service (`--retransmit-bind`) and its sizing.
+#[derive(Clone, Debug, Serialize)]
+pub struct Retransmit {
+    /// Endpoint of the ROUTER.
+    pub bind: String,
+    /// Records each stream's ring keeps.
+    pub depth: u64,
+    /// Where `depth` came from.
+    pub depth_rule: String,
+    /// Bytes of frames each ring keeps at most: `depth` x (largest record
+    /// + batch header) + one largest frame (a frame never wraps).
+    pub ring_bytes: usize,
+    /// Bytes of each ring's frame index (40 per frame, `depth` frames).
+    pub index_bytes: usize,
+    /// Memory of every ring together, at most.
+    pub total_bytes: usize,
+    /// How long the service stays up after the streams end.
+    pub linger: Duration,
+    /// Requests per second per requester.
+    pub peer_requests_per_sec: u64,
+    /// Bytes per second per requester.
+    pub peer_bytes_per_sec: u64,
+    /// Requesters tracked at once.
+    pub max_peers: usize,
+}
+
+/// `--retransmit-*` resolved; `None` without `--retransmit-bind`. `record`
+/// is the largest record, `frame` the largest frame a stream sends.
+fn retransmit_config(
+    f: &Flags,
+    streams: usize,
+    rate: u64,
+    batch: usize,
+    record: usize,
+    frame: usize,
+) -> Result<Option<Retransmit>, UsageError> {
+    let Some(bind) = &f.retransmit_bind else {
+        if let Some(&(_, flag)) = RETRANSMIT_ONLY.iter().find(|(id, _)| f.given(id)) {
+            return Err(UsageError::new(
+                flag,
+                "sizes the retransmission service; give --retransmit-bind ENDPOINT too, or drop it",
+            ));
+        }
+        return Ok(None);
+    };
+    if is_multicast(bind) {
+        return Err(UsageError::new(
+            "--retransmit-bind",
+            "a ROUTER needs connections (tcp://, ipc://); pgm:// and epgm:// carry no requests",
+        ));
+    }
+    let (depth, depth_rule) = match f.retransmit_depth {
+        Some(n) => (n, "--retransmit-depth".to_string()),
+        None if rate > 0 => (
+            rate.max(batch as u64),
+            format!("one second of --rate {rate} (the lag budget)"),
+        ),
+        None => (
+            GUIDE_RATE.max(batch as u64),
+            format!("one second of the Guide's feed ({GUIDE_RATE} msg/s; no --rate)"),
+        ),
+    };
+    if depth < batch as u64 {
+        return Err(UsageError::new(
+            "--retransmit-depth",
+            format!(
+                "{depth} records cannot hold one frame of --batch {batch}; give at least {batch}"
+            ),
+        ));
+    }
+    let per = |n: u64, each: usize| {
+        usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(each)
+    };
+    let ring_bytes = per(depth, record + BATCH_HEADER_LEN).saturating_add(frame);
+    let index_bytes = per(depth, 40);
+    Ok(Some(Retransmit {
+        bind: bind.clone(),
+        depth,
+        depth_rule,
+        ring_bytes,
+        index_bytes,
+        total_bytes: ring_bytes
+            .saturating_add(index_bytes)
+            .saturating_mul(streams),
+        linger: Duration::from_millis(f.retransmit_linger_ms),
+        peer_requests_per_sec: f.retransmit_peer_requests_per_sec,
+        peer_bytes_per_sec: f.retransmit_peer_bytes_per_sec,
+        max_peers: f.retransmit_max_peers as usize,
+    }))
+}
+
 /// One stream.
 #[derive(Clone, Debug, Serialize)]
 pub struct StreamPlan {
@@ -160,6 +275,8 @@ pub struct StreamPlan {
     pub index: usize,
     /// Endpoint to bind.
     pub bind: String,
+    /// Line B's endpoint (`--bind-b`), if any.
+    pub bind_b: Option<String>,
     /// Stream thread CPU.
     pub cpu: Option<usize>,
     /// I/O thread CPU.
@@ -240,6 +357,8 @@ pub struct Config {
     pub max_peers_per_host: u32,
     /// ZMQ_HANDSHAKE_IVL.
     pub handshake_timeout: Duration,
+    /// The retransmission service (`--retransmit-bind`), if on.
+    pub retransmit: Option<Retransmit>,
 }
 
 /// CURVE settings of a publisher.
@@ -381,6 +500,15 @@ impl Config {
             return Err(UsageError::new("--batch", format!("at most {MAX_BATCH}")));
         }
         let frame = BATCH_HEADER_LEN + batch * record;
+        // The largest frame a stream sends: a replay's records vary in
+        // length (its batch writer holds any one record; stream.rs).
+        let largest_frame = if recording {
+            BATCH_HEADER_LEN + (batch * 256).max(MAX_RECORD_LEN)
+        } else {
+            frame
+        };
+        let rate = if itch { 0 } else { f.rate };
+        let retransmit = retransmit_config(f, n, rate, batch, record, largest_frame)?;
         if frame > MAX_FRAME_LEN {
             return Err(UsageError::new(
                 "--batch",
@@ -391,7 +519,28 @@ impl Config {
                 ),
             ));
         }
+        if !f.bind_b.is_empty() && f.bind_b.len() != n {
+            return Err(UsageError::new(
+                "--bind-b",
+                format!(
+                    "{} given for {n} streams: give one line B endpoint per --bind, by position, or none",
+                    f.bind_b.len()
+                ),
+            ));
+        }
+        if let Some(b) = f.bind_b.iter().find(|b| is_multicast(b)) {
+            return Err(UsageError::new(
+                "--bind-b",
+                format!("{b}: line B is tcp:// or ipc:// (a PGM stream has no second line)"),
+            ));
+        }
         let multicast = f.bind.iter().any(|b| is_multicast(b));
+        if multicast && !f.bind_b.is_empty() {
+            return Err(UsageError::new(
+                "--bind-b",
+                "a pgm:// or epgm:// stream has no line B; use tcp:// streams",
+            ));
+        }
         if multicast && !curve::pgm_available() {
             return Err(UsageError::new(
                 "--bind",
@@ -427,6 +576,7 @@ impl Config {
                 .map(|i| StreamPlan {
                     index: i,
                     bind: f.bind[i].clone(),
+                    bind_b: f.bind_b.get(i).cloned(),
                     cpu: cpus[i],
                     io_cpu: io[i],
                 })
@@ -472,6 +622,7 @@ impl Config {
             max_subscriptions: f.max_subscriptions,
             max_peers_per_host: f.max_peers_per_host,
             handshake_timeout: Duration::from_millis(f.handshake_timeout_ms),
+            retransmit,
         })
     }
 
@@ -689,6 +840,56 @@ mod tests {
     }
 
     #[test]
+    fn retransmit_sizes_from_the_rate_and_its_flags_need_the_bind() {
+        let c = cfg(&["--retransmit-bind", "tcp://127.0.0.1:*", "--rate", "50000"]);
+        let r = c.retransmit.clone().unwrap();
+        assert_eq!(r.depth, 50_000, "one second of --rate");
+        assert_eq!(r.ring_bytes, 50_000 * (100 + 8) + 8 + 64 * 100);
+        assert_eq!(r.index_bytes, 50_000 * 40);
+        assert_eq!(r.total_bytes, r.ring_bytes + r.index_bytes);
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["retransmit"]["depth"], 50_000);
+        assert!(cfg(&[]).retransmit.is_none());
+        let flat = cfg(&["--retransmit-bind", "tcp://127.0.0.1:*", "--rate", "0"]);
+        assert_eq!(flat.retransmit.unwrap().depth, GUIDE_RATE);
+        for (args, flag) in [
+            (vec!["--retransmit-depth", "10"], "--retransmit-depth"),
+            (
+                vec!["--retransmit-linger-ms", "10"],
+                "--retransmit-linger-ms",
+            ),
+            (
+                vec!["--retransmit-peer-requests-per-sec", "10"],
+                "--retransmit-peer-requests-per-sec",
+            ),
+            (
+                vec![
+                    "--retransmit-bind",
+                    "tcp://127.0.0.1:*",
+                    "--retransmit-depth",
+                    "10",
+                    "--batch",
+                    "64",
+                ],
+                "--retransmit-depth",
+            ),
+            (
+                vec![
+                    "--bind-b",
+                    "tcp://127.0.0.1:*",
+                    "--bind-b",
+                    "tcp://127.0.0.1:*",
+                ],
+                "--bind-b",
+            ),
+        ] {
+            assert_eq!(itch_cfg(&args).unwrap_err().flag, flag, "{args:?}");
+        }
+        let ab = cfg(&["--bind-b", "tcp://127.0.0.1:*"]);
+        assert_eq!(ab.streams[0].bind_b.as_deref(), Some("tcp://127.0.0.1:*"));
+    }
+
+    #[test]
     fn bad_values_name_their_flag() {
         for (args, flag) in [
             (vec!["--rate", "-1"], "--rate"),
@@ -701,6 +902,9 @@ mod tests {
             (vec!["--source", "nasdaq"], "--source"),
             (vec!["--speed", "0"], "--speed"),
             (vec!["--speed", "fast"], "--speed"),
+            (vec!["--retransmit-depth", "0"], "--retransmit-depth"),
+            (vec!["--retransmit-bind", "nowhere"], "--retransmit-bind"),
+            (vec!["--bind-b", "nowhere"], "--bind-b"),
         ] {
             let mut v = vec!["shardcast-pub", "--bind", "tcp://127.0.0.1:*"];
             v.extend_from_slice(&args);

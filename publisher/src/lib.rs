@@ -26,6 +26,7 @@ pub mod peers;
 mod reader;
 pub mod replay;
 mod report;
+pub mod retransmit;
 pub mod route;
 pub mod schedule;
 pub mod source;
@@ -38,6 +39,7 @@ pub use report::{EndReason, ItchSourceReport, Report, Security, SourceReport, St
 
 use config::{Config, SourceSpec};
 use reader::{Reader, SourceOutcome};
+use retransmit::Ring;
 use shardcast_agent::clock::now_ns;
 use shardcast_agent::cpu::{self, spawn_agent};
 use shardcast_agent::exit::{ioerr, SetupError};
@@ -45,6 +47,7 @@ use shardcast_agent::signals::StopSignal;
 use shardcast_proto::feed::Feed;
 use shardcast_proto::shard::stream_for;
 use source::{ItchFile, Source};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use stream::{Input, Start, Stream, StreamResult};
@@ -200,6 +203,7 @@ fn run_with<S: Source + 'static>(
     }
     let session = cfg.session.unwrap_or_else(now_ns);
     let mut wired = wiring::wire(cfg)?;
+    let service = Service::start(cfg, session)?;
     let sockets = std::mem::take(&mut wired.sockets);
     let (inputs, reader) = match origin {
         Origin::Synthetic(feed) => {
@@ -228,7 +232,15 @@ fn run_with<S: Source + 'static>(
         }
         Origin::Recording(inputs) => (inputs.into_iter().map(Input::Replay).collect(), None),
     };
-    let results = run_streams(cfg, inputs, session, sockets, signal)?;
+    let rings = service.as_ref().map(|s| s.rings.clone());
+    let results = run_streams(cfg, inputs, session, sockets, signal, rings);
+    // The service outlives the streams by --retransmit-linger-ms (late
+    // repairs), then stops; stopped at once when a stream thread failed.
+    let retransmit = match service {
+        Some(s) => Some(s.finish(results.is_ok(), signal)?),
+        None => None,
+    };
+    let results = results?;
     // Every stream has dropped its queue by now, so the reader has ended
     // (or ends at its next hand-over).
     let source = join_reader(reader)?;
@@ -245,7 +257,7 @@ fn run_with<S: Source + 'static>(
         (None, SourceSpec::Recording { dir }) => SourceReport::recording(dir, &results),
         (None, _) => SourceReport::synthetic(),
     };
-    let report = Report::assemble(cfg, session, results, zap, source_report);
+    let report = Report::assemble(cfg, session, results, zap, source_report, retransmit);
     match (waited_out, read_error) {
         (Some((stream, (seen, wanted))), _) => Err(RunError::WaitTimeout {
             stream,
@@ -267,6 +279,93 @@ fn run_with<S: Source + 'static>(
     }
 }
 
+/// The retransmission service while it runs: the rings (one per stream),
+/// its thread and what it counts.
+struct Service {
+    rings: Vec<Arc<Ring>>,
+    endpoint: String,
+    stop: Arc<AtomicBool>,
+    counters: Arc<retransmit::Counters>,
+    thread: JoinHandle<Result<(), zmq::Error>>,
+    cfg: config::Retransmit,
+}
+
+impl Service {
+    /// Bind and start the service (`None` without `--retransmit-bind`).
+    fn start(cfg: &Config, session: u64) -> Result<Option<Service>, RunError> {
+        let Some(rc) = &cfg.retransmit else {
+            return Ok(None);
+        };
+        let rings: Vec<Arc<Ring>> = (0..cfg.streams.len())
+            .map(|_| Arc::new(Ring::new(rc.depth, rc.ring_bytes)))
+            .collect();
+        let server = retransmit::Server::bind(rc, rings.clone(), cfg.publisher_id, session)?;
+        let endpoint = server.endpoint().to_string();
+        // Tests wait for this line (the OS's port for :* or :0).
+        eprintln!(
+            "shardcast-pub: retransmit: serving on {endpoint}; each stream keeps its last {} records ({}), \
+             at most {:.1} MiB per stream ({:.1} MiB of frames + {:.1} MiB of index), {:.1} MiB in all; \
+             per requester {} requests/s and {:.1} MiB/s",
+            rc.depth,
+            rc.depth_rule,
+            (rc.ring_bytes + rc.index_bytes) as f64 / 1048576.0,
+            rc.ring_bytes as f64 / 1048576.0,
+            rc.index_bytes as f64 / 1048576.0,
+            rc.total_bytes as f64 / 1048576.0,
+            rc.peer_requests_per_sec,
+            rc.peer_bytes_per_sec as f64 / 1048576.0,
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(retransmit::Counters::default());
+        let thread = {
+            let (stop, counters) = (Arc::clone(&stop), Arc::clone(&counters));
+            std::thread::Builder::new()
+                .name("retransmit".into())
+                .spawn(move || server.run(&stop, &counters))
+                .map_err(ioerr("starting the retransmit thread"))?
+        };
+        Ok(Some(Service {
+            rings,
+            endpoint,
+            stop,
+            counters,
+            thread,
+            cfg: rc.clone(),
+        }))
+    }
+
+    /// After the streams: linger (unless `linger` is false or a signal came),
+    /// stop, join, and say what was served.
+    fn finish(
+        self,
+        linger: bool,
+        signal: &StopSignal,
+    ) -> Result<retransmit::RetransmitReport, RunError> {
+        if linger && !self.cfg.linger.is_zero() && !signal.raised() {
+            eprintln!(
+                "shardcast-pub: retransmit: every stream has ended; serving {} ms more for late repairs \
+                 (--retransmit-linger-ms)",
+                self.cfg.linger.as_millis()
+            );
+            let until = std::time::Instant::now() + self.cfg.linger;
+            while std::time::Instant::now() < until && !signal.raised() {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("shardcast-pub: retransmit: error: {e}; the service stopped"),
+            Err(_) => eprintln!("shardcast-pub: retransmit: the service thread panicked"),
+        }
+        Ok(retransmit::RetransmitReport::new(
+            self.endpoint,
+            &self.cfg,
+            &self.counters,
+        ))
+    }
+}
+
 fn join_reader(
     reader: Option<JoinHandle<SourceOutcome>>,
 ) -> Result<Option<SourceOutcome>, RunError> {
@@ -284,6 +383,7 @@ fn run_streams(
     session: u64,
     sockets: Vec<wiring::Bound>,
     signal: &StopSignal,
+    rings: Option<Vec<Arc<Ring>>>,
 ) -> Result<Vec<StreamResult>, RunError> {
     let n = cfg.streams.len();
     let start = Arc::new(Start::new());
@@ -293,8 +393,9 @@ fn run_streams(
         let start = Arc::clone(&start);
         let signal = signal.clone();
         let index = plan.index;
+        let ring = rings.as_ref().map(|r| Arc::clone(&r[index]));
         let h = spawn_agent(format!("stream-{index}"), plan.cpu, move || {
-            Stream::new(&cfg, index, session, bound, &signal).run(input, &start)
+            Stream::new(&cfg, index, session, bound, &signal, ring).run(input, &start)
         })
         .map_err(ioerr("starting a stream thread"))?;
         handles.push(h);

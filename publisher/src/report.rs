@@ -107,6 +107,35 @@ pub struct StreamReport {
     /// (forged unsubscribes, subscription floods, too many connections from
     /// one address).
     pub peers: crate::peers::PeerReport,
+    /// `--retransmit-bind`: what this stream's ring held at the end (the
+    /// last records sent, as sent); `null` when the service is off.
+    pub retransmit: Option<crate::retransmit::RingReport>,
+    /// `--bind-b`: what went on the stream's other line(s); `null` when
+    /// the stream has only line A (whose counts are the keys above).
+    pub lines: Option<Lines>,
+}
+
+/// A stream's lines besides A (report `streams[].lines`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Lines {
+    /// Line B (`--bind-b`).
+    pub b: LineReport,
+}
+
+/// One line of a stream.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LineReport {
+    /// Its bound endpoint.
+    pub endpoint: String,
+    /// Data frames handed to its socket.
+    pub sent: u64,
+    /// Data records in them.
+    pub records: u64,
+    /// Heartbeats and end-of-stream handed to it.
+    pub control: u64,
+    /// Frames its socket refused (an error other than a subscriber's HWM,
+    /// where libzmq drops for that subscriber unseen, as on line A).
+    pub dropped: u64,
 }
 
 /// The publisher's report (`--report-json`). Keys are a contract.
@@ -155,6 +184,9 @@ pub struct Report {
     pub security: Security,
     /// Where the messages came from, and what the source held.
     pub source: SourceReport,
+    /// The retransmission service (`--retransmit-bind`): what it was asked
+    /// and what it answered; `null` when off.
+    pub retransmit: Option<crate::retransmit::RetransmitReport>,
 }
 
 /// The report's `source` section.
@@ -379,6 +411,7 @@ impl Report {
         results: Vec<StreamResult>,
         zap: Option<ZapReport>,
         source: SourceReport,
+        retransmit: Option<crate::retransmit::RetransmitReport>,
     ) -> Report {
         let mut behind = stats::new_histogram();
         let mut tenths: Option<Tenths> = None;
@@ -440,6 +473,7 @@ impl Report {
                 zap,
             },
             source,
+            retransmit,
         }
     }
 

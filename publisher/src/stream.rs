@@ -11,12 +11,13 @@ use crate::config::{is_multicast, Config, Pace, WhenFull};
 use crate::peers::PeerWatch;
 use crate::reader::{Block, StreamInput};
 use crate::replay::{ReplayInput, ReplayStats};
-use crate::report::{EndReason, StreamReport};
+use crate::report::{EndReason, LineReport, Lines, StreamReport};
+use crate::retransmit::{self, Ring};
 use crate::route::Entries;
 use crate::schedule::{Schedule, Speed};
 use crate::symseq::{self, SymSeqs};
 use crate::tenths::Tenths;
-use crate::wiring::Bound;
+use crate::wiring::{Bound, LineB};
 use crossbeam::channel::{RecvTimeoutError, TryRecvError};
 use hdrhistogram::Histogram;
 use shardcast_agent::clock::now_ns;
@@ -150,6 +151,10 @@ pub(crate) struct Stream<'a> {
     /// Most records the next frame may hold: `--batch`, or 1 while
     /// `--batch auto` sees a connection filtering by symbol prefix.
     limit: usize,
+    /// `--retransmit-bind`: the ring every data frame sent is kept in.
+    ring: Option<Arc<Ring>>,
+    /// `--bind-b`: line B, and what went on it.
+    line_b: Option<(LineB, LineReport)>,
 }
 
 impl<'a> Stream<'a> {
@@ -160,6 +165,7 @@ impl<'a> Stream<'a> {
         session: u64,
         bound: Bound,
         signal: &'a StopSignal,
+        ring: Option<Arc<Ring>>,
     ) -> Stream<'a> {
         Stream {
             cfg,
@@ -172,6 +178,14 @@ impl<'a> Stream<'a> {
             announced: false,
             send_errors: 0,
             limit: cfg.batch,
+            ring,
+            line_b: bound.line_b.map(|b| {
+                let r = LineReport {
+                    endpoint: b.endpoint.clone(),
+                    ..LineReport::default()
+                };
+                (b, r)
+            }),
         }
     }
 
@@ -200,6 +214,8 @@ impl<'a> Stream<'a> {
                 subscribers: 0,
                 send_errors: 0,
                 peers: Default::default(),
+                retransmit: None,
+                lines: None,
             },
             behind: stats::new_histogram(),
             tenths: None,
@@ -220,6 +236,11 @@ impl<'a> Stream<'a> {
                     Input::Itch(source) => self.send_loop_itch(t0, source, &mut subs, &mut res),
                     Input::Replay(input) => self.send_loop_replay(t0, input, &mut subs, &mut res),
                 };
+                // Requests waiting for records past the last are answered
+                // now; the ring still serves what it holds.
+                if let Some(r) = &self.ring {
+                    r.close();
+                }
                 self.end_phase(&mut subs, &mut res);
             }
             Begin::Never(reason) => {
@@ -236,6 +257,8 @@ impl<'a> Stream<'a> {
         res.report.subscribers = subs;
         res.report.send_errors = self.send_errors;
         res.report.peers = self.peers.report();
+        res.report.retransmit = self.ring.as_ref().map(|r| r.report());
+        res.report.lines = self.line_b.as_ref().map(|(_, b)| Lines { b: b.clone() });
         res
     }
 
@@ -808,6 +831,11 @@ impl<'a> Stream<'a> {
         let _ = self
             .sock
             .set_linger(cfg.eos_timeout.as_millis().min(1000) as i32);
+        if let Some((b, _)) = &self.line_b {
+            let _ = b
+                .sock
+                .set_linger(cfg.eos_timeout.as_millis().min(1000) as i32);
+        }
     }
 
     /// The header of a record of this stream; `sym_seq` 0 for control
@@ -856,9 +884,26 @@ impl<'a> Stream<'a> {
         } else {
             out.frame()
         };
+        if let Some(ring) = &self.ring {
+            // Kept before it is sent, as it is sent: one lock and one copy
+            // per frame (retransmit.rs says why that is all it costs).
+            let (first, send_ns) = retransmit::frame_first(bytes);
+            ring.append(bytes, first, first + records as u64 - 1, send_ns);
+        }
         let sent = Msg::from_slice(bytes).and_then(|mut msg| self.send_msg(&mut msg, records, rep));
         if sent.is_err() {
             self.send_errors += 1;
+        }
+        if let Some((b, r)) = &mut self.line_b {
+            // The same bytes on line B: one more libzmq message per frame
+            // (what a second line costs), never waited for.
+            match Msg::from_slice(bytes).and_then(|mut m| m.send(&mut b.sock, zmq::DONTWAIT)) {
+                Ok(()) => {
+                    r.sent += 1;
+                    r.records += records as u64;
+                }
+                Err(_) => r.dropped += 1,
+            }
         }
         rep.frames += 1;
         rep.batched_frames += u64::from(records > 1);
@@ -927,6 +972,13 @@ impl<'a> Stream<'a> {
         let Ok(n) = wire::encode(&mut buf, &meta, &payload, 0) else {
             return false;
         };
+        if let Some((b, r)) = &mut self.line_b {
+            // Heartbeats and end-of-stream go on both lines.
+            match Msg::from_slice(&buf[..n]).and_then(|mut m| m.send(&mut b.sock, zmq::DONTWAIT)) {
+                Ok(()) => r.control += 1,
+                Err(_) => r.dropped += 1,
+            }
+        }
         Msg::from_slice(&buf[..n])
             .and_then(|mut m| m.send(&mut self.sock, flags))
             .is_ok()

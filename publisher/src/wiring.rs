@@ -31,6 +31,16 @@ pub(crate) struct Bound {
     pub(crate) endpoint: String,
     /// Its peers, from its socket monitor and its subscription events.
     pub(crate) peers: PeerWatch,
+    /// Line B (`--bind-b`): the same frames on a socket of its own.
+    pub(crate) line_b: Option<LineB>,
+}
+
+/// A stream's line B: a PUB on a context (and I/O thread) of its own.
+pub(crate) struct LineB {
+    /// The PUB.
+    pub(crate) sock: zmq::Socket,
+    /// Its resolved endpoint.
+    pub(crate) endpoint: String,
 }
 
 /// Every stream's bound socket, with what must outlive the sockets.
@@ -67,17 +77,41 @@ pub(crate) fn wire(cfg: &Config) -> Result<Wired, SetupError> {
         }
         owns.push(own);
     }
+    // Line B of each stream (--bind-b): its own context and I/O thread.
+    let mut owns_b = Vec::with_capacity(n);
+    for plan in &cfg.streams {
+        owns_b.push(match &plan.bind_b {
+            Some(_) => Some(socket_with_own_io_thread(
+                zmq::PUB,
+                &format!("{}b", plan.index),
+                plan.io_cpu,
+            )?),
+            None => None,
+        });
+    }
     // The ZAP handler is bound in every stream's context before any stream
     // binds: libzmq lets every peer in while no handler is there. It runs
     // for plain-text streams too: it gives each connection the User-Id by
     // which subscribers are counted (see `peers`).
-    let ctxs: Vec<&zmq::Context> = owns.iter().map(|o| &o.ctx).collect();
+    let ctxs: Vec<&zmq::Context> = owns
+        .iter()
+        .map(|o| &o.ctx)
+        .chain(owns_b.iter().flatten().map(|o| &o.ctx))
+        .collect();
     let allow = cfg.curve.as_ref().map(|c| c.allow.clone());
     let zap = Some(Zap::start(&ctxs, allow, "shardcast-pub")?);
     let mut sockets = Vec::with_capacity(n);
     let mut ctxs = Vec::with_capacity(n);
-    for (plan, own) in cfg.streams.iter().zip(owns) {
+    for ((plan, own), own_b) in cfg.streams.iter().zip(owns).zip(owns_b) {
         let (sock, endpoint) = bind_stream(cfg, plan, own.socket)?;
+        let line_b = match (own_b, &plan.bind_b) {
+            (Some(b), Some(ep)) => {
+                let (sock, endpoint) = bind_line_b(cfg, plan, ep, b.socket)?;
+                ctxs.push(b.ctx);
+                Some(LineB { sock, endpoint })
+            }
+            _ => None,
+        };
         let monitor = if is_multicast(&plan.bind) {
             None
         } else {
@@ -88,6 +122,7 @@ pub(crate) fn wire(cfg: &Config) -> Result<Wired, SetupError> {
             sock,
             endpoint,
             peers,
+            line_b,
         });
         ctxs.push(own.ctx);
     }
@@ -198,6 +233,59 @@ fn bind_stream(
         plan.io_cpu.map_or("any".into(), |c| c.to_string())
     );
     announce_protection(cfg, plan, &endpoint, multicast);
+    Ok((s, endpoint))
+}
+
+/// Set up and bind stream `plan`'s line B: the stream's options, but a
+/// PUB that always drops for a slow subscriber (`--when-full block`
+/// applies to line A only: a line B nobody reads must never hold the
+/// stream back), and no subscriber counting.
+fn bind_line_b(
+    cfg: &Config,
+    plan: &StreamPlan,
+    ep: &str,
+    s: zmq::Socket,
+) -> Result<(zmq::Socket, String), SetupError> {
+    s.set_sndhwm(cfg.sndhwm)
+        .map_err(zerr("setting ZMQ_SNDHWM on line B (--sndhwm)"))?;
+    if cfg.sndbuf > 0 {
+        s.set_sndbuf(cfg.sndbuf)
+            .map_err(zerr("setting ZMQ_SNDBUF on line B (--sndbuf)"))?;
+    }
+    s.set_linger(0)
+        .map_err(zerr("setting ZMQ_LINGER on line B"))?;
+    if let Some(c) = &cfg.curve {
+        curve::make_server(&s, &c.keys)
+            .map_err(zerr("making line B a CURVE server (--curve-secret-key)"))?;
+    }
+    // Through the ZAP handler like line A (the CURVE allowlist applies).
+    s.set_zap_domain(curve::ZAP_DOMAIN)
+        .map_err(zerr("setting ZMQ_ZAP_DOMAIN on line B"))?;
+    s.set_maxmsgsize(MAX_MESSAGE_BYTES)
+        .map_err(zerr("setting ZMQ_MAXMSGSZ on line B"))?;
+    s.set_handshake_ivl(cfg.handshake_timeout.as_millis().min(i32::MAX as u128) as i32)
+        .map_err(zerr(
+            "setting ZMQ_HANDSHAKE_IVL on line B (--handshake-timeout-ms)",
+        ))?;
+    s.bind(ep).map_err(zerr(format!(
+        "binding line B of stream {} to {ep} (check --bind-b: address in use, or not local?)",
+        plan.index
+    )))?;
+    let endpoint = s
+        .get_last_endpoint()
+        .ok()
+        .and_then(|e| e.ok())
+        .unwrap_or_else(|| ep.to_string());
+    eprintln!(
+        "shardcast-pub: stream {} line B bound {} ({})",
+        plan.index,
+        endpoint,
+        if cfg.curve.is_some() {
+            "CURVE"
+        } else {
+            "PLAIN TEXT"
+        }
+    );
     Ok((s, endpoint))
 }
 

@@ -22,6 +22,7 @@ mod placement;
 mod record;
 mod recovery;
 mod replay;
+mod retransmit;
 mod security;
 mod sequencing;
 mod signals;
