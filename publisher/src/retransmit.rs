@@ -15,7 +15,19 @@
 //! runs at nice 10, like the recorder's, so under CPU contention the
 //! stream threads win.
 //!
-//! Rate limits (ZeroMQ Guide seed 004's rule, a peer that floods must not
+//! Measured (shardcast-pub flat out, 10 M messages of 100 B, no subscriber,
+//! whole-process CPU per message, six runs each on a loaded 2-core VM;
+//! `/usr/bin/time shardcast-pub --bind tcp://127.0.0.1:* --rate 0 --count
+//! 10000000 --batch B [--retransmit-bind tcp://127.0.0.1:* --retransmit-depth
+//! 100000]`): `--batch 1`, 245 ns without the ring, 266 ns with it (median;
+//! the lock and copy per frame, here per record); `--batch auto` (64 records
+//! a frame), 107 ns and 130 ns. The lock is not what costs there (one per 64
+//! records): it is writing every byte sent once more, into a ring larger
+//! than the caches (about 20 ns per 100-byte record). A zero-copy ring
+//! (keeping a reference to libzmq's message instead of a copy) would save
+//! that; it moves the frees onto the stream thread instead.
+//!
+//! Rate limits (ZeroMQ Guide seed 004's rule//! Rate limits (ZeroMQ Guide seed 004's rule, a peer that floods must not
 //! hurt the others): every peer (a ROUTER routing id, i.e. a connection)
 //! has a budget of requests per second and bytes per second (token
 //! buckets holding one second's worth); a request beyond it is answered
