@@ -66,6 +66,10 @@ pub struct Config {
     pub serve_bytes_per_sec: u64,
     /// `--serve-linger-ms`.
     pub serve_linger: std::time::Duration,
+    /// `--metrics-bind`.
+    pub metrics_bind: Option<std::net::SocketAddr>,
+    /// `--metrics-linger-ms`.
+    pub metrics_linger: Duration,
     /// Report path.
     pub report_json: Option<PathBuf>,
 }
@@ -125,6 +129,8 @@ impl Config {
             serve: f.serve.clone(),
             serve_bytes_per_sec: f.serve_bytes_per_sec,
             serve_linger: std::time::Duration::from_millis(f.serve_linger_ms),
+            metrics_bind: f.metrics_bind,
+            metrics_linger: Duration::from_millis(f.metrics_linger_ms),
             report_json: f.report_json.clone(),
         })
     }

@@ -16,9 +16,11 @@
 //! * [`serve`]: the `--serve` protocol (messages, the server, a client).
 //! * [`record`]: the recorder agent (one per `--connect`).
 //! * [`cli`], [`config`], [`report`]: flags, resolved configuration, report.
+//! * [`exporter`]: `--metrics-bind` (Prometheus metrics at `/metrics`).
 
 pub mod cli;
 pub mod config;
+pub mod exporter;
 pub mod format;
 pub mod reader;
 pub mod record;
@@ -61,9 +63,35 @@ struct Serving {
     _ctx: zmq::Context,
 }
 
+/// What a run hands back: the report, and the metrics endpoint.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The report (`--report-json`).
+    pub report: Report,
+    /// `--metrics-bind`: the endpoint, still serving (the report's totals
+    /// now) until [`Outcome::linger_metrics`] or a drop closes it.
+    pub metrics: Option<exporter::Exporter>,
+}
+
+impl Outcome {
+    /// `--metrics-linger-ms`: keep the metrics endpoint up for `linger`
+    /// (or until `stop`), then close it. The address it served, if any.
+    pub fn linger_metrics(
+        &mut self,
+        linger: Duration,
+        stop: impl Fn() -> bool,
+    ) -> Option<std::net::SocketAddr> {
+        let e = self.metrics.take()?;
+        let addr = e.addr();
+        e.linger(linger, stop);
+        Some(addr)
+    }
+}
+
 /// Recover the recording, wire the sockets, record until the run ends,
-/// and report. Every thread it started has stopped when it returns.
-pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, SetupError> {
+/// and report. Every thread it started has stopped when it returns, except
+/// the `--metrics-bind` endpoint's (see [`Outcome::metrics`]).
+pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, SetupError> {
     let n = cfg.recorders.len();
     if let Some(w) =
         cpu::thread_budget_warning(cfg.busy_threads(), &format!("{n} recorders + {n} I/O"))
@@ -95,6 +123,14 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, SetupError> {
         None => None,
     };
     let board = Arc::new(Board::new(n, 0));
+    let metrics = match cfg.metrics_bind {
+        Some(bind) => Some(exporter::Exporter::start(
+            bind,
+            &board,
+            serving.as_ref().map(|s| Arc::clone(&s.counters)),
+        )?),
+        None => None,
+    };
     let claims = Arc::new(Claims::default());
     let t0 = Instant::now();
     let mut handles: Vec<Option<JoinHandle<RecorderResult>>> = Vec::with_capacity(n);
@@ -150,9 +186,11 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, SetupError> {
     let serve = serving.map(stop_serving);
     drop(contexts);
     let results: Vec<RecorderResult> = results.into_iter().map(|r| r.expect("joined")).collect();
-    Ok(assemble(
-        cfg, reason, &board, results, recovered, serve, elapsed,
-    ))
+    let report = assemble(cfg, reason, &board, results, recovered, serve, elapsed);
+    if let Some(m) = &metrics {
+        m.finish(&report);
+    }
+    Ok(Outcome { report, metrics })
 }
 
 /// Verify and repair an existing recording; `None` when there was none.

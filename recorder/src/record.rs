@@ -336,8 +336,11 @@ impl RecorderCore {
         self.res.ended
     }
 
-    /// Publish counters for the monitor.
+    /// Publish counters for the monitor (and `--metrics-bind`): `done` is
+    /// the data records on disk so far.
     pub fn publish(&self, c: &AgentCounters) {
+        let recorded = self.writers.iter().filter_map(|(_, w)| w.as_ref());
+        AgentCounters::publish(&c.done, recorded.map(|w| w.stats().records).sum());
         AgentCounters::publish(&c.frames, self.res.frames);
         AgentCounters::publish(&c.slow, self.lag.slow());
         AgentCounters::publish(&c.max_lag_ns, self.lag.max_age_ns());

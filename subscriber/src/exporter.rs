@@ -16,10 +16,11 @@ use shardcast_agent::exit::SetupError;
 use shardcast_agent::hist::{Stage, StageHists};
 use shardcast_agent::prom::{Families, MetricsServer, PromHistogram};
 use shardcast_agent::watch::{AgentCounters, Board};
+use shardcast_recorder::exporter::{build_info, indexed, linger, one, EndCell};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The latency by stage as a scrape shows it (cumulative since the
 /// warm-up), written by the monitor only.
@@ -38,6 +39,8 @@ struct EndTotals {
     /// Per shard (`None`: it crashed and the report has nothing of it).
     received: Vec<Option<u64>>,
     lost: Vec<Option<u64>>,
+    /// Per shard (as `received`): records repaired by `--recover-from`.
+    recovered: Vec<Option<u64>>,
     duplicates: u64,
     malformed: BTreeMap<&'static str, u64>,
     slow: u64,
@@ -53,7 +56,7 @@ struct Shared {
     /// Per-worker queue depths are known under keyed fan-out only.
     worker_depths: bool,
     latency: Arc<LatencyCell>,
-    end: Mutex<Option<EndTotals>>,
+    end: EndCell<EndTotals>,
 }
 
 /// The running endpoint.
@@ -74,7 +77,7 @@ impl Exporter {
             board: Arc::clone(board),
             worker_depths: cfg.keyed && !cfg.inline,
             latency: Arc::default(),
-            end: Mutex::new(None),
+            end: EndCell::new(),
         });
         let server = MetricsServer::start(bind, Box::new(Scrape(Arc::clone(&shared))))?;
         eprintln!("shardcast-sub: metrics at http://{}/metrics", server.addr());
@@ -98,9 +101,18 @@ impl Exporter {
         let per_shard = |f: fn(&ShardResult) -> u64| -> Vec<Option<u64>> {
             shards.iter().map(|r| r.as_ref().map(f)).collect()
         };
+        let recovered = (0..shards.len())
+            .map(|i| {
+                shards[i].as_ref().map(|_| {
+                    let of_shard = report.streams.iter().filter(|s| s.shard == i);
+                    of_shard.map(|s| s.recovered).sum()
+                })
+            })
+            .collect();
         let end = EndTotals {
             received: per_shard(|r| r.tracker.totals().received),
             lost: per_shard(|r| r.tracker.totals().lost),
+            recovered,
             duplicates: report.counters.duplicates,
             malformed: report.malformed_reasons.clone(),
             slow: report.slow.count,
@@ -114,35 +126,19 @@ impl Exporter {
                 })
                 .collect(),
         };
-        *self.shared.end.lock().unwrap_or_else(|p| p.into_inner()) = Some(end);
+        self.shared.end.set(end);
     }
 
     /// Keep serving for `linger` (`--metrics-linger-ms`), unless `stop`
     /// says otherwise first, then close the endpoint.
     pub fn linger(self, linger: Duration, stop: impl Fn() -> bool) {
-        // An absurd --metrics-linger-ms (past what Instant can hold) means
-        // until a signal.
-        let until = Instant::now().checked_add(linger);
-        while !stop() {
-            if until.is_some_and(|u| Instant::now() >= u) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self::linger(linger, stop);
     }
 }
 
 /// The collector the server runs on each scrape.
 #[derive(Debug)]
 struct Scrape(Arc<Shared>);
-
-fn indexed(values: impl IntoIterator<Item = u64>) -> Vec<(String, u64)> {
-    values
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| (i.to_string(), v))
-        .collect()
-}
 
 fn present(values: &[Option<u64>]) -> Vec<(String, u64)> {
     values
@@ -157,17 +153,9 @@ impl prometheus_client::collector::Collector for Scrape {
         let s = &self.0;
         let b = &s.board;
         let read = AgentCounters::read;
-        let end = s.end.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let one = |v: u64| [(String::new(), v)];
+        let end = s.end.get();
         let mut f = Families::new(&mut enc);
-        f.info(
-            "shardcast_build",
-            "Build of this shardcast-sub (value 1).",
-            &[
-                ("version", env!("CARGO_PKG_VERSION").to_string()),
-                ("role", "shardcast-sub".to_string()),
-            ],
-        )?;
+        build_info(&mut f, "shardcast-sub")?;
         let (received, lost) = match &end {
             Some(e) => (present(&e.received), present(&e.lost)),
             None => (
@@ -229,6 +217,13 @@ impl prometheus_client::collector::Collector for Scrape {
                 "Frames that were not valid shardcast frames, by reason (known at the end of the run).",
                 Some("reason"),
                 e.malformed.iter().map(|(r, n)| (r.to_string(), *n)),
+            )?;
+            f.counter(
+                "shardcast_recovered",
+                "Records missing on the wire and repaired by --recover-from, per shard \
+                 (set at the end of the run; lost + recovered is what the wire lost).",
+                Some("shard"),
+                present(&e.recovered),
             )?;
         }
         f.gauge(
