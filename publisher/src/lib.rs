@@ -193,9 +193,13 @@ fn run_with<S: Source + 'static>(
 ) -> Result<Report, RunError> {
     let n = cfg.streams.len();
     let reading = matches!(origin, Origin::Source(_));
-    let busy = 2 * n + usize::from(reading);
+    // Line B's I/O threads are as busy as line A's; the retransmit server
+    // mostly sleeps and is not counted.
+    let lines_b = cfg.streams.iter().filter(|s| s.bind_b.is_some()).count();
+    let busy = 2 * n + lines_b + usize::from(reading);
     let what = format!(
-        "{n} streams + {n} I/O{}",
+        "{n} streams + {} I/O{}",
+        n + lines_b,
         if reading { " + reader" } else { "" }
     );
     if let Some(w) = cpu::thread_budget_warning(busy, &what) {
