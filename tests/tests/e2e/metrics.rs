@@ -133,9 +133,11 @@ fn scrape_until(py: &str, addr: SocketAddr, what: &str, cond: impl Fn(&Scrape) -
     last.expect("scraped at least once")
 }
 
-#[test]
-fn scrapes_parse_grow_and_end_equal_to_the_report() {
-    let Some(py) = python_with_parser() else {
+/// The parser, or `None` (the test skips, and says why) unless
+/// `SHARDCAST_REQUIRE_PROMETHEUS=1`, which fails the test without it.
+fn parser_or_skip() -> Option<&'static str> {
+    let py = python_with_parser();
+    if py.is_none() {
         let why =
             "no python3 with the prometheus_client module (Debian: python3-prometheus-client)";
         assert!(
@@ -143,6 +145,22 @@ fn scrapes_parse_grow_and_end_equal_to_the_report() {
             "SHARDCAST_REQUIRE_PROMETHEUS=1 but {why}"
         );
         eprintln!("skipping metrics e2e: {why}");
+    }
+    py
+}
+
+/// The address of a `... metrics at http://ADDR/metrics` line.
+fn metrics_addr(line: &str) -> SocketAddr {
+    line.split("http://")
+        .nth(1)
+        .and_then(|r| r.strip_suffix("/metrics"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
+#[test]
+fn scrapes_parse_grow_and_end_equal_to_the_report() {
+    let Some(py) = parser_or_skip() else {
         return;
     };
     let _g = serial();
@@ -177,13 +195,7 @@ fn scrapes_parse_grow_and_end_equal_to_the_report() {
             &path_str(&sub_json),
         ],
     );
-    let line = sub.wait_line("metrics at http://");
-    let addr: SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.strip_suffix("/metrics"))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let addr = metrics_addr(&sub.wait_line("metrics at http://"));
 
     // While data flows: two valid scrapes, the second ahead of the first.
     let received = |s: &Scrape| s.sum("shardcast_received_total", &[]);
@@ -228,6 +240,8 @@ fn scrapes_parse_grow_and_end_equal_to_the_report() {
     eq("shardcast_duplicates_total", u(&r, "duplicates"));
     eq("shardcast_malformed_total", u(&r, "malformed"));
     eq("shardcast_processed_total", u(&r, "processed"));
+    assert!(last.has("shardcast_recovered_total"));
+    eq("shardcast_recovered_total", u(&r, "recovered"));
     eq("shardcast_slow_records_total", u(&r["slow"], "count"));
     eq("shardcast_snail_croaks_total", 0);
     let e2e = [("stage", "end_to_end")];
@@ -245,4 +259,167 @@ fn scrapes_parse_grow_and_end_equal_to_the_report() {
     for shard in ["0", "1"] {
         assert!(last.sum("shardcast_received_total", &[("shard", shard)]) > 0.0);
     }
+}
+
+/// `shardcast-record --metrics-bind`: a real recorder of a real publisher
+/// (two streams, `--serve` asked once) serves scrapes the parser accepts,
+/// whose counters grow while data flows, and whose last scrape (during
+/// `--metrics-linger-ms`) equals the recorder's `--report-json`.
+#[test]
+fn recorder_scrapes_parse_grow_and_end_equal_to_the_report() {
+    let Some(py) = parser_or_skip() else {
+        return;
+    };
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (rec_dir, rec_json) = (tmp.path().join("rec"), tmp.path().join("rec.json"));
+    let count = 60_000u64; // both streams together: 3 s at --rate 20000
+    let publ = start_pub(
+        2,
+        &[
+            "--rate",
+            "20000",
+            "--count",
+            &count.to_string(),
+            "--wait-subscribers",
+            "1",
+            "--publisher-id",
+            "1",
+        ],
+    );
+    let mut args: Vec<String> = Vec::new();
+    for ep in &publ.endpoints {
+        args.extend(["--connect".into(), ep.clone()]);
+    }
+    for a in [
+        "--dir",
+        &path_str(&rec_dir),
+        "--max-lag-ms",
+        "30000",
+        "--serve",
+        "tcp://127.0.0.1:*",
+        "--metrics-bind",
+        "127.0.0.1:0",
+        // Long enough for any machine; the test ends it with SIGTERM.
+        "--metrics-linger-ms",
+        "60000",
+        "--report-json",
+        &path_str(&rec_json),
+    ] {
+        args.push(a.to_string());
+    }
+    let rec = Proc::spawn("shardcast-record", record_bin(), &args);
+    // Printed in this order: --serve's endpoint, then the metrics address.
+    let serve_ep = rec
+        .wait_line("serving recordings on ")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let addr = metrics_addr(&rec.wait_line("metrics at http://"));
+
+    // One --serve request, answered while the recording runs.
+    rec.wait_line("recording p1-s0");
+    let ctx = zmq::Context::new();
+    let dealer = ctx.socket(zmq::DEALER).unwrap();
+    dealer.set_linger(0).unwrap();
+    dealer.connect(&serve_ep).unwrap();
+    let req = shardcast_recorder::serve::Request {
+        key: shardcast_proto::seq::SourceKey {
+            publisher_id: 1,
+            stream_id: 0,
+        },
+        wait_ms: 5_000,
+        session: 0,
+        from_seq: 1,
+        to_seq: 100,
+        request_id: 1,
+    };
+    let got = shardcast_recorder::serve::fetch(&dealer, &req, Duration::from_secs(30)).unwrap();
+    assert_eq!(
+        got.last.expect("a final reply").status,
+        shardcast_recorder::serve::Status::Done
+    );
+
+    // While data flows (the end-only families are not in yet): two valid
+    // scrapes, the second ahead of the first.
+    let recorded = |s: &Scrape| s.sum("shardcast_recorded_total", &[]);
+    let first = scrape_until(py, addr, "a scrape with records recorded", |s| {
+        recorded(s) > 0.0 && !s.has("shardcast_duplicates_total")
+    });
+    assert_eq!(first.sum("shardcast_build_info", &[]), 1.0);
+    assert_eq!(
+        first.sum("shardcast_build_info", &[("role", "shardcast-record")]),
+        1.0
+    );
+    assert_eq!(first.sum("shardcast_serve_requests_total", &[]), 1.0);
+    assert_eq!(
+        first.sum("shardcast_serve_replies_total", &[("status", "done")]),
+        1.0
+    );
+    let (n1, f1) = (
+        recorded(&first),
+        first.sum("shardcast_frames_received_total", &[]),
+    );
+    let second = scrape_until(py, addr, "a scrape with more records recorded", |s| {
+        recorded(s) > n1
+    });
+    assert!(second.sum("shardcast_frames_received_total", &[]) >= f1);
+
+    // The run ends (every stream's end-of-stream); the report is written;
+    // the endpoint lingers with the report's totals.
+    poll_until("the report written", || rec_json.exists());
+    let last = scrape_until(py, addr, "the final totals", |s| {
+        s.has("shardcast_duplicates_total")
+    });
+    rec.signal(libc::SIGTERM); // ends the linger
+    let (st, err, _) = rec.wait();
+    assert!(st.success(), "recorder failed: {st:?}\n{err}");
+    let (pst, perr, _) = publ.proc.wait();
+    assert!(pst.success(), "publisher failed: {pst:?}\n{perr}");
+
+    let r = read_json(&rec_json);
+    assert_eq!(u(&r, "recorded"), count, "the run itself recorded all");
+    let eq = |metric: &str, labels: &[(&str, &str)], want: u64| {
+        assert_eq!(
+            last.sum(metric, labels),
+            want as f64,
+            "{metric}{labels:?} against the report"
+        )
+    };
+    eq("shardcast_recorded_total", &[], u(&r, "recorded"));
+    eq("shardcast_lost_total", &[], u(&r, "lost"));
+    eq("shardcast_duplicates_total", &[], u(&r, "duplicates"));
+    eq("shardcast_malformed_total", &[], u(&r, "malformed"));
+    eq("shardcast_slow_records_total", &[], u(&r, "slow"));
+    eq("shardcast_snail_croaks_total", &[], 0);
+    eq("shardcast_frames_recorded_total", &[], u(&r, "frames"));
+    eq("shardcast_recorded_bytes_total", &[], u(&r, "bytes"));
+    eq(
+        "shardcast_segments_created_total",
+        &[],
+        u(&r, "segments_created"),
+    );
+    eq("shardcast_segment_files", &[], u(&r, "segments"));
+    let recorders = r["recorders"].as_array().unwrap();
+    let frames: u64 = recorders.iter().map(|x| u(x, "frames")).sum();
+    eq("shardcast_frames_received_total", &[], frames);
+    for s in r["streams"].as_array().unwrap() {
+        let i = u(s, "recorder").to_string();
+        eq(
+            "shardcast_recorded_total",
+            &[("recorder", &i)],
+            u(s, "recorded"),
+        );
+    }
+    eq(
+        "shardcast_serve_requests_total",
+        &[],
+        u(&r["serve"], "requests"),
+    );
+    eq(
+        "shardcast_serve_replies_total",
+        &[("status", "done")],
+        u(&r["serve"], "done"),
+    );
 }
