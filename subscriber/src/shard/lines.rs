@@ -13,7 +13,7 @@
 //! without filling it. Only then is `--recover-from` asked, and what nobody
 //! had is `lost`.
 
-use super::repair::gap_before;
+use super::repair::{gap_before, Gap};
 use super::{Io, ShardCore, ShardSockets};
 use serde::Serialize;
 use shardcast_agent::clock::now_ns;
@@ -242,12 +242,7 @@ impl Io<'_> {
             } else {
                 1
             };
-            let sock = if line == 0 {
-                &mut io.sub
-            } else {
-                io.sub_b.as_mut().expect("a line B")
-            };
-            match self.idle.recv(&mut msg, sock) {
+            match self.idle.recv(&mut msg, io.line(line)) {
                 Received::Frame => {}
                 Received::Nothing => continue,
                 Received::Failed(e) => break Some(e),
@@ -282,14 +277,26 @@ impl Io<'_> {
                 return Ok(());
             }
         }
-        if let Some(gap) = gap_before(msg.bytes(), |k| core.position(k)) {
+        // A gap before this frame; or, for a source not joined yet, the
+        // records before its first one, which the other line (connected a
+        // moment earlier) may have: joining at this frame would make them
+        // `missed_before_join` and drop them when they come.
+        let unjoined = sp.as_ref().and_then(|sp| {
+            (sp.data && sp.first > 1 && core.position(sp.key).is_none()).then_some(Gap {
+                key: sp.key,
+                session: sp.session,
+                from: 1,
+                to: sp.first - 1,
+            })
+        });
+        if let Some(gap) = gap_before(msg.bytes(), |k| core.position(k)).or(unjoined) {
             // Hold this frame; let the other line fill the gap.
             let other = 1 - line;
             let deadline = Instant::now() + arb.wait;
             let mut held = Msg::new();
             while core
                 .position(gap.key)
-                .is_some_and(|(_, last)| last < gap.to)
+                .map_or(true, |(_, last)| last < gap.to)
                 && arb.lines[other].at(gap.key, gap.session) <= gap.to
                 && !self.stop.load(Ordering::Relaxed)
             {
@@ -297,24 +304,14 @@ impl Io<'_> {
                 if left.is_zero() {
                     break;
                 }
-                let sock = if other == 0 {
-                    &io.sub
-                } else {
-                    io.sub_b.as_ref().expect("a line B")
-                };
                 let wait = left.as_millis().clamp(1, 50) as i64;
-                match sock.poll(zmq::POLLIN, wait) {
+                match io.line(other).poll(zmq::POLLIN, wait) {
                     Ok(0) => continue,
                     Ok(_) => {}
                     Err(zmq::Error::EINTR) => continue,
                     Err(e) => return Err(IoError::Failed(e)),
                 }
-                let sock = if other == 0 {
-                    &mut io.sub
-                } else {
-                    io.sub_b.as_mut().expect("a line B")
-                };
-                match held.recv(sock, zmq::DONTWAIT) {
+                match held.recv(io.line(other), zmq::DONTWAIT) {
                     Ok(()) => {}
                     Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => continue,
                     Err(e) => return Err(IoError::Failed(e)),
@@ -336,14 +333,9 @@ impl Io<'_> {
                 .is_some_and(|(_, last)| last >= gap.to)
             {
                 arb.filled_by_other += 1;
-            } else if self.recovery.is_some() {
-                if let Some(rest) = gap_before(msg.bytes(), |k| core.position(k)) {
-                    core.flush();
-                    self.drain(core, msg, &mut io.outs, &board.croak)?;
-                    self.repair(core, io, board, rest)?;
-                }
             }
         }
+        // What the other line did not fill, the sources may (below).
         let t = now_ns();
         self.take_frame_once(core, io, board, arb, line, msg, sp.as_ref(), t)
     }
@@ -364,11 +356,7 @@ impl Io<'_> {
         now: u64,
     ) -> Result<(), IoError> {
         if self.recovery.is_some() {
-            if let Some(gap) = gap_before(msg.bytes(), |k| core.position(k)) {
-                core.flush();
-                self.drain(core, msg, &mut io.outs, &board.croak)?;
-                self.repair(core, io, board, gap)?;
-            }
+            self.repair_before(core, msg, io, board)?;
         }
         let before = core.forwarded();
         self.tick(core, now);

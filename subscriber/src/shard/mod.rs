@@ -57,6 +57,16 @@ pub struct ShardSockets {
     pub subscribe: Vec<String>,
 }
 
+impl ShardSockets {
+    /// Line A (0, the stream's SUB) or line B (1, `--connect-b`'s).
+    fn line(&mut self, line: usize) -> &mut zmq::Socket {
+        match (line, &mut self.sub_b) {
+            (1, Some(b)) => b,
+            _ => &mut self.sub,
+        }
+    }
+}
+
 /// `--catch-up`: where a shard fetches what it missed before it joined.
 pub struct CatchUpLink {
     /// A DEALER connected to a recorder's `--serve` endpoint.
@@ -299,27 +309,8 @@ impl Io<'_> {
                     self.catch_up(core, io, board, ask)?;
                 }
             }
-            if self.recovery.is_some() && core.selection().is_some() {
-                // A selecting shard: the stream's holes are other symbols';
-                // a gap is one in a symbol's own sequence.
-                if let Some(g) = core.selection().and_then(|s| s.gap_before(msg.bytes())) {
-                    core.flush();
-                    self.drain(core, msg, &mut io.outs, &board.croak)?;
-                    self.repair_symbol(core, io, board, g)?;
-                }
-                if let Some(t) = core.selection().and_then(|s| s.tail_before(msg.bytes())) {
-                    core.flush();
-                    self.drain(core, msg, &mut io.outs, &board.croak)?;
-                    self.check_tail(core, io, board, t)?;
-                }
-            } else if self.recovery.is_some() {
-                if let Some(gap) = gap_before(msg.bytes(), |k| core.position(k)) {
-                    // What was packed goes first; then the repair; then
-                    // this frame and the live ones queued behind it.
-                    core.flush();
-                    self.drain(core, msg, &mut io.outs, &board.croak)?;
-                    self.repair(core, io, board, gap)?;
-                }
+            if self.recovery.is_some() {
+                self.repair_before(core, msg, io, board)?;
             }
             let now = now_ns();
             self.tick(core, now);
@@ -529,6 +520,42 @@ impl Io<'_> {
                     .map_err(FetchError::Workers)?;
             }
         }
+    }
+
+    /// `--recover-from`: repair what is missing before the frame in `msg`
+    /// (a gap in its stream's sequence; for a selecting shard, one in its
+    /// symbol's and the tail before end-of-stream), so the workers take it
+    /// in sequence. What was packed goes first, then the repair, then the
+    /// frame and the live ones queued behind it.
+    fn repair_before(
+        &mut self,
+        core: &mut ShardCore,
+        msg: &mut Msg,
+        io: &mut ShardSockets,
+        board: &Board,
+    ) -> Result<(), IoError> {
+        let Some(sel) = core.selection() else {
+            if let Some(gap) = gap_before(msg.bytes(), |k| core.position(k)) {
+                core.flush();
+                self.drain(core, msg, &mut io.outs, &board.croak)?;
+                self.repair(core, io, board, gap)?;
+            }
+            return Ok(());
+        };
+        // A selecting shard: the stream's holes are other symbols'; a gap
+        // is one in a symbol's own sequence.
+        let (gap, tail) = (sel.gap_before(msg.bytes()), sel.tail_before(msg.bytes()));
+        if gap.is_some() || tail.is_some() {
+            core.flush();
+            self.drain(core, msg, &mut io.outs, &board.croak)?;
+        }
+        if let Some(g) = gap {
+            self.repair_symbol(core, io, board, g)?;
+        }
+        if let Some(t) = tail {
+            self.check_tail(core, io, board, t)?;
+        }
+        Ok(())
     }
 
     /// Repair `gap` from the `--recover-from` sources, in order, within
