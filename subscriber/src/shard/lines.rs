@@ -355,6 +355,9 @@ impl Io<'_> {
         sp: Option<&Span>,
         now: u64,
     ) -> Result<(), IoError> {
+        if self.catch_up.is_some() {
+            self.catch_up_before(core, msg, io, board)?;
+        }
         if self.recovery.is_some() {
             self.repair_before(core, msg, io, board)?;
         }

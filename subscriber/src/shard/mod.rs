@@ -300,14 +300,8 @@ impl Io<'_> {
     ) -> Result<(), IoError> {
         let mut taken = 0;
         loop {
-            if let Some(ask) = self.catch_up.as_mut().and_then(|c| c.wants(msg.bytes())) {
-                if !core.knows(ask.key) {
-                    // What was packed goes first; then the history; then
-                    // this frame and the live ones queued behind it.
-                    core.flush();
-                    self.drain(core, msg, &mut io.outs, &board.croak)?;
-                    self.catch_up(core, io, board, ask)?;
-                }
+            if self.catch_up.is_some() {
+                self.catch_up_before(core, msg, io, board)?;
             }
             if self.recovery.is_some() {
                 self.repair_before(core, msg, io, board)?;
@@ -520,6 +514,26 @@ impl Io<'_> {
                     .map_err(FetchError::Workers)?;
             }
         }
+    }
+
+    /// `--catch-up`: if the frame in `msg` is the first of a source joined
+    /// mid-stream, fetch what came before it. What was packed goes first;
+    /// then the history; then this frame and the live ones queued behind.
+    fn catch_up_before(
+        &mut self,
+        core: &mut ShardCore,
+        msg: &mut Msg,
+        io: &mut ShardSockets,
+        board: &Board,
+    ) -> Result<(), IoError> {
+        if let Some(ask) = self.catch_up.as_mut().and_then(|c| c.wants(msg.bytes())) {
+            if !core.knows(ask.key) {
+                core.flush();
+                self.drain(core, msg, &mut io.outs, &board.croak)?;
+                self.catch_up(core, io, board, ask)?;
+            }
+        }
+        Ok(())
     }
 
     /// `--recover-from`: repair what is missing before the frame in `msg`
