@@ -7,19 +7,28 @@
 //! stream thread, and nothing on a hot path knows it exists. The format is
 //! OpenMetrics text (`prometheus-client`), which Prometheus scrapes as it
 //! does its own text format; the HTTP side is `tiny_http`.
+//!
+//! Also the pieces every role's exporter shares: [`build_info`],
+//! [`indexed`], [`one`], [`EndCell`] (the report's totals once the run has
+//! ended) and [`linger`] (`--metrics-linger-ms`).
 
 use crate::exit::SetupError;
 use hdrhistogram::Histogram;
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+/// Re-exported for roles whose crates do not depend on
+/// `prometheus-client` themselves (a collector for [`MetricsServer`]).
+pub use prometheus_client::collector::Collector;
+/// Re-exported with [`Collector`].
+pub use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::encoding::EncodeMetric;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// The content type of OpenMetrics text, which `prometheus-client` writes.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -118,6 +127,25 @@ impl<'a, 'e> Families<'a, 'e> {
         )
     }
 
+    /// A gauge in seconds (`NAME_seconds`), one sample per `(label value,
+    /// seconds)`.
+    pub fn gauge_seconds(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        values: impl IntoIterator<Item = (String, f64)>,
+    ) -> fmt::Result {
+        let mut m =
+            self.enc
+                .encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Gauge)?;
+        for (value, v) in values {
+            let labels = [(label, value)];
+            ConstGauge::new(v).encode(m.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+
     /// A histogram in seconds (`NAME_seconds`), one per label value.
     pub fn histogram_seconds<'h>(
         &mut self,
@@ -179,6 +207,75 @@ impl<'a, 'e> Families<'a, 'e> {
             }
         }
         Ok(())
+    }
+}
+
+/// `shardcast_build_info{version, role}`: the running build (value 1).
+pub fn build_info(f: &mut Families<'_, '_>, role: &str) -> fmt::Result {
+    f.info(
+        "shardcast_build",
+        &format!("Build of this {role} (value 1)."),
+        &[
+            ("version", env!("CARGO_PKG_VERSION").to_string()),
+            ("role", role.to_string()),
+        ],
+    )
+}
+
+/// Label values `0`, `1`, ... for `values` in order (a shard, worker,
+/// recorder or stream index).
+pub fn indexed(values: impl IntoIterator<Item = u64>) -> Vec<(String, u64)> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (i.to_string(), v))
+        .collect()
+}
+
+/// One unlabelled sample, for [`Families::counter`] and
+/// [`Families::gauge`] with no label.
+pub fn one(v: u64) -> [(String, u64); 1] {
+    [(String::new(), v)]
+}
+
+/// The report's totals once the run has ended (`None` before): set once by
+/// the main thread, read by each scrape.
+#[derive(Debug)]
+pub struct EndCell<T>(Mutex<Option<T>>);
+
+impl<T: Clone> EndCell<T> {
+    /// Empty: the run goes on.
+    pub fn new() -> Self {
+        EndCell(Mutex::new(None))
+    }
+
+    /// The run has ended with these totals.
+    pub fn set(&self, end: T) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(end);
+    }
+
+    /// The totals, if the run has ended.
+    pub fn get(&self) -> Option<T> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl<T: Clone> Default for EndCell<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `--metrics-linger-ms`: return after `linger`, or as soon as `stop`
+/// (a signal) says so. An absurd linger (past what `Instant` can hold)
+/// means until a signal.
+pub fn linger(linger: Duration, stop: impl Fn() -> bool) {
+    let until = Instant::now().checked_add(linger);
+    while !stop() {
+        if until.is_some_and(|u| Instant::now() >= u) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -347,5 +444,10 @@ mod tests {
         assert_eq!(p.buckets[ms], 1);
         assert_eq!(p.buckets[LATENCY_BUCKETS_S.len()], 1);
         assert!((p.sum_s - 11.001001).abs() < 0.02, "{}", p.sum_s);
+    }
+
+    #[test]
+    fn linger_ends_at_the_stop_signal() {
+        linger(Duration::MAX, || true);
     }
 }

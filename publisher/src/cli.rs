@@ -399,6 +399,24 @@ pub struct Flags {
           env = "SHARDCAST_PUB_RETRANSMIT_MAX_PEERS")]
     pub retransmit_max_peers: u32,
 
+    /// Serve Prometheus metrics (OpenMetrics text) at
+    /// http://ADDR:PORT/metrics while the run lasts, from a thread of its
+    /// own that reads only the counts the stream threads publish once per
+    /// housekeeping round (README, "Monitoring"). Port 0: the OS picks one;
+    /// the address is printed on stderr.
+    #[arg(long, value_name = "ADDR:PORT", env = "SHARDCAST_PUB_METRICS_BIND")]
+    pub metrics_bind: Option<std::net::SocketAddr>,
+
+    /// Keep the metrics endpoint up this long after the run, with the
+    /// report's final totals, so a last scrape sees them.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "MS",
+        env = "SHARDCAST_PUB_METRICS_LINGER_MS"
+    )]
+    pub metrics_linger_ms: u64,
+
     /// Print the effective configuration as JSON and exit.
     #[arg(long)]
     pub print_config: bool,

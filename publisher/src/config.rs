@@ -359,6 +359,10 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// The retransmission service (`--retransmit-bind`), if on.
     pub retransmit: Option<Retransmit>,
+    /// `--metrics-bind`.
+    pub metrics_bind: Option<std::net::SocketAddr>,
+    /// `--metrics-linger-ms`.
+    pub metrics_linger: Duration,
 }
 
 /// CURVE settings of a publisher.
@@ -623,6 +627,8 @@ impl Config {
             max_peers_per_host: f.max_peers_per_host,
             handshake_timeout: Duration::from_millis(f.handshake_timeout_ms),
             retransmit,
+            metrics_bind: f.metrics_bind,
+            metrics_linger: Duration::from_millis(f.metrics_linger_ms),
         })
     }
 

@@ -21,6 +21,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod exporter;
 pub mod mold;
 pub mod peers;
 mod reader;
@@ -131,12 +132,23 @@ enum Origin<S> {
 /// one thread per stream (and the source's reader), and assemble the
 /// report once every stream has ended.
 pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, RunError> {
+    run_metered(cfg, signal, None)
+}
+
+/// [`run`], the stream threads (and the retransmit server) publishing
+/// their counts to `live` for `--metrics-bind` ([`exporter::Exporter`]).
+pub fn run_metered(
+    cfg: &Config,
+    signal: &StopSignal,
+    live: Option<&Arc<exporter::Live>>,
+) -> Result<Report, RunError> {
     match &cfg.source {
         // Built once up front, so a bad --symbols fails before binding.
         SourceSpec::Synthetic => run_with::<ItchFile>(
             cfg,
             signal,
             Origin::Synthetic(Feed::new(cfg.seed, cfg.symbols)?),
+            live,
         ),
         // Opened before binding: a missing file is an error before any
         // subscriber can connect.
@@ -145,7 +157,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, RunError> {
                 spec: format!("itch:{}", path.display()),
                 error,
             })?;
-            run_with(cfg, signal, Origin::Source(src))
+            run_with(cfg, signal, Origin::Source(src), live)
         }
         // Bound (and joined) before the streams: datagrams that come while
         // subscribers are awaited wait in the socket's buffer.
@@ -160,7 +172,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, RunError> {
                         error: std::io::Error::other(error.to_string()),
                     }
                 })?;
-            run_with::<ItchFile>(cfg, signal, Origin::Recording(inputs))
+            run_with::<ItchFile>(cfg, signal, Origin::Recording(inputs), live)
         }
         SourceSpec::MoldUdp64 { endpoint } => {
             let mc = cfg
@@ -180,7 +192,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, RunError> {
                     .rerequest
                     .map_or("off (no --rerequest)".to_string(), |a| format!("to {a}")),
             );
-            run_with(cfg, signal, Origin::Source(src))
+            run_with(cfg, signal, Origin::Source(src), live)
         }
     }
 }
@@ -190,6 +202,7 @@ fn run_with<S: Source + 'static>(
     cfg: &Config,
     signal: &StopSignal,
     origin: Origin<S>,
+    live: Option<&Arc<exporter::Live>>,
 ) -> Result<Report, RunError> {
     let n = cfg.streams.len();
     let reading = matches!(origin, Origin::Source(_));
@@ -208,6 +221,9 @@ fn run_with<S: Source + 'static>(
     let session = cfg.session.unwrap_or_else(now_ns);
     let mut wired = wiring::wire(cfg)?;
     let service = Service::start(cfg, session)?;
+    if let (Some(l), Some(s)) = (live, &service) {
+        l.set_retransmit(&s.counters);
+    }
     let sockets = std::mem::take(&mut wired.sockets);
     let (inputs, reader) = match origin {
         Origin::Synthetic(feed) => {
@@ -237,7 +253,7 @@ fn run_with<S: Source + 'static>(
         Origin::Recording(inputs) => (inputs.into_iter().map(Input::Replay).collect(), None),
     };
     let rings = service.as_ref().map(|s| s.rings.clone());
-    let results = run_streams(cfg, inputs, session, sockets, signal, rings);
+    let results = run_streams(cfg, inputs, session, sockets, signal, rings, live);
     // The service outlives the streams by --retransmit-linger-ms (late
     // repairs), then stops; stopped at once when a stream thread failed.
     let retransmit = match service {
@@ -388,6 +404,7 @@ fn run_streams(
     sockets: Vec<wiring::Bound>,
     signal: &StopSignal,
     rings: Option<Vec<Arc<Ring>>>,
+    live: Option<&Arc<exporter::Live>>,
 ) -> Result<Vec<StreamResult>, RunError> {
     let n = cfg.streams.len();
     let start = Arc::new(Start::new());
@@ -398,8 +415,11 @@ fn run_streams(
         let signal = signal.clone();
         let index = plan.index;
         let ring = rings.as_ref().map(|r| Arc::clone(&r[index]));
+        let live = live.cloned();
         let h = spawn_agent(format!("stream-{index}"), plan.cpu, move || {
-            Stream::new(&cfg, index, session, bound, &signal, ring).run(input, &start)
+            Stream::new(&cfg, index, session, bound, &signal, ring)
+                .metered(live)
+                .run(input, &start)
         })
         .map_err(ioerr("starting a stream thread"))?;
         handles.push(h);

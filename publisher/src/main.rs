@@ -2,7 +2,8 @@
 //! the library.
 
 use shardcast_agent::{exit, launch};
-use shardcast_publisher::{cli::Flags, config::Config, run};
+use shardcast_publisher::exporter::Exporter;
+use shardcast_publisher::{cli::Flags, config::Config, run_metered};
 use std::process::ExitCode;
 
 // mimalloc serves every allocation from thread-local heaps, so threads
@@ -30,7 +31,21 @@ fn main() -> ExitCode {
     if let Err(code) = launch::clear_outputs(ROLE, &cfg.outputs()) {
         return ExitCode::from(code);
     }
-    let (report, mut code) = match run(&cfg, &signal) {
+    // --metrics-bind: bound before the streams, so a port in use fails
+    // the run before anything is sent.
+    let metrics = match cfg
+        .metrics_bind
+        .map(|b| Exporter::start(b, cfg.streams.len()))
+    {
+        None => None,
+        Some(Ok(e)) => Some(e),
+        Some(Err(e)) => {
+            eprintln!("{ROLE}: error: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    let (report, mut code) = match run_metered(&cfg, &signal, metrics.as_ref().map(Exporter::live))
+    {
         Ok(r) => (r, exit::OK),
         Err(e) => {
             eprintln!("{ROLE}: error: {e}");
@@ -42,6 +57,10 @@ fn main() -> ExitCode {
             }
         }
     };
+    // From here on a scrape shows the report's totals.
+    if let Some(m) = &metrics {
+        m.finish(&report);
+    }
     launch::write_output(
         ROLE,
         "--report-json",
@@ -50,5 +69,8 @@ fn main() -> ExitCode {
         &mut code,
     );
     println!("{}", report.summary());
+    if let Some(m) = metrics {
+        m.linger(cfg.metrics_linger, || signal.raised());
+    }
     ExitCode::from(code)
 }

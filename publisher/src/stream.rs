@@ -8,6 +8,7 @@
 //! thread routed to it, in blocks, played at `--speed`.
 
 use crate::config::{is_multicast, Config, Pace, WhenFull};
+use crate::exporter::Live;
 use crate::peers::PeerWatch;
 use crate::reader::{Block, StreamInput};
 use crate::replay::{ReplayInput, ReplayStats};
@@ -155,6 +156,12 @@ pub(crate) struct Stream<'a> {
     ring: Option<Arc<Ring>>,
     /// `--bind-b`: line B, and what went on it.
     line_b: Option<(LineB, LineReport)>,
+    /// `--metrics-bind`: where this stream publishes its counts, once per
+    /// housekeeping round.
+    live: Option<Arc<Live>>,
+    /// How late the last record sent was against its due time, ns (0 with
+    /// no schedule).
+    lag_ns: u64,
 }
 
 impl<'a> Stream<'a> {
@@ -186,6 +193,22 @@ impl<'a> Stream<'a> {
                 };
                 (b, r)
             }),
+            live: None,
+            lag_ns: 0,
+        }
+    }
+
+    /// Publish this stream's counts to `live` (`--metrics-bind`).
+    pub(crate) fn metered(mut self, live: Option<Arc<Live>>) -> Stream<'a> {
+        self.live = live;
+        self
+    }
+
+    /// Publish the counts so far for a scrape: a few relaxed stores, at
+    /// most once per housekeeping round (never per record).
+    fn publish(&self, rep: &StreamReport, behind: &Histogram<u64>, subs: i64) {
+        if let Some(l) = self.live.as_ref().and_then(|l| l.stream(self.index)) {
+            l.publish(rep, self.lag_ns, behind.max(), subs);
         }
     }
 
@@ -236,12 +259,14 @@ impl<'a> Stream<'a> {
                     Input::Itch(source) => self.send_loop_itch(t0, source, &mut subs, &mut res),
                     Input::Replay(input) => self.send_loop_replay(t0, input, &mut subs, &mut res),
                 };
+                self.publish(&res.report, &res.behind, subs);
                 // Requests waiting for records past the last are answered
                 // now; the ring still serves what it holds.
                 if let Some(r) = &self.ring {
                     r.close();
                 }
                 self.end_phase(&mut subs, &mut res);
+                self.publish(&res.report, &res.behind, subs);
             }
             Begin::Never(reason) => {
                 // Issue 9, defect 1: end-of-stream (last seq 0) from a stream
@@ -283,6 +308,9 @@ impl<'a> Stream<'a> {
                 break;
             }
             self.poll_subscriptions(subs, 0);
+            if let Some(l) = self.live.as_ref().and_then(|l| l.stream(self.index)) {
+                l.publish_subscribers(*subs);
+            }
             if *subs != told && *subs < wanted {
                 // Progress, for operators and as a test handshake: this
                 // subscriber is counted, the wait goes on.
@@ -353,6 +381,7 @@ impl<'a> Stream<'a> {
                 if let Some(r) = self.housekeeping(t0, i, deadline, subs) {
                     break r;
                 }
+                self.publish(rep, &res.behind, *subs);
             }
             let ev = feed.next_event();
             i += 1;
@@ -400,7 +429,8 @@ impl<'a> Stream<'a> {
             checksum.add(wire::digest(record));
             rep.sent += 1;
             if cfg.rate > 0 {
-                stats::record(&mut res.behind, send.saturating_sub(due));
+                self.lag_ns = send.saturating_sub(due);
+                stats::record(&mut res.behind, self.lag_ns);
             }
             res.last_send_ns = send;
             if out.count() >= self.limit && self.send_frame(&mut out, rep) {
@@ -451,6 +481,7 @@ impl<'a> Stream<'a> {
                     if self.send_frame(&mut out, rep) {
                         p.last_frame_ns = now_ns();
                     }
+                    self.publish(rep, &res.behind, *subs);
                     match self.wait_for_block(
                         &source,
                         p.deadline,
@@ -471,6 +502,7 @@ impl<'a> Stream<'a> {
                     if let Some(r) = self.housekeeping_itch(p.deadline, subs) {
                         break 'run r;
                     }
+                    self.publish(rep, &res.behind, *subs);
                 }
                 since_housekeeping += 1;
                 // Only ITCH 5.0 types at their fixed lengths come here, so
@@ -579,6 +611,7 @@ impl<'a> Stream<'a> {
                     if let Some(r) = self.housekeeping_itch(p.deadline, subs) {
                         break 'run r;
                     }
+                    self.publish(rep, &res.behind, *subs);
                 }
                 since_housekeeping += 1;
                 let symbol = rec.symbol();
@@ -676,6 +709,7 @@ impl<'a> Stream<'a> {
         rep.sent += 1;
         if let Some(due) = due {
             let lag = send.saturating_sub(due);
+            self.lag_ns = lag;
             stats::record(behind, lag);
             if let Some(t) = p.tenths.as_mut() {
                 t.record(due - p.t0, lag);

@@ -1,7 +1,8 @@
 //! `--metrics-bind`: what a Prometheus scrape of `shardcast-record` shows
-//! (README, "Monitoring"), and the pieces every role's exporter shares
-//! ([`build_info`], [`indexed`], [`EndCell`], [`linger`]; `shardcast-sub`'s
-//! exporter uses them too).
+//! (README, "Monitoring"). The pieces every role's exporter shares
+//! ([`build_info`], [`indexed`], [`one`], [`EndCell`], [`linger`]) live in
+//! `shardcast_agent::prom` and are re-exported here for `shardcast-sub`'s
+//! exporter.
 //!
 //! A scrape reads the board (what each recorder thread already publishes
 //! for the monitor with relaxed stores, once per round of frames) and the
@@ -15,83 +16,15 @@ use crate::report::Report;
 use crate::serve::ServeCounters;
 use prometheus_client::encoding::DescriptorEncoder;
 use shardcast_agent::exit::SetupError;
+pub use shardcast_agent::prom::{build_info, indexed, linger, one, EndCell};
 use shardcast_agent::prom::{Families, MetricsServer};
 use shardcast_agent::watch::{AgentCounters, Board};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-/// `shardcast_build_info{version, role}`: the running build (value 1).
-pub fn build_info(f: &mut Families<'_, '_>, role: &str) -> fmt::Result {
-    f.info(
-        "shardcast_build",
-        &format!("Build of this {role} (value 1)."),
-        &[
-            ("version", env!("CARGO_PKG_VERSION").to_string()),
-            ("role", role.to_string()),
-        ],
-    )
-}
-
-/// Label values `0`, `1`, ... for `values` in order (a shard, worker or
-/// recorder index).
-pub fn indexed(values: impl IntoIterator<Item = u64>) -> Vec<(String, u64)> {
-    values
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| (i.to_string(), v))
-        .collect()
-}
-
-/// One unlabelled sample, for [`Families::counter`] and
-/// [`Families::gauge`] with no label.
-pub fn one(v: u64) -> [(String, u64); 1] {
-    [(String::new(), v)]
-}
-
-/// The report's totals once the run has ended (`None` before): set once by
-/// the main thread, read by each scrape.
-#[derive(Debug)]
-pub struct EndCell<T>(Mutex<Option<T>>);
-
-impl<T: Clone> EndCell<T> {
-    /// Empty: the run goes on.
-    pub fn new() -> Self {
-        EndCell(Mutex::new(None))
-    }
-
-    /// The run has ended with these totals.
-    pub fn set(&self, end: T) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(end);
-    }
-
-    /// The totals, if the run has ended.
-    pub fn get(&self) -> Option<T> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
-impl<T: Clone> Default for EndCell<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// `--metrics-linger-ms`: return after `linger`, or as soon as `stop`
-/// (a signal) says so. An absurd linger (past what `Instant` can hold)
-/// means until a signal.
-pub fn linger(linger: Duration, stop: impl Fn() -> bool) {
-    let until = Instant::now().checked_add(linger);
-    while !stop() {
-        if until.is_some_and(|u| Instant::now() >= u) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
+use std::sync::Arc;
+use std::time::Duration;
 
 /// `--serve`'s counts as a scrape shows them.
 #[derive(Clone, Copy, Debug, Default)]
@@ -418,10 +351,5 @@ mod tests {
         // Known only at the end.
         assert!(!body.contains("shardcast_duplicates_total"), "{body}");
         e.linger(Duration::ZERO, || false);
-    }
-
-    #[test]
-    fn linger_ends_at_the_stop_signal() {
-        linger(Duration::MAX, || true);
     }
 }

@@ -423,3 +423,105 @@ fn recorder_scrapes_parse_grow_and_end_equal_to_the_report() {
         u(&r["serve"], "done"),
     );
 }
+
+/// `shardcast-pub --metrics-bind`: a real publisher (two streams, the
+/// retransmit server on) and subscriber; the publisher's scrapes parse,
+/// grow while data flows, and the last one (during `--metrics-linger-ms`)
+/// equals the publisher's `--report-json`, `sent` per stream.
+#[test]
+fn publisher_scrapes_parse_grow_and_end_equal_to_the_report() {
+    let Some(py) = parser_or_skip() else {
+        return;
+    };
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let pub_json = tmp.path().join("pub.json");
+    // The metrics line comes before the streams' "bound" lines, which
+    // start_pub waits for (and reads past): the port is chosen here.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    let count = 60_000u64; // both streams together: 3 s at --rate 20000
+    let publ = start_pub(
+        2,
+        &[
+            "--rate",
+            "20000",
+            "--count",
+            &count.to_string(),
+            "--wait-subscribers",
+            "1",
+            "--retransmit-bind",
+            "tcp://127.0.0.1:*",
+            "--metrics-bind",
+            &bind,
+            // Long enough for any machine; the test ends it with SIGTERM.
+            "--metrics-linger-ms",
+            "60000",
+            "--report-json",
+            &path_str(&pub_json),
+        ],
+    );
+    let addr: SocketAddr = bind.parse().unwrap();
+    let sub = start_sub(&publ.endpoints, &["--max-lag-ms", "30000"]);
+
+    // While data flows (no report yet): two valid scrapes, the second
+    // ahead of the first.
+    let sent = |s: &Scrape| s.sum("shardcast_sent_total", &[]);
+    let first = scrape_until(py, addr, "a scrape with records sent", |s| {
+        sent(s) > 0.0 && !pub_json.exists()
+    });
+    assert_eq!(
+        first.sum("shardcast_build_info", &[("role", "shardcast-pub")]),
+        1.0
+    );
+    for stream in ["0", "1"] {
+        let one = [("stream", stream)];
+        assert_eq!(first.sum("shardcast_subscribers", &one), 1.0);
+        assert!(first.0.iter().any(|s| s.kind == "gauge"
+            && s.name == "shardcast_behind_schedule_seconds"
+            && s.labels.get("stream").map(String::as_str) == Some(stream)));
+    }
+    assert!(first.has("shardcast_retransmit_requests_total"));
+    let (n1, f1) = (sent(&first), first.sum("shardcast_frames_sent_total", &[]));
+    let second = scrape_until(py, addr, "a scrape with more records sent", |s| {
+        sent(s) > n1
+    });
+    assert!(second.sum("shardcast_frames_sent_total", &[]) > f1);
+
+    // The run ends; the report is written after the endpoint switched to
+    // the report's totals; the endpoint lingers.
+    poll_until("the report written", || pub_json.exists());
+    let last = scrape(py, addr);
+    publ.proc.signal(libc::SIGTERM); // ends the linger
+    let (pst, perr, _) = publ.proc.wait();
+    assert!(pst.success(), "publisher failed: {pst:?}\n{perr}");
+    let (st, err, _) = sub.wait();
+    assert!(st.success(), "subscriber failed: {st:?}\n{err}");
+
+    let r = read_json(&pub_json);
+    assert_eq!(u(&r, "sent"), count, "the run itself sent all");
+    assert_eq!(sent(&last), count as f64);
+    for s in r["streams"].as_array().unwrap() {
+        let i = u(s, "stream_id").to_string();
+        let one = [("stream", i.as_str())];
+        for (metric, key) in [
+            ("shardcast_sent_total", "sent"),
+            ("shardcast_frames_sent_total", "frames"),
+            ("shardcast_heartbeats_sent_total", "heartbeats"),
+            ("shardcast_last_sequence", "last_seq"),
+        ] {
+            assert_eq!(
+                last.sum(metric, &one),
+                u(s, key) as f64,
+                "{metric} of stream {i} against the report"
+            );
+        }
+    }
+    assert_eq!(
+        last.sum("shardcast_retransmit_requests_total", &[]),
+        u(&r["retransmit"], "requests") as f64
+    );
+}
