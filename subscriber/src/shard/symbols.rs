@@ -133,13 +133,11 @@ impl Selection {
             }
             None => self.state.entry((key, symbol)).or_default(),
         };
-        let (missed, lost) = if fetched && (st.session != session || st.sym_seq == 0) {
-            // A fetched record of a symbol not taken yet: not what a
-            // repair is for (the repair is of a known symbol's gap).
-            return false;
-        } else if st.session != session || st.sym_seq == 0 {
-            // The symbol's first record of the session: what came before
-            // it was sent before this subscriber joined.
+        let (missed, lost) = if st.session != session || st.sym_seq == 0 {
+            // The symbol's first record of the session (live, or fetched:
+            // a symbol whose records so far were all dropped shows first
+            // in a repaired range or the tail): what came before it is
+            // counted as before this subscriber joined.
             *st = SymbolState {
                 session,
                 sym_seq: 0,
@@ -283,13 +281,15 @@ mod tests {
         assert_eq!(s.counters_of(K).unwrap().lost, 2);
         // A repeat is a duplicate.
         assert!(!s.on_data(K, 7, 90, (a, 5), false));
-        // A fetched copy is left out uncounted.
+        // A fetched copy is left out uncounted; a fetched record of a
+        // symbol not seen yet is its first.
         assert!(!s.on_data(K, 7, 90, (a, 5), true));
+        assert!(s.on_data(K, 7, 91, (9, 1), true));
         assert_eq!(s.counters_of(K).unwrap().duplicates, 1);
         // A late joiner's first record of a symbol: missed, not lost.
         assert!(s.on_data(K, 7, 95, (3, 4), false));
         let c = s.counters_of(K).unwrap();
-        assert_eq!((c.missed_before_join, c.received), (3, 5));
+        assert_eq!((c.missed_before_join, c.received), (3, 6));
         // A new session starts the symbol over.
         assert!(s.on_data(K, 8, 1, (a, 1), false));
         assert_eq!(s.counters_of(K).unwrap().lost, 2);
