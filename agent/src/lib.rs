@@ -15,6 +15,7 @@
 //! * [`launch`]: the steps every binary's `main` shares.
 //! * [`idle`]: how an agent waits (block or spin) to receive and to send.
 //! * [`lag`]: the Suicidal Snail's per-agent lag check and `--on-slow`.
+//! * [`presence`]: who is subscribed, by name (`--id`, `--expect-subscribers`).
 //! * [`prom`]: `--metrics-bind`: Prometheus metrics served off the hot path.
 //! * [`watch`]: the board every agent and the monitor share: counters the
 //!   hot threads publish, the one-shot croak switch, the stop flags.
@@ -28,6 +29,7 @@ pub mod hist;
 pub mod idle;
 pub mod lag;
 pub mod launch;
+pub mod presence;
 pub mod prom;
 pub mod signals;
 pub mod stats;

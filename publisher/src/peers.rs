@@ -31,6 +31,7 @@
 //! and closes it itself, so no descriptor is closed under libzmq's feet.
 
 use serde::Serialize;
+use shardcast_agent::presence::{self, Change, Presence};
 use shardcast_proto::wire::CONTROL_TOPIC;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -137,7 +138,8 @@ impl Roster {
             return Cut::None;
         };
         let control = topic == CONTROL_TOPIC;
-        if !control && !topic.is_empty() {
+        // A presence topic (`--id`) names a subscriber and selects nothing.
+        if !control && !topic.is_empty() && !presence::is_presence(topic) {
             self.on_selective(kind, topic, user);
         }
         let Some(user) = user else {
@@ -285,6 +287,12 @@ pub struct PeerWatch {
     /// in a loop gets one line a second, with a count, not one per try).
     unlogged: u64,
     last_log: Option<std::time::Instant>,
+    /// Named subscribers (`--id`), from the same events.
+    presence: Presence,
+    /// Log line prefix (`shardcast-pub`, `shardcast-relay`).
+    role: &'static str,
+    /// The socket's stream index, for log lines.
+    stream: usize,
 }
 
 impl PeerWatch {
@@ -303,6 +311,36 @@ impl PeerWatch {
             max_per_host,
             unlogged: 0,
             last_log: None,
+            presence: Presence::new(&[]),
+            role: "shardcast-pub",
+            stream: 0,
+        }
+    }
+
+    /// Name the socket for log lines (`role`: the binary; `stream`: its
+    /// index) and expect the subscribers `expected` (`--expect-subscribers`).
+    pub fn named(mut self, role: &'static str, stream: usize, expected: &[String]) -> PeerWatch {
+        self.role = role;
+        self.stream = stream;
+        self.presence = Presence::new(expected);
+        self
+    }
+
+    /// The named subscribers (`--id`) and their comings and goings.
+    pub fn presence(&self) -> &Presence {
+        &self.presence
+    }
+
+    /// Warn, once each, about expected subscribers (`--expect-subscribers`)
+    /// missing now; call it when the stream starts and then now and then
+    /// (a departure warns again).
+    #[cold]
+    pub fn warn_missing(&mut self) {
+        for id in self.presence.newly_missing() {
+            eprintln!(
+                "{}: stream {}: WARNING: expected subscriber {id} is not connected (--expect-subscribers)",
+                self.role, self.stream
+            );
         }
     }
 
@@ -332,21 +370,61 @@ impl PeerWatch {
     /// with `flags == 0`, wait for one (up to the socket's receive timeout);
     /// with `DONTWAIT`, take what is there, at most [`MAX_EVENTS_PER_POLL`].
     pub fn poll(&mut self, xpub: &mut zmq::Socket, flags: i32) {
+        self.poll_forward(xpub, flags, &mut |_| {});
+    }
+
+    /// [`PeerWatch::poll`], handing each event to `forward` once counted
+    /// (a relay sends it on upstream). Returns the events taken.
+    pub fn poll_forward(
+        &mut self,
+        xpub: &mut zmq::Socket,
+        flags: i32,
+        forward: &mut dyn FnMut(&zmq::Message),
+    ) -> usize {
         self.poll_monitor();
         let mut m = zmq::Message::new();
+        let mut taken = 0;
         for _ in 0..MAX_EVENTS_PER_POLL {
             if xpub.recv(&mut m, flags).is_err() {
                 break;
             }
+            taken += 1;
             let address = m.gets("Peer-Address").and_then(|a| a.parse().ok());
             let user = m.gets("User-Id").map(str::to_owned);
             if let Cut::Host(ip) = self.roster.on_subscription(&m, user.as_deref(), address) {
                 self.cut_host(ip);
             }
+            if m.get(1..).is_some_and(presence::is_presence) {
+                let change = self.presence.on_subscription(
+                    &m,
+                    user.as_deref(),
+                    address,
+                    std::time::SystemTime::now(),
+                );
+                self.log_presence(&change);
+            }
+            forward(&m);
             if flags == 0 {
                 break;
             }
         }
+        taken
+    }
+
+    #[cold]
+    fn log_presence(&self, change: &Change) {
+        let (ev, verb) = match change {
+            Change::None => return,
+            Change::Connected(e) => (e, "connected from"),
+            Change::Disconnected(e) => (e, "disconnected, was at"),
+        };
+        eprintln!(
+            "{}: stream {}: subscriber {} {verb} {}",
+            self.role,
+            self.stream,
+            ev.id,
+            ev.address.as_deref().unwrap_or("an unknown address")
+        );
     }
 
     /// Connections accepted and gone, from the socket monitor.
@@ -404,8 +482,8 @@ impl PeerWatch {
             return;
         }
         eprintln!(
-            "shardcast-pub: refused {} connection(s), the last from {ip}: it already has {} (--max-peers-per-host)",
-            self.unlogged, self.max_per_host
+            "{}: refused {} connection(s), the last from {ip}: it already has {} (--max-peers-per-host)",
+            self.role, self.unlogged, self.max_per_host
         );
         self.unlogged = 0;
         self.last_log = Some(std::time::Instant::now());
@@ -438,7 +516,8 @@ impl PeerWatch {
         }
         if !fds.is_empty() {
             eprintln!(
-                "shardcast-pub: cut off {} connection(s) from {ip}: one held more than --max-subscriptions subscriptions",
+                "{}: cut off {} connection(s) from {ip}: one held more than --max-subscriptions subscriptions",
+                self.role,
                 fds.len()
             );
         }
@@ -518,6 +597,12 @@ mod tests {
         assert!(r.filtering());
         r.on_subscription(b"\x00AAPL", Some("a"), ip());
         assert!(r.filtering(), "b still filters");
+        // A presence subscription (`--id`) names a subscriber, selects nothing.
+        let mut named = Roster::new(100);
+        let mut ev = vec![1u8];
+        ev.extend(shardcast_agent::presence::topic("desk-1"));
+        named.on_subscription(&ev, Some("n"), ip());
+        assert!(!named.filtering());
         // b's connection ends: libzmq unsubscribes for it, without an id.
         r.on_subscription(b"\x00AAPL", None, None);
         assert!(!r.filtering());
