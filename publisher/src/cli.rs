@@ -243,6 +243,18 @@ pub struct Flags {
           env = "SHARDCAST_PUB_WAIT_TIMEOUT")]
     pub wait_timeout: Option<f64>,
 
+    /// Subscribers expected by name (their `shardcast-sub --id`; presence,
+    /// PROTOCOL.md section 3), comma-separated or repeated. Each stream
+    /// warns on stderr when one of them is not connected once it starts
+    /// sending, and again whenever one leaves; the report lists those
+    /// missing at the end (`missing_subscribers`). It does not hold the
+    /// start back: --wait-subscribers does. Named subscribers are logged
+    /// and reported (`subscribers`, `subscriber_events`) without it too.
+    /// Not for pgm:// or epgm:// streams, which see no subscriptions.
+    #[arg(long, value_name = "ID,...", value_parser = shardcast_agent::presence::id_arg,
+          value_delimiter = ',', env = "SHARDCAST_PUB_EXPECT_SUBSCRIBERS")]
+    pub expect_subscribers: Vec<String>,
+
     /// Heartbeat a stream that sent nothing for this long (at most a year).
     #[arg(long, default_value_t = 100, value_name = "MS",
           value_parser = clap::value_parser!(u64).range(1..=MAX_MS), env = "SHARDCAST_PUB_HEARTBEAT_MS")]

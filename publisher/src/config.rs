@@ -332,6 +332,9 @@ pub struct Config {
     pub wait_subscribers: u32,
     /// Wait limit.
     pub wait_timeout: Option<Duration>,
+    /// `--expect-subscribers`: ids (`shardcast-sub --id`) each stream
+    /// expects, in order given, without repeats.
+    pub expect_subscribers: Vec<String>,
     /// Heartbeat interval.
     pub heartbeat: Duration,
     /// End phase limit: how long end-of-stream repeats until every counted
@@ -551,6 +554,13 @@ impl Config {
                 curve::system_libzmq_remedy("PGM (pgm://, epgm://)"),
             ));
         }
+        if multicast && !f.expect_subscribers.is_empty() {
+            return Err(UsageError::new(
+                "--expect-subscribers",
+                "PGM carries no subscriptions back to the publisher, so a pgm:// or epgm:// stream cannot \
+                 see who is subscribed; use tcp:// streams",
+            ));
+        }
         if multicast && f.wait_subscribers > 0 {
             return Err(UsageError::new(
                 "--wait-subscribers",
@@ -614,6 +624,15 @@ impl Config {
             sndbuf: f.sndbuf,
             wait_subscribers: f.wait_subscribers,
             wait_timeout: f.wait_timeout.map(Duration::from_secs_f64),
+            expect_subscribers: {
+                let mut ids: Vec<String> = Vec::with_capacity(f.expect_subscribers.len());
+                for id in &f.expect_subscribers {
+                    if !ids.contains(id) {
+                        ids.push(id.clone());
+                    }
+                }
+                ids
+            },
             heartbeat: Duration::from_millis(f.heartbeat_ms),
             eos_timeout: Duration::from_millis(f.eos_timeout_ms),
             clock_offset_ns: f.clock_offset_ms.saturating_mul(1_000_000),
@@ -704,6 +723,40 @@ mod tests {
             Some(std::ffi::OsStr::new("SHARDCAST_PUB_PACE"))
         );
         assert_eq!(serde_json::to_value(Pace::Spin).unwrap(), "spin");
+    }
+
+    /// `--expect-subscribers` (presence): ids comma-separated or
+    /// repeated, kept in order without repeats, shown by --print-config;
+    /// a bad id is a usage error naming the flag.
+    #[test]
+    fn expected_subscribers_are_presence_ids() {
+        let c = cfg(&[
+            "--expect-subscribers",
+            "a,b",
+            "--expect-subscribers",
+            "a,risk@ny4/2",
+        ]);
+        assert_eq!(c.expect_subscribers, ["a", "b", "risk@ny4/2"]);
+        assert_eq!(
+            serde_json::to_value(&c).unwrap()["expect_subscribers"],
+            serde_json::json!(["a", "b", "risk@ny4/2"])
+        );
+        assert!(cfg(&[]).expect_subscribers.is_empty());
+        for bad in ["a,,b", "a b", "x".repeat(65).as_str()] {
+            let e = Flags::try_parse_from([
+                "shardcast-pub",
+                "--bind",
+                "tcp://127.0.0.1:*",
+                "--expect-subscribers",
+                bad,
+            ])
+            .unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+            assert!(
+                e.to_string().contains("--expect-subscribers"),
+                "{bad:?}: {e}"
+            );
+        }
     }
 
     fn itch_cfg(args: &[&str]) -> Result<Config, UsageError> {

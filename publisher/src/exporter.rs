@@ -35,6 +35,8 @@ pub struct StreamLive {
     /// The most any record of the stream was late so far, ns.
     behind_max_ns: AtomicU64,
     subscribers: AtomicU64,
+    /// Named subscribers (`--id`) present.
+    named: AtomicU64,
 }
 
 impl StreamLive {
@@ -61,6 +63,11 @@ impl StreamLive {
     pub(crate) fn publish_subscribers(&self, subs: i64) {
         self.subscribers
             .store(subs.max(0) as u64, Ordering::Relaxed);
+    }
+
+    /// Publish the number of named subscribers (`--id`) present.
+    pub(crate) fn publish_named(&self, named: u64) {
+        self.named.store(named, Ordering::Relaxed);
     }
 }
 
@@ -93,6 +100,7 @@ struct StreamTotals {
     behind_ns: u64,
     behind_max_ns: u64,
     subscribers: u64,
+    named: u64,
     last_seq: u64,
 }
 
@@ -107,6 +115,7 @@ impl StreamTotals {
             behind_ns: r(&s.behind_ns),
             behind_max_ns: r(&s.behind_max_ns),
             subscribers: r(&s.subscribers),
+            named: r(&s.named),
             // Every record sent takes the next sequence number.
             last_seq: r(&s.sent),
         }
@@ -221,6 +230,7 @@ impl Exporter {
                     behind_ns: l.behind_ns,
                     behind_max_ns: l.behind_max_ns,
                     subscribers: s.subscribers.max(0) as u64,
+                    named: s.presence.subscribers.len() as u64,
                     last_seq: s.last_seq,
                 }
             })
@@ -301,6 +311,12 @@ impl Collector for Scrape {
             "Shardcast subscribers (control-topic subscriptions) of the stream.",
             Some("stream"),
             per(|t| t.subscribers),
+        )?;
+        f.gauge(
+            "shardcast_subscribers_named",
+            "Named subscribers (shardcast-sub --id) present on the stream (report streams[].presence.subscribers).",
+            Some("stream"),
+            per(|t| t.named),
         )?;
         seconds_gauge(
             &mut f,
@@ -396,6 +412,7 @@ mod tests {
             .behind_ns
             .store(1_500_000, Ordering::Relaxed);
         live.stream(0).unwrap().publish_subscribers(2);
+        live.stream(1).unwrap().publish_named(3);
         let body = get(e.addr());
         for want in [
             "shardcast_build_info{version=\"",
@@ -405,6 +422,7 @@ mod tests {
             "shardcast_frames_sent_total{stream=\"1\"} 3\n",
             "shardcast_last_sequence{stream=\"1\"} 7\n",
             "shardcast_subscribers{stream=\"0\"} 2\n",
+            "shardcast_subscribers_named{stream=\"1\"} 3\n",
             "shardcast_behind_schedule_seconds{stream=\"0\"} 0.0015\n",
         ] {
             assert!(body.contains(want), "{want:?} not in\n{body}");

@@ -11,6 +11,7 @@ use crate::tenths::Tenths;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 use shardcast_agent::curve::{PublicKey, ZapReport};
+use shardcast_agent::presence::{Event, PresenceReport};
 use shardcast_agent::stats::{self, LatencySummary};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -107,6 +108,14 @@ pub struct StreamReport {
     /// (forged unsubscribes, subscription floods, too many connections from
     /// one address).
     pub peers: crate::peers::PeerReport,
+    /// Named subscribers (`shardcast-sub --id`) as the stream's sending
+    /// ended, before its end phase (whose departures, subscribers leaving
+    /// with end-of-stream, are the run's normal end): `subscribers` (id,
+    /// address, since, connections), `subscriber_events` (every connect
+    /// and disconnect until then), `subscriber_events_dropped`,
+    /// `missing_subscribers` (`--expect-subscribers` ids not there),
+    /// `presence_ignored`.
+    pub presence: PresenceReport,
     /// `--retransmit-bind`: what this stream's ring held at the end (the
     /// last records sent, as sent); `null` when the service is off.
     pub retransmit: Option<crate::retransmit::RingReport>,
@@ -187,6 +196,107 @@ pub struct Report {
     /// The retransmission service (`--retransmit-bind`): what it was asked
     /// and what it answered; `null` when off.
     pub retransmit: Option<crate::retransmit::RetransmitReport>,
+    /// Named subscribers (`shardcast-sub --id`) present as sending ended,
+    /// over every stream, by id (each stream's in `streams[].presence`).
+    pub subscribers: Vec<NamedSubscriber>,
+    /// Every stream's connects and disconnects of named subscribers, in
+    /// time order (`at`, then stream), each with its `stream`.
+    pub subscriber_events: Vec<StreamEvent>,
+    /// Events past the bound a stream keeps, not listed (all streams).
+    pub subscriber_events_dropped: u64,
+    /// `--expect-subscribers` ids missing on some stream as sending ended,
+    /// in the order given.
+    pub missing_subscribers: Vec<String>,
+}
+
+/// A named subscriber over every stream (report `subscribers[]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NamedSubscriber {
+    /// Its `--id`.
+    pub id: String,
+    /// The address it connected from (the earliest stream's; behind a
+    /// relay, the relay's).
+    pub address: Option<String>,
+    /// When it announced itself first, on any stream (RFC 3339 UTC).
+    pub since: String,
+    /// The streams it is present on.
+    pub streams: Vec<usize>,
+}
+
+/// A presence event of one stream (report `subscriber_events[]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StreamEvent {
+    /// The stream.
+    pub stream: usize,
+    /// `event` ("connected" or "disconnected"), `id`, `address`, `at`.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// What the top-level presence keys hold: every stream's merged.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MergedPresence {
+    /// `subscribers`.
+    pub subscribers: Vec<NamedSubscriber>,
+    /// `subscriber_events`.
+    pub subscriber_events: Vec<StreamEvent>,
+    /// `subscriber_events_dropped`.
+    pub subscriber_events_dropped: u64,
+    /// `missing_subscribers`.
+    pub missing_subscribers: Vec<String>,
+}
+
+impl MergedPresence {
+    /// Merge the streams' presence (`(stream index, its report)`);
+    /// `expected` orders `missing_subscribers`.
+    pub fn merge<'a>(
+        streams: impl IntoIterator<Item = (usize, &'a PresenceReport)>,
+        expected: &[String],
+    ) -> MergedPresence {
+        let mut by_id: BTreeMap<String, NamedSubscriber> = BTreeMap::new();
+        let mut events = Vec::new();
+        let mut dropped = 0;
+        let mut missing = std::collections::BTreeSet::new();
+        for (stream, p) in streams {
+            for s in &p.subscribers {
+                let e = by_id
+                    .entry(s.id.clone())
+                    .or_insert_with(|| NamedSubscriber {
+                        id: s.id.clone(),
+                        address: s.address.clone(),
+                        since: s.since.clone(),
+                        streams: Vec::new(),
+                    });
+                // RFC 3339 UTC of one width: text order is time order.
+                if s.since < e.since {
+                    e.since = s.since.clone();
+                    e.address = s.address.clone();
+                }
+                e.streams.push(stream);
+            }
+            events.extend(p.subscriber_events.iter().map(|e| StreamEvent {
+                stream,
+                event: e.clone(),
+            }));
+            dropped += p.subscriber_events_dropped;
+            missing.extend(p.missing_subscribers.iter().map(String::as_str));
+        }
+        // Stable: a stream's events keep their order within one instant.
+        events.sort_by(|a, b| (&a.event.at, a.stream).cmp(&(&b.event.at, b.stream)));
+        for s in by_id.values_mut() {
+            s.streams.sort_unstable();
+        }
+        MergedPresence {
+            subscribers: by_id.into_values().collect(),
+            subscriber_events: events,
+            subscriber_events_dropped: dropped,
+            missing_subscribers: expected
+                .iter()
+                .filter(|id| missing.contains(id.as_str()))
+                .cloned()
+                .collect(),
+        }
+    }
 }
 
 /// The report's `source` section.
@@ -441,6 +551,12 @@ impl Report {
         // The first stream's reason stands for the run (they share one
         // schedule; a signal reaches all of them).
         let end_reason = results.first().map_or(EndReason::Count, |r| r.end_reason);
+        let presence = MergedPresence::merge(
+            results
+                .iter()
+                .map(|r| (r.report.stream_id, &r.report.presence)),
+            &cfg.expect_subscribers,
+        );
         Report {
             role: "shardcast-pub",
             version: env!("CARGO_PKG_VERSION"),
@@ -474,6 +590,10 @@ impl Report {
             },
             source,
             retransmit,
+            subscribers: presence.subscribers,
+            subscriber_events: presence.subscriber_events,
+            subscriber_events_dropped: presence.subscriber_events_dropped,
+            missing_subscribers: presence.missing_subscribers,
         }
     }
 
@@ -536,6 +656,79 @@ mod tests {
             assert_eq!(serde_json::to_value(r).unwrap(), name);
             assert_eq!(r.to_string(), name);
         }
+    }
+}
+
+#[cfg(test)]
+mod presence_tests {
+    use super::*;
+    use shardcast_agent::presence::{topic, Presence};
+    use std::net::IpAddr;
+    use std::time::{Duration, SystemTime};
+
+    fn at(s: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)
+    }
+
+    fn ev(kind: u8, id: &str) -> Vec<u8> {
+        let mut v = vec![kind];
+        v.extend(topic(id));
+        v
+    }
+
+    #[test]
+    fn streams_merge_by_id_with_events_in_time_order() {
+        let expected = ["a".to_string(), "b".into(), "c".into(), "d".into()];
+        let (x, y) = (
+            Some(IpAddr::from([10, 0, 0, 1])),
+            Some(IpAddr::from([10, 0, 0, 2])),
+        );
+        let mut s0 = Presence::new(&expected);
+        let mut s1 = Presence::new(&expected);
+        s0.on_subscription(&ev(1, "a"), Some("1"), x, at(5));
+        s1.on_subscription(&ev(1, "a"), Some("2"), y, at(3));
+        s0.on_subscription(&ev(1, "b"), Some("3"), x, at(3));
+        s0.on_subscription(&ev(1, "c"), Some("4"), x, at(4));
+        s1.on_subscription(&ev(1, "c"), Some("5"), x, at(4));
+        s1.on_subscription(&ev(0, "c"), Some("5"), x, at(6));
+        let (r0, r1) = (PresenceReport::from(&s0), PresenceReport::from(&s1));
+        let m = MergedPresence::merge([(0, &r0), (1, &r1)], &expected);
+        let ids: Vec<_> = m.subscribers.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        let a = &m.subscribers[0];
+        assert_eq!(a.streams, [0, 1]);
+        assert_eq!(a.since, "2027-01-15T08:00:03.000Z", "the earliest");
+        assert_eq!(a.address.as_deref(), Some("10.0.0.2"), "the earliest's");
+        assert_eq!(m.subscribers[2].streams, [0], "c left stream 1");
+        let order: Vec<_> = m
+            .subscriber_events
+            .iter()
+            .map(|e| (e.event.id.as_str(), e.stream, e.event.event))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("b", 0, "connected"),
+                ("a", 1, "connected"),
+                ("c", 0, "connected"),
+                ("c", 1, "connected"),
+                ("a", 0, "connected"),
+                ("c", 1, "disconnected"),
+            ]
+        );
+        // c is missing on stream 1, d everywhere, b on stream 1: in order.
+        assert_eq!(m.missing_subscribers, ["b", "c", "d"]);
+        let v = serde_json::to_value(&m.subscriber_events[0]).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"stream": 0, "event": "connected", "id": "b",
+                "address": "10.0.0.1", "at": "2027-01-15T08:00:03.000Z"})
+        );
+        assert_eq!(
+            serde_json::to_value(&m.subscribers[0]).unwrap(),
+            serde_json::json!({"id": "a", "address": "10.0.0.2",
+                "since": "2027-01-15T08:00:03.000Z", "streams": [0, 1]})
+        );
     }
 }
 

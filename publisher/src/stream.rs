@@ -22,6 +22,7 @@ use crate::wiring::{Bound, LineB};
 use crossbeam::channel::{RecvTimeoutError, TryRecvError};
 use hdrhistogram::Histogram;
 use shardcast_agent::clock::now_ns;
+use shardcast_agent::presence::PresenceReport;
 use shardcast_agent::signals::StopSignal;
 use shardcast_agent::stats;
 use shardcast_agent::zmqx::Msg;
@@ -162,6 +163,11 @@ pub(crate) struct Stream<'a> {
     /// How late the last record sent was against its due time, ns (0 with
     /// no schedule).
     lag_ns: u64,
+    /// Named subscribers (`--id`) present, for the metrics: recounted only
+    /// when a presence event came (`presence_events` moved).
+    named: u64,
+    /// Presence events seen so far, kept and dropped.
+    presence_events: u64,
 }
 
 impl<'a> Stream<'a> {
@@ -195,6 +201,8 @@ impl<'a> Stream<'a> {
             }),
             live: None,
             lag_ns: 0,
+            named: 0,
+            presence_events: 0,
         }
     }
 
@@ -209,6 +217,7 @@ impl<'a> Stream<'a> {
     fn publish(&self, rep: &StreamReport, behind: &Histogram<u64>, subs: i64) {
         if let Some(l) = self.live.as_ref().and_then(|l| l.stream(self.index)) {
             l.publish(rep, self.lag_ns, behind.max(), subs);
+            l.publish_named(self.named);
         }
     }
 
@@ -237,6 +246,7 @@ impl<'a> Stream<'a> {
                 subscribers: 0,
                 send_errors: 0,
                 peers: Default::default(),
+                presence: PresenceReport::default(),
                 retransmit: None,
                 lines: None,
             },
@@ -252,6 +262,14 @@ impl<'a> Stream<'a> {
         match self.wait_for_start(start, &mut subs, &mut res) {
             Begin::At(t0) => {
                 res.first_due_ns = t0;
+                // --expect-subscribers: who is missing as sending starts
+                // (then at each housekeeping round), once what the XPUB
+                // holds is taken in. A subscriber's subscriptions come
+                // together when it connects (libzmq sends them at once, in
+                // trie order: its presence topic right after the control
+                // topic by which it was counted).
+                self.poll_subscriptions(&mut subs, zmq::DONTWAIT);
+                self.peers.warn_missing();
                 res.end_reason = match input {
                     Input::Synthetic { feed, stream_of } => {
                         self.send_loop(t0, feed, &stream_of, &mut subs, &mut res)
@@ -259,6 +277,12 @@ impl<'a> Stream<'a> {
                     Input::Itch(source) => self.send_loop_itch(t0, source, &mut subs, &mut res),
                     Input::Replay(input) => self.send_loop_replay(t0, input, &mut subs, &mut res),
                 };
+                // Presence as sending ended, with what the XPUB holds now
+                // (no end-of-stream went out yet, so no subscriber left
+                // for it): the end phase's departures are the run's normal
+                // end, not events.
+                self.poll_subscriptions(&mut subs, zmq::DONTWAIT);
+                res.report.presence = PresenceReport::from(self.peers.presence());
                 self.publish(&res.report, &res.behind, subs);
                 // Requests waiting for records past the last are answered
                 // now; the ring still serves what it holds.
@@ -273,6 +297,7 @@ impl<'a> Stream<'a> {
                 // that never started told a connected subscriber "complete,
                 // and empty". Silence leaves it incomplete, which is the truth.
                 res.end_reason = reason;
+                res.report.presence = PresenceReport::from(self.peers.presence());
                 eprintln!(
                     "shardcast-pub: stream {}: never started ({reason}); no end-of-stream sent",
                     self.index
@@ -310,6 +335,7 @@ impl<'a> Stream<'a> {
             self.poll_subscriptions(subs, 0);
             if let Some(l) = self.live.as_ref().and_then(|l| l.stream(self.index)) {
                 l.publish_subscribers(*subs);
+                l.publish_named(self.named);
             }
             if *subs != told && *subs < wanted {
                 // Progress, for operators and as a test handshake: this
@@ -767,6 +793,7 @@ impl<'a> Stream<'a> {
             return Some(EndReason::Duration);
         }
         self.poll_subscriptions(subs, zmq::DONTWAIT);
+        self.peers.warn_missing();
         None
     }
 
@@ -790,6 +817,7 @@ impl<'a> Stream<'a> {
             return Some(EndReason::Duration);
         }
         self.poll_subscriptions(subs, zmq::DONTWAIT);
+        self.peers.warn_missing();
         None
     }
 
@@ -904,6 +932,14 @@ impl<'a> Stream<'a> {
         } else {
             self.cfg.batch
         };
+        // Every connect and disconnect of a named subscriber is one event,
+        // kept or dropped: recount only when there was one.
+        let p = self.peers.presence();
+        let events = p.events().len() as u64 + p.events_dropped();
+        if events != self.presence_events {
+            self.presence_events = events;
+            self.named = p.subscribers().len() as u64;
+        }
     }
 
     /// Send what `out` holds as one frame (`--batch auto`: a lone record

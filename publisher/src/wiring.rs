@@ -117,7 +117,11 @@ pub(crate) fn wire(cfg: &Config) -> Result<Wired, SetupError> {
         } else {
             Some(watch_connections(&own.ctx, &sock, plan.index)?)
         };
-        let peers = PeerWatch::new(monitor, cfg.max_subscriptions, cfg.max_peers_per_host);
+        let peers = PeerWatch::new(monitor, cfg.max_subscriptions, cfg.max_peers_per_host).named(
+            "shardcast-pub",
+            plan.index,
+            &cfg.expect_subscribers,
+        );
         sockets.push(Bound {
             sock,
             endpoint,

@@ -326,6 +326,7 @@ pub fn report(
     let report = Report {
         role: "shardcast-sub",
         version: env!("CARGO_PKG_VERSION"),
+        id: cfg.id.clone(),
         end_reason: run.end,
         counters: totals,
         malformed: s.malformed_reasons.values().sum(),
@@ -525,6 +526,25 @@ mod tests {
         merge_itch(&mut into, 1, BTreeMap::from([("AAPL".to_string(), s)]));
         let names: Vec<_> = into.keys().cloned().collect();
         assert_eq!(names, ["AAPL", "AAPL@worker-1"]);
+    }
+
+    /// `--id` (presence) is the report's top-level `id`; null without it.
+    #[test]
+    fn the_id_is_reported() {
+        for (args, want) in [
+            (&["--id", "risk@ny4/2"][..], serde_json::json!("risk@ny4/2")),
+            (&[][..], serde_json::Value::Null),
+        ] {
+            let (r, _) = report(
+                &cfg(args),
+                run(EndReason::EndOfStream),
+                &[],
+                vec![Some(WorkerResult::default())],
+                &new_stage_hists(),
+                true,
+            );
+            assert_eq!(serde_json::to_value(&r).unwrap()["id"], want);
+        }
     }
 
     #[test]

@@ -47,6 +47,18 @@ pub struct Flags {
           env = "SHARDCAST_SUB_SUBSCRIBE", value_delimiter = ',')]
     pub subscribe: Vec<String>,
 
+    /// Name this subscriber to the publishers and relays it reads
+    /// (presence): every stream socket (each --connect, and its --connect-b
+    /// line) also subscribes to the presence topic of NAME (PROTOCOL.md
+    /// section 3), which matches no frame. A publisher or relay then logs
+    /// it connecting and leaving by name, with its address, lists it in
+    /// its report's `subscribers`, and warns when an id it expects
+    /// (`--expect-subscribers`) is missing. 1 to 64 characters of
+    /// `A-Z a-z 0-9 . _ - : @ /`.
+    #[arg(long, value_name = "NAME", value_parser = shardcast_agent::presence::id_arg,
+          env = "SHARDCAST_SUB_ID")]
+    pub id: Option<String>,
+
     /// Line B of an A/B pair (by position: shard i also reads line B
     /// endpoint i, the publisher's `--bind-b`), on its own socket and I/O
     /// thread. The shard arbitrates by sequence: the first copy of a record

@@ -95,6 +95,9 @@ pub struct Config {
     pub line_wait: Duration,
     /// `--subscribe`: the symbol prefixes selected (empty: everything).
     pub subscribe: Vec<String>,
+    /// `--id`: the name this subscriber announces (presence); `null`
+    /// when none.
+    pub id: Option<String>,
     /// `--recover-from`, in the order asked.
     pub recover_from: Vec<String>,
     /// `--reorder-window` (resolved): the largest gap repaired, records.
@@ -355,6 +358,7 @@ impl Config {
             recover_from: f.recover_from.clone(),
             line_wait: Duration::from_millis(f.line_wait_ms),
             subscribe: f.subscribe.clone(),
+            id: f.id.clone(),
             // One second of the feed at the lag budget, the rule the HWM
             // defaults follow (--explain-hwm).
             reorder_window: f
@@ -578,6 +582,27 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(e.flag, "--worker-cpus");
+    }
+
+    /// `--id` (presence): a valid name is taken (and printed by
+    /// --print-config); anything else is a usage error naming --id.
+    #[test]
+    fn the_id_is_a_presence_name() {
+        let c = resolve(&["--connect", "tcp://a:1", "--id", "desk-1.ny4"]).unwrap();
+        assert_eq!(c.id.as_deref(), Some("desk-1.ny4"));
+        assert_eq!(serde_json::to_value(&c).unwrap()["id"], "desk-1.ny4");
+        let c = resolve(&["--connect", "tcp://a:1"]).unwrap();
+        assert_eq!(
+            serde_json::to_value(&c).unwrap()["id"],
+            serde_json::Value::Null
+        );
+        let long = "x".repeat(65);
+        for bad in ["", "a b", "caf\u{e9}", "x\ty", long.as_str()] {
+            let e = Flags::try_parse_from(["shardcast-sub", "--connect", "tcp://a:1", "--id", bad])
+                .unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+            assert!(e.to_string().contains("--id"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

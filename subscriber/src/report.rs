@@ -18,6 +18,9 @@ pub struct Report {
     pub role: &'static str,
     /// Crate version.
     pub version: &'static str,
+    /// `--id`: the name this subscriber announced to its publishers and
+    /// relays (presence); `null` without it.
+    pub id: Option<String>,
     /// Why the run ended: end-of-stream, duration, signal, snail, error.
     pub end_reason: EndReason,
     /// `received`, `lost`, `duplicates`, `out_of_order`,

@@ -18,6 +18,7 @@ use shardcast_agent::clock::now_ns;
 use shardcast_agent::cpu::spawn_agent;
 use shardcast_agent::curve;
 use shardcast_agent::exit::{ioerr, zerr};
+use shardcast_agent::presence;
 use shardcast_agent::watch::Board;
 use shardcast_agent::zmqx::socket_with_own_io_thread;
 use shardcast_proto::wire::CONTROL_TOPIC;
@@ -126,6 +127,15 @@ fn sub_options(sub: &zmq::Socket, cfg: &Config, plan: &ShardPlan) -> Result<(), 
     }
     sub.set_rcvtimeo(POLL_MS)
         .map_err(zerr("setting ZMQ_RCVTIMEO"))?;
+    // --id: the presence topic names us to the publisher (or relay); it
+    // matches no frame. libzmq sends it with the other subscriptions when
+    // the socket connects (and again on each reconnect).
+    if let Some(id) = &cfg.id {
+        sub.set_subscribe(&presence::topic(id))
+            .map_err(zerr(format!(
+                "subscribing to the presence topic of --id {id}"
+            )))?;
+    }
     // The control topic carries heartbeats, end-of-stream and batches, and
     // is what a publisher's --wait-subscribers counts.
     sub.set_subscribe(CONTROL_TOPIC)

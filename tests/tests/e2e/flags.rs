@@ -43,6 +43,16 @@ fn bad_flags_exit_2_naming_the_flag() {
     assert_usage_error(sub, &["--connect", ep, "--duration", "-3"], "--duration");
     assert_usage_error(publ, &["--bind", ep, "--size", "12"], "--size");
     assert_usage_error(sub, &["--connect", ep, "--no-such-flag"], "--no-such-flag");
+    // Presence names: 1 to 64 of A-Za-z0-9._-:@/ (they go into log lines
+    // and reports unquoted).
+    assert_usage_error(sub, &["--connect", ep, "--id", "a b"], "--id");
+    assert_usage_error(sub, &["--connect", ep, "--id="], "--id");
+    assert_usage_error(sub, &["--connect", ep, "--id", &"x".repeat(65)], "--id");
+    assert_usage_error(
+        publ,
+        &["--bind", ep, "--expect-subscribers", "a,b;c"],
+        "--expect-subscribers",
+    );
 }
 
 #[test]
@@ -62,6 +72,20 @@ fn print_config_shows_the_resolved_configuration() {
     assert_eq!(v["shards"][0]["connect"], "tcp://127.0.0.1:0;127.0.0.1:1");
     assert_eq!(v["max_lag_ms"], 1000);
     assert_eq!(v["work"], "book");
+    assert_eq!(v["id"], serde_json::Value::Null, "no --id");
+    let (st, err, out) = run(
+        sub_bin(),
+        &[
+            "--connect",
+            "tcp://127.0.0.1:1",
+            "--id",
+            "desk-1",
+            "--print-config",
+        ],
+    );
+    assert!(st.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["id"], "desk-1");
 }
 
 /// Issue 10, finding 8: `--duration 1e300` panicked (exit 101) turning into

@@ -19,6 +19,7 @@ mod multicast;
 mod outputs;
 mod pipeline;
 mod placement;
+mod presence;
 mod record;
 mod recovery;
 mod replay;
