@@ -370,16 +370,17 @@ impl PeerWatch {
     /// with `flags == 0`, wait for one (up to the socket's receive timeout);
     /// with `DONTWAIT`, take what is there, at most [`MAX_EVENTS_PER_POLL`].
     pub fn poll(&mut self, xpub: &mut zmq::Socket, flags: i32) {
-        self.poll_forward(xpub, flags, &mut |_| {});
+        self.poll_forward(xpub, flags, &mut |_, _| {});
     }
 
-    /// [`PeerWatch::poll`], handing each event to `forward` once counted
-    /// (a relay sends it on upstream). Returns the events taken.
+    /// [`PeerWatch::poll`], handing each event, with its connection's
+    /// User-Id, to `forward` once counted (a relay sends it on upstream).
+    /// Returns the events taken.
     pub fn poll_forward(
         &mut self,
         xpub: &mut zmq::Socket,
         flags: i32,
-        forward: &mut dyn FnMut(&zmq::Message),
+        forward: &mut dyn FnMut(&[u8], Option<&str>),
     ) -> usize {
         self.poll_monitor();
         let mut m = zmq::Message::new();
@@ -403,7 +404,7 @@ impl PeerWatch {
                 );
                 self.log_presence(&change);
             }
-            forward(&m);
+            forward(&m, user.as_deref());
             if flags == 0 {
                 break;
             }

@@ -22,6 +22,7 @@ mod placement;
 mod presence;
 mod record;
 mod recovery;
+mod relay;
 mod replay;
 mod retransmit;
 mod security;

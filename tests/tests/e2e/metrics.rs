@@ -72,7 +72,7 @@ impl Scrape {
 
 /// GET /metrics over plain HTTP/1.0; the body, or `None` if the endpoint
 /// did not answer 200.
-fn get_metrics(addr: SocketAddr) -> Option<String> {
+pub(crate) fn get_metrics(addr: SocketAddr) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
@@ -150,7 +150,7 @@ fn parser_or_skip() -> Option<&'static str> {
 }
 
 /// The address of a `... metrics at http://ADDR/metrics` line.
-fn metrics_addr(line: &str) -> SocketAddr {
+pub(crate) fn metrics_addr(line: &str) -> SocketAddr {
     line.split("http://")
         .nth(1)
         .and_then(|r| r.strip_suffix("/metrics"))

@@ -54,6 +54,11 @@ pub fn record_bin() -> &'static Path {
     P.get_or_init(|| build("shardcast-recorder", "shardcast-record"))
 }
 
+pub fn relay_bin() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| build("shardcast-relay", "shardcast-relay"))
+}
+
 pub fn stat_bin() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
     P.get_or_init(|| build("shardcast-stat", "shardcast-stat"))
