@@ -3,6 +3,8 @@
 //! Shipped: what runs on a production host. `shardcast-pub` and
 //! `shardcast-sub` (the pipeline), `shardcast-record` (records streams for
 //! replay and gap repair, a long-running service like them),
+//! `shardcast-relay` (forwards streams from one network to another, a
+//! long-running service too),
 //! `shardcast-keygen` (CURVE keys, which deploy/README.md makes on each
 //! host), `shardcast-stat` (the live view of those processes, read from
 //! their metrics endpoints, for the operator on the host). Not shipped, on
@@ -50,6 +52,11 @@ pub const SHIPPED: &[Binary] = &[
         name: "shardcast-record",
         package: "shardcast-recorder",
         command: shardcast_recorder::cli::Flags::command,
+    },
+    Binary {
+        name: "shardcast-relay",
+        package: "shardcast-relay",
+        command: shardcast_relay::cli::Flags::command,
     },
     Binary {
         name: "shardcast-keygen",
