@@ -73,6 +73,7 @@ pub struct SystemBins {
     pub publ: PathBuf,
     pub sub: PathBuf,
     pub keygen: PathBuf,
+    pub relay: PathBuf,
 }
 
 pub fn system_bins() -> Result<&'static SystemBins, String> {
@@ -96,6 +97,8 @@ pub fn system_bins() -> Result<&'static SystemBins, String> {
                 "shardcast-publisher",
                 "-p",
                 "shardcast-subscriber",
+                "-p",
+                "shardcast-relay",
             ]);
         if release {
             cmd.arg("--release");
@@ -114,6 +117,7 @@ pub fn system_bins() -> Result<&'static SystemBins, String> {
             publ: dir.join("shardcast-pub"),
             sub: dir.join("shardcast-sub"),
             keygen: dir.join("shardcast-keygen"),
+            relay: dir.join("shardcast-relay"),
         })
     })
     .as_ref()
