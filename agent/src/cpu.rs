@@ -278,6 +278,19 @@ pub fn thread_budget_warning(busy_threads: usize, what: &str) -> Option<String> 
     })
 }
 
+/// Lower the calling thread's priority to `nice` (Linux: `setpriority` on
+/// the thread id affects that thread only): for service threads (the
+/// metrics endpoint, range servers) that must never take a core from the
+/// pipeline's threads when the host has none to spare. Best effort: a
+/// failure leaves the thread as it was.
+pub fn lower_thread_priority(nice: i32) {
+    // SAFETY: gettid and setpriority take and return plain integers.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, nice);
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -331,6 +331,96 @@ impl From<&Presence> for PresenceReport {
     }
 }
 
+/// A named subscriber over every stream (report `subscribers[]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NamedSubscriber {
+    /// Its `--id`.
+    pub id: String,
+    /// The address it connected from (the earliest stream's; behind a
+    /// relay, the relay's).
+    pub address: Option<String>,
+    /// When it announced itself first, on any stream (RFC 3339 UTC).
+    pub since: String,
+    /// The streams it is present on.
+    pub streams: Vec<usize>,
+}
+
+/// A presence event of one stream (report `subscriber_events[]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StreamEvent {
+    /// The stream.
+    pub stream: usize,
+    /// `event` ("connected" or "disconnected"), `id`, `address`, `at`.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// What the top-level presence keys hold: every stream's merged.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MergedPresence {
+    /// `subscribers`.
+    pub subscribers: Vec<NamedSubscriber>,
+    /// `subscriber_events`.
+    pub subscriber_events: Vec<StreamEvent>,
+    /// `subscriber_events_dropped`.
+    pub subscriber_events_dropped: u64,
+    /// `missing_subscribers`.
+    pub missing_subscribers: Vec<String>,
+}
+
+impl MergedPresence {
+    /// Merge the streams' presence (`(stream index, its report)`);
+    /// `expected` orders `missing_subscribers`.
+    pub fn merge<'a>(
+        streams: impl IntoIterator<Item = (usize, &'a PresenceReport)>,
+        expected: &[String],
+    ) -> MergedPresence {
+        let mut by_id: BTreeMap<String, NamedSubscriber> = BTreeMap::new();
+        let mut events = Vec::new();
+        let mut dropped = 0;
+        let mut missing = BTreeSet::new();
+        for (stream, p) in streams {
+            for s in &p.subscribers {
+                let e = by_id
+                    .entry(s.id.clone())
+                    .or_insert_with(|| NamedSubscriber {
+                        id: s.id.clone(),
+                        address: s.address.clone(),
+                        since: s.since.clone(),
+                        streams: Vec::new(),
+                    });
+                // RFC 3339 UTC of one width: text order is time order.
+                if s.since < e.since {
+                    e.since = s.since.clone();
+                    e.address = s.address.clone();
+                }
+                e.streams.push(stream);
+            }
+            events.extend(p.subscriber_events.iter().map(|e| StreamEvent {
+                stream,
+                event: e.clone(),
+            }));
+            dropped += p.subscriber_events_dropped;
+            missing.extend(p.missing_subscribers.iter().map(String::as_str));
+        }
+        // Stable: a stream's events keep their order within one instant.
+        events.sort_by(|a, b| (&a.event.at, a.stream).cmp(&(&b.event.at, b.stream)));
+        for s in by_id.values_mut() {
+            s.streams.sort_unstable();
+        }
+        MergedPresence {
+            subscribers: by_id.into_values().collect(),
+            subscriber_events: events,
+            subscriber_events_dropped: dropped,
+            missing_subscribers: expected
+                .iter()
+                .filter(|id| missing.contains(id.as_str()))
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

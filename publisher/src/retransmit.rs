@@ -604,7 +604,8 @@ impl Server {
 
     /// Serve until `stop` is set.
     pub fn run(mut self, stop: &AtomicBool, c: &Counters) -> Result<(), zmq::Error> {
-        lower_priority();
+        // nice 10: under CPU contention the kernel favours the stream threads.
+        shardcast_agent::cpu::lower_thread_priority(10);
         let mut active: Vec<Active> = Vec::new();
         let mut scratch = Vec::with_capacity(SERVER_BYTES_PER_LOCK + (1 << 16));
         let mut copied = Vec::with_capacity(FRAMES_PER_MESSAGE);
@@ -901,17 +902,6 @@ impl Server {
                 }
             }
         }
-    }
-}
-
-/// The server thread runs at nice 10: under CPU contention the kernel
-/// favours the stream threads.
-fn lower_priority() {
-    // SAFETY: gettid and setpriority take and return plain integers; on
-    // Linux PRIO_PROCESS with a thread id applies to that thread only.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
     }
 }
 

@@ -91,7 +91,9 @@ pub fn run_server(
     stop: &AtomicBool,
     counters: &ServeCounters,
 ) -> Result<(), zmq::Error> {
-    lower_priority();
+    // nice 10: under CPU contention the kernel favours the recorder
+    // threads, whose lag the snail judges.
+    shardcast_agent::cpu::lower_thread_priority(10);
     let mut active: Vec<Active> = Vec::new();
     let mut tokens: i64 = 0;
     let cap = (bytes_per_sec / 10).max(BYTES_PER_MESSAGE as u64) as i64;
@@ -133,17 +135,6 @@ pub fn run_server(
         progressed = counters.messages.load(Ordering::Relaxed) != sent_before;
     }
     Ok(())
-}
-
-/// Serve threads run at nice 10: under CPU contention the kernel favours
-/// the recorder threads, whose lag the snail judges.
-fn lower_priority() {
-    // SAFETY: gettid and setpriority take and return plain integers; on
-    // Linux PRIO_PROCESS with a thread id applies to that thread only.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
-    }
 }
 
 fn send_reply(router: &mut zmq::Socket, peer: &[u8], r: &Reply) -> Result<bool, zmq::Error> {

@@ -24,14 +24,12 @@ pub mod report;
 
 use config::{Config, HopPlan};
 use hop::{Hop, HopResult, HopSetup};
-use report::{
-    EndReason, HopEvent, HopReport, Report, RetransmitReport, SnailReport, StreamReport,
-    SubscriberReport,
-};
+use report::{EndReason, HopReport, Report, RetransmitReport, SnailReport, StreamReport};
 use shardcast_agent::cpu::{self, spawn_agent};
 use shardcast_agent::curve::{self, Zap};
 use shardcast_agent::exit::{self, ioerr, zerr, SetupError};
 use shardcast_agent::presence;
+use shardcast_agent::presence::MergedPresence;
 use shardcast_agent::signals::StopSignal;
 use shardcast_agent::stats::{self, LatencySummary};
 use shardcast_agent::watch::Board;
@@ -345,9 +343,6 @@ fn assemble(
     let mut streams = Vec::new();
     let mut hops = Vec::new();
     let mut arrival = stats::new_histogram();
-    let mut subscribers: BTreeMap<String, SubscriberReport> = BTreeMap::new();
-    let mut events = Vec::new();
-    let mut missing = Vec::new();
     let mut error = None;
     for (r, endpoint) in results.iter().zip(endpoints) {
         for (i, n) in r.malformed.iter().enumerate() {
@@ -374,29 +369,6 @@ fn assemble(
                 complete: st.complete(),
             });
         }
-        for s in &r.presence.subscribers {
-            let e = subscribers
-                .entry(s.id.clone())
-                .or_insert_with(|| SubscriberReport {
-                    id: s.id.clone(),
-                    address: s.address.clone(),
-                    since: s.since.clone(),
-                    hops: Vec::new(),
-                });
-            e.hops.push(r.index);
-            if s.since < e.since {
-                e.since = s.since.clone();
-            }
-        }
-        events.extend(r.presence.subscriber_events.iter().map(|e| HopEvent {
-            hop: r.index,
-            event: e.clone(),
-        }));
-        for m in &r.presence.missing_subscribers {
-            if !missing.contains(m) {
-                missing.push(m.clone());
-            }
-        }
         hops.push(HopReport {
             index: r.index,
             connect: cfg.hops[r.index].connect.clone(),
@@ -419,10 +391,12 @@ fn assemble(
             error: r.error.clone(),
         });
     }
-    // RFC 3339 UTC times of one format sort as text.
-    events.sort_by(|a, b| (&a.event.at, a.hop).cmp(&(&b.event.at, b.hop)));
     streams.sort_by_key(|s| (s.publisher_id, s.stream_id, s.hop));
-    missing.sort();
+    // As the publisher's: a relay's hops are its streams.
+    let presence = MergedPresence::merge(
+        results.iter().map(|r| (r.index, &r.presence)),
+        &cfg.expect_subscribers,
+    );
     let sum = |f: fn(&HopResult) -> u64| results.iter().map(f).sum::<u64>();
     let snail = (reason == EndReason::Snail)
         .then(|| board.croak.event())
@@ -459,9 +433,10 @@ fn assemble(
         eos_unknown: sum(|r| r.eos_unknown),
         snail,
         latency_ns: BTreeMap::from([("arrival", LatencySummary::of(&arrival))]),
-        subscribers: subscribers.into_values().collect(),
-        subscriber_events: events,
-        missing_subscribers: missing,
+        subscribers: presence.subscribers,
+        subscriber_events: presence.subscriber_events,
+        subscriber_events_dropped: presence.subscriber_events_dropped,
+        missing_subscribers: presence.missing_subscribers,
         streams,
         hops,
         retransmit,

@@ -2,7 +2,8 @@
 //! are a contract: add, never rename or drop.
 
 use serde::Serialize;
-use shardcast_agent::presence::{Event, PresenceReport};
+use shardcast_agent::presence::PresenceReport;
+use shardcast_agent::presence::{NamedSubscriber, StreamEvent};
 use shardcast_agent::stats::LatencySummary;
 use shardcast_publisher::peers::PeerReport;
 use std::collections::BTreeMap;
@@ -90,29 +91,6 @@ pub struct HopReport {
     pub ended: bool,
     /// What stopped it early.
     pub error: Option<String>,
-}
-
-/// A named subscriber present at the end, over every hop.
-#[derive(Clone, Debug, Serialize)]
-pub struct SubscriberReport {
-    /// Its `--id`.
-    pub id: String,
-    /// The address it connected from.
-    pub address: Option<String>,
-    /// When it first announced itself (RFC 3339 UTC).
-    pub since: String,
-    /// The hops it is subscribed on.
-    pub hops: Vec<usize>,
-}
-
-/// A connect or disconnect, with its hop.
-#[derive(Clone, Debug, Serialize)]
-pub struct HopEvent {
-    /// The hop.
-    pub hop: usize,
-    /// The event.
-    #[serde(flatten)]
-    pub event: Event,
 }
 
 /// The snail's verdict.
@@ -206,11 +184,16 @@ pub struct Report {
     /// Age of records when they reached the relay (intended send time to
     /// receipt), ns: the upstream part of the end-to-end latency.
     pub latency_ns: BTreeMap<&'static str, LatencySummary>,
-    /// Named subscribers present at the end (all hops).
-    pub subscribers: Vec<SubscriberReport>,
-    /// Every connect and disconnect, in order.
-    pub subscriber_events: Vec<HopEvent>,
-    /// `--expect-subscribers` ids missing at the end on some hop.
+    /// Named subscribers present at the end, over every hop, as the
+    /// publisher's (`streams` are the hops they are on).
+    pub subscribers: Vec<NamedSubscriber>,
+    /// Every connect and disconnect, in time order, each with its hop
+    /// (`stream`).
+    pub subscriber_events: Vec<StreamEvent>,
+    /// Events past the bound a hop keeps, not listed.
+    pub subscriber_events_dropped: u64,
+    /// `--expect-subscribers` ids missing at the end on some hop, in the
+    /// order given.
     pub missing_subscribers: Vec<String>,
     /// Per source.
     pub streams: Vec<StreamReport>,
