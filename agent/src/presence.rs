@@ -260,6 +260,11 @@ impl Presence {
             .collect()
     }
 
+    /// Named subscribers present now.
+    pub fn present_count(&self) -> usize {
+        self.present.len()
+    }
+
     /// Whether `id` is present now.
     pub fn is_present(&self, id: &str) -> bool {
         self.present.contains_key(id)

@@ -228,6 +228,24 @@ pub struct Flags {
           value_parser = clap::value_parser!(u64).range(1..=3_600_000), env = "SHARDCAST_RELAY_HANDSHAKE_TIMEOUT_MS")]
     pub handshake_timeout_ms: u64,
 
+    /// Serve Prometheus metrics (OpenMetrics text) at
+    /// http://ADDR:PORT/metrics while the run lasts, from a thread of its
+    /// own that reads only what the relay threads publish for the monitor
+    /// (README, "Relays"). Port 0: the OS picks one; the address is
+    /// printed on stderr.
+    #[arg(long, value_name = "ADDR:PORT", env = "SHARDCAST_RELAY_METRICS_BIND")]
+    pub metrics_bind: Option<std::net::SocketAddr>,
+
+    /// Keep the metrics endpoint up this long after the run, with the
+    /// report's final numbers, so a last scrape sees them.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "MS",
+        env = "SHARDCAST_RELAY_METRICS_LINGER_MS"
+    )]
+    pub metrics_linger_ms: u64,
+
     /// Write the JSON report here at the end.
     #[arg(long, value_name = "FILE", env = "SHARDCAST_RELAY_REPORT_JSON")]
     pub report_json: Option<std::path::PathBuf>,

@@ -99,6 +99,10 @@ pub struct Config {
     pub max_peers_per_host: u32,
     /// ZMQ_HANDSHAKE_IVL downstream.
     pub handshake_timeout: Duration,
+    /// `--metrics-bind`.
+    pub metrics_bind: Option<std::net::SocketAddr>,
+    /// `--metrics-linger-ms`.
+    pub metrics_linger: Duration,
     /// Report path.
     pub report_json: Option<PathBuf>,
 }
@@ -223,6 +227,8 @@ impl Config {
             max_subscriptions: f.max_subscriptions,
             max_peers_per_host: f.max_peers_per_host,
             handshake_timeout: Duration::from_millis(f.handshake_timeout_ms),
+            metrics_bind: f.metrics_bind,
+            metrics_linger: Duration::from_millis(f.metrics_linger_ms),
             report_json: f.report_json.clone(),
         })
     }

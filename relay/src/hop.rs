@@ -97,6 +97,8 @@ pub struct HopSetup {
     pub eos_timeout: std::time::Duration,
     /// Downstream is multicast: nobody is counted there.
     pub multicast: bool,
+    /// What the hop publishes for `--metrics-bind` besides the board.
+    pub gauges: std::sync::Arc<crate::exporter::HopGauges>,
 }
 
 /// What a hop hands back.
@@ -614,6 +616,10 @@ impl<'a> Hop<'a> {
         AgentCounters::publish(&c.max_lag_ns, self.lag.max_age_ns());
         AgentCounters::publish(&c.lost, self.res.tracker.totals().lost);
         AgentCounters::publish(&c.enqueued, self.res.frames_out);
+        let g = &self.setup.gauges;
+        AgentCounters::publish(&g.subscribers, self.peers.count());
+        AgentCounters::publish(&g.named, self.peers.presence().present_count() as u64);
+        AgentCounters::publish(&g.blocked, self.res.blocked);
     }
 
     fn finish(mut self) -> HopResult {

@@ -14,10 +14,12 @@
 //! * [`hop`]: one relay thread per `--connect` (its own sockets, its own
 //!   ZeroMQ I/O thread, pinned like the subscriber's shards).
 //! * [`fetch`]: `--retransmit-bind`, gap repair through the relay.
+//! * [`exporter`]: `--metrics-bind` (Prometheus metrics at `/metrics`).
 //! * [`cli`], [`config`], [`report`]: flags, resolved configuration, report.
 
 pub mod cli;
 pub mod config;
+pub mod exporter;
 pub mod fetch;
 pub mod hop;
 pub mod report;
@@ -54,8 +56,25 @@ const SEND_WAIT_MS: i32 = 20;
 /// handshake command), as the publisher's streams.
 const MAX_DOWNSTREAM_MESSAGE: i64 = 1024;
 
-/// The report of a run (`--report-json`).
-pub type Outcome = Report;
+/// What a run hands back: the report, and the metrics endpoint.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The report (`--report-json`).
+    pub report: Report,
+    /// `--metrics-bind`: the endpoint, still serving (the report's numbers
+    /// now) until [`Outcome::linger_metrics`] or a drop closes it.
+    pub metrics: Option<exporter::Exporter>,
+}
+
+impl Outcome {
+    /// `--metrics-linger-ms`: keep the metrics endpoint up for `linger`
+    /// (or until `stop`), then close it.
+    pub fn linger_metrics(&mut self, linger: Duration, stop: impl Fn() -> bool) {
+        if let Some(e) = self.metrics.take() {
+            e.linger(linger, stop);
+        }
+    }
+}
 
 struct Wired {
     hop: HopPlan,
@@ -67,7 +86,7 @@ struct Wired {
 
 /// Wire the sockets, relay until the run ends, and report. Every thread it
 /// started has stopped when it returns.
-pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, SetupError> {
+pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, SetupError> {
     let n = cfg.hops.len();
     if let Some(w) =
         cpu::thread_budget_warning(cfg.busy_threads(), &format!("{n} relays + {n} I/O"))
@@ -132,6 +151,11 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, SetupError> {
         None => None,
     };
     let board = Arc::new(Board::new(n, 0));
+    let gauges: Vec<Arc<exporter::HopGauges>> = (0..n).map(|_| Arc::default()).collect();
+    let metrics = match cfg.metrics_bind {
+        Some(bind) => Some(exporter::Exporter::start(bind, &board, &gauges)?),
+        None => None,
+    };
     let t0 = Instant::now();
     let mut handles: Vec<Option<JoinHandle<HopResult>>> = Vec::with_capacity(n);
     let mut endpoints = Vec::with_capacity(n);
@@ -149,6 +173,7 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, SetupError> {
             exit_on_eos: cfg.on_eos == cli::OnEos::Exit,
             eos_timeout: cfg.eos_timeout,
             multicast: w.hop.multicast,
+            gauges: Arc::clone(&gauges[w.hop.index]),
         };
         endpoints.push(w.endpoint);
         let b = Arc::clone(&board);
@@ -181,9 +206,11 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Report, SetupError> {
     let _ = zap.finish();
     drop(contexts);
     let results: Vec<HopResult> = results.into_iter().map(|r| r.expect("joined")).collect();
-    Ok(assemble(
-        cfg, reason, &board, results, endpoints, retransmit, elapsed,
-    ))
+    let report = assemble(cfg, reason, &board, results, endpoints, retransmit, elapsed);
+    if let Some(m) = &metrics {
+        m.finish(&report);
+    }
+    Ok(Outcome { report, metrics })
 }
 
 /// The upstream XSUB's options, before it connects.

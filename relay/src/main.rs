@@ -29,21 +29,22 @@ fn main() -> ExitCode {
     if let Err(code) = launch::clear_outputs(ROLE, &cfg.outputs()) {
         return ExitCode::from(code);
     }
-    let report = match run(&cfg, &signal) {
-        Ok(r) => r,
+    let mut outcome = match run(&cfg, &signal) {
+        Ok(o) => o,
         Err(e) => {
             eprintln!("{ROLE}: error: {e}");
             return ExitCode::from(exit::FAILURE);
         }
     };
-    let mut code = exit_code(&report);
+    let mut code = exit_code(&outcome.report);
     launch::write_output(
         ROLE,
         "--report-json",
         cfg.report_json.as_deref(),
-        &report,
+        &outcome.report,
         &mut code,
     );
-    println!("{}", report.summary());
+    println!("{}", outcome.report.summary());
+    outcome.linger_metrics(cfg.metrics_linger, || signal.raised());
     ExitCode::from(code)
 }

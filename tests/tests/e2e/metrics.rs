@@ -525,3 +525,113 @@ fn publisher_scrapes_parse_grow_and_end_equal_to_the_report() {
         u(&r["retransmit"], "requests") as f64
     );
 }
+
+/// `shardcast-relay --metrics-bind`: a real publisher -> relay ->
+/// subscriber; the relay's scrapes parse, grow while data flows, and the
+/// last one (during `--metrics-linger-ms`) equals its `--report-json`.
+#[test]
+fn relay_scrapes_parse_grow_and_end_equal_to_the_report() {
+    let Some(py) = parser_or_skip() else {
+        return;
+    };
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let relay_json = tmp.path().join("relay.json");
+    let count = 60_000u64;
+    let publ = start_pub(
+        1,
+        &[
+            "--rate",
+            "20000",
+            "--count",
+            &count.to_string(),
+            "--wait-subscribers",
+            "1",
+        ],
+    );
+    let args: Vec<String> = [
+        "--connect",
+        &publ.endpoints[0],
+        "--bind",
+        "tcp://127.0.0.1:*",
+        "--metrics-bind",
+        "127.0.0.1:0",
+        // Long enough for any machine; the test ends it with SIGTERM.
+        "--metrics-linger-ms",
+        "60000",
+        "--report-json",
+        &path_str(&relay_json),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let relay = Proc::spawn("shardcast-relay", relay_bin(), &args);
+    let down = relay
+        .wait_line("hop 0: tcp://")
+        .split(" -> ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("downstream endpoint")
+        .to_string();
+    let addr = metrics_addr(&relay.wait_line("metrics at http://"));
+    let sub = start_sub(&[down], &["--id", "watcher", "--workers", "0"]);
+    let received = |s: &Scrape| s.sum("shardcast_received_total", &[]);
+    let first = scrape_until(py, addr, "a scrape with records relayed", |s| {
+        received(s) > 0.0
+    });
+    assert_eq!(
+        first.sum("shardcast_build_info", &[("role", "shardcast-relay")]),
+        1.0
+    );
+    assert_eq!(first.sum("shardcast_subscribers", &[("hop", "0")]), 1.0);
+    assert_eq!(
+        first.sum("shardcast_subscribers_named", &[("hop", "0")]),
+        1.0
+    );
+    let n1 = received(&first);
+    let second = scrape_until(py, addr, "a scrape with more records relayed", |s| {
+        received(s) > n1
+    });
+    assert!(
+        second.sum("shardcast_frames_forwarded_total", &[])
+            >= first.sum("shardcast_frames_forwarded_total", &[])
+    );
+    let (st, err, _) = sub.wait();
+    assert!(st.success(), "subscriber failed: {err}");
+    // The report is written after the endpoint switched to its numbers.
+    poll_until("the report written", || relay_json.exists());
+    let last = scrape_until(py, addr, "the final numbers", |_| true);
+    relay.signal(libc::SIGTERM); // ends the linger
+    let (st, err, _) = relay.wait();
+    assert!(st.success(), "relay failed: {st:?}\n{err}");
+    let (pst, perr, _) = publ.proc.wait();
+    assert!(pst.success(), "publisher failed: {perr}");
+
+    let r = read_json(&relay_json);
+    assert_eq!(u(&r, "received"), count, "the relay took all: {r}");
+    let eq = |metric: &str, labels: &[(&str, &str)], want: u64| {
+        assert_eq!(
+            last.sum(metric, labels),
+            want as f64,
+            "{metric}{labels:?} against the report"
+        )
+    };
+    eq(
+        "shardcast_received_total",
+        &[("hop", "0")],
+        u(&r, "received"),
+    );
+    eq("shardcast_frames_received_total", &[], u(&r, "frames_in"));
+    eq("shardcast_frames_forwarded_total", &[], u(&r, "frames_out"));
+    eq("shardcast_lost_total", &[], u(&r, "lost"));
+    eq("shardcast_slow_records_total", &[], u(&r, "slow"));
+    eq("shardcast_snail_croaks_total", &[], 0);
+    let hop = &r["hops"][0];
+    eq("shardcast_subscribers", &[], u(hop, "subscribers"));
+    eq("shardcast_blocked_sends_total", &[], u(hop, "blocked"));
+    let lag_s = r["max_lag_ms"].as_f64().unwrap() / 1e3;
+    assert!(
+        (last.sum("shardcast_max_lag_seconds", &[("hop", "0")]) - lag_s).abs() < 1e-6,
+        "max lag against the report: {lag_s}"
+    );
+}
