@@ -228,6 +228,54 @@ pub struct Flags {
           value_parser = clap::value_parser!(u64).range(1..=3_600_000), env = "SHARDCAST_RELAY_HANDSHAKE_TIMEOUT_MS")]
     pub handshake_timeout_ms: u64,
 
+    /// CURVE upstream: this relay's secret key file (from shardcast-keygen;
+    /// its public half must be in the upstream's --curve-allow). Every hop
+    /// then connects encrypted. Needs the system libzmq build.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "curve_server_key",
+        help_heading = "Security",
+        env = "SHARDCAST_RELAY_CURVE_KEY"
+    )]
+    pub curve_key: Option<std::path::PathBuf>,
+
+    /// CURVE upstream: the upstream's public key (Z85 text, or its NAME.pub
+    /// file).
+    #[arg(
+        long,
+        value_name = "KEY|FILE",
+        requires = "curve_key",
+        help_heading = "Security",
+        env = "SHARDCAST_RELAY_CURVE_SERVER_KEY"
+    )]
+    pub curve_server_key: Option<String>,
+
+    /// CURVE downstream: the secret key file the relay serves its streams
+    /// with (it may be the same as --curve-key); only subscribers whose
+    /// public key is in --curve-allow get in. Needs the system libzmq build.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "curve_allow",
+        help_heading = "Security",
+        env = "SHARDCAST_RELAY_CURVE_SECRET_KEY"
+    )]
+    pub curve_secret_key: Option<std::path::PathBuf>,
+
+    /// CURVE downstream: files of subscriber public keys allowed in (lines
+    /// of `KEY [NAME]`, or NAME.pub files); repeatable. Others are refused
+    /// and logged with their address.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "curve_secret_key",
+        help_heading = "Security",
+        env = "SHARDCAST_RELAY_CURVE_ALLOW",
+        value_delimiter = ','
+    )]
+    pub curve_allow: Vec<std::path::PathBuf>,
+
     /// Serve Prometheus metrics (OpenMetrics text) at
     /// http://ADDR:PORT/metrics while the run lasts, from a thread of its
     /// own that reads only what the relay threads publish for the monitor

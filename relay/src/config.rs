@@ -2,14 +2,14 @@
 
 use crate::cli::{Flags, OnEos};
 use serde::Serialize;
-use shardcast_agent::curve;
+use shardcast_agent::curve::{self, Allowlist, KeyPair, PublicKey};
 use shardcast_agent::exit::UsageError;
 use shardcast_agent::idle::Idle;
 use shardcast_agent::lag::OnSlow;
 use shardcast_agent::zmqx::is_multicast;
 use shardcast_agent::{cpu, zmqx};
 use shardcast_proto::snail::{LagLimit, LagMode};
-use shardcast_publisher::config::WhenFull;
+use shardcast_publisher::config::{CurveServer, WhenFull};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -42,6 +42,15 @@ pub struct RetransmitProxy {
     pub from: String,
     /// Requests one peer may have in progress.
     pub peer_requests: u32,
+}
+
+/// CURVE upstream: the relay as a client.
+#[derive(Clone, Debug, Serialize)]
+pub struct CurveClient {
+    /// Our key pair (the secret half is never printed).
+    pub keys: KeyPair,
+    /// The upstream's public key.
+    pub server: PublicKey,
 }
 
 /// The resolved configuration.
@@ -99,6 +108,10 @@ pub struct Config {
     pub max_peers_per_host: u32,
     /// ZMQ_HANDSHAKE_IVL downstream.
     pub handshake_timeout: Duration,
+    /// CURVE upstream (`--curve-key`, `--curve-server-key`).
+    pub curve_upstream: Option<CurveClient>,
+    /// CURVE downstream (`--curve-secret-key`, `--curve-allow`).
+    pub curve_downstream: Option<CurveServer>,
     /// `--metrics-bind`.
     pub metrics_bind: Option<std::net::SocketAddr>,
     /// `--metrics-linger-ms`.
@@ -184,6 +197,39 @@ impl Config {
             // clap's `requires` sees to the pair.
             _ => None,
         };
+        let curve_upstream = match (&f.curve_key, &f.curve_server_key) {
+            (Some(key), Some(server)) => {
+                curve::need_curve("--curve-key")?;
+                if f.connect.iter().any(|c| is_multicast(c)) {
+                    return Err(UsageError::new(
+                        "--curve-key",
+                        "libzmq cannot encrypt pgm:// or epgm:// streams (CURVE needs a connection); use tcp://",
+                    ));
+                }
+                Some(CurveClient {
+                    keys: curve::read_key_pair("--curve-key", key)?,
+                    server: curve::read_public_key("--curve-server-key", server)?,
+                })
+            }
+            _ => None,
+        };
+        let curve_downstream = match &f.curve_secret_key {
+            Some(path) => {
+                curve::need_curve("--curve-secret-key")?;
+                if f.bind.iter().any(|b| is_multicast(b)) {
+                    return Err(UsageError::new(
+                        "--curve-secret-key",
+                        "CURVE needs a connection per subscriber (tcp://, ipc://); libzmq cannot encrypt \
+                         pgm:// or epgm:// streams",
+                    ));
+                }
+                Some(CurveServer {
+                    keys: curve::read_key_pair("--curve-secret-key", path)?,
+                    allow: Allowlist::read("--curve-allow", &f.curve_allow)?,
+                })
+            }
+            None => None,
+        };
         let cpus = cpu::plan_cpus("--cpus", f.cpus.as_ref().map(|c| &c.0[..]), n, "relay")?;
         let io = cpu::plan_cpus("--io-cpus", f.io_cpus.as_ref().map(|c| &c.0[..]), n, "I/O")?;
         Ok(Config {
@@ -227,6 +273,8 @@ impl Config {
             max_subscriptions: f.max_subscriptions,
             max_peers_per_host: f.max_peers_per_host,
             handshake_timeout: Duration::from_millis(f.handshake_timeout_ms),
+            curve_upstream,
+            curve_downstream,
             metrics_bind: f.metrics_bind,
             metrics_linger: Duration::from_millis(f.metrics_linger_ms),
             report_json: f.report_json.clone(),

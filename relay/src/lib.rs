@@ -106,7 +106,8 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, SetupError> {
     // The ZAP handler before any XPUB binds: it names every downstream
     // connection (how subscribers are counted, as the publisher does).
     let ctx_refs: Vec<&zmq::Context> = owns.iter().map(|o| &o.ctx).collect();
-    let zap = Zap::start(&ctx_refs, None, "shardcast-relay")?;
+    let allow = cfg.curve_downstream.as_ref().map(|c| c.allow.clone());
+    let zap = Zap::start(&ctx_refs, allow, "shardcast-relay")?;
     let mut wired = Vec::with_capacity(n);
     let mut contexts = Vec::with_capacity(n);
     for (plan, own) in cfg.hops.iter().zip(owns) {
@@ -131,6 +132,25 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, SetupError> {
                     cfg.wait_subscribers
                 )
             }
+        );
+        let protection = |on: bool, how: &str| {
+            if on {
+                how.to_string()
+            } else {
+                "PLAIN TEXT".into()
+            }
+        };
+        eprintln!(
+            "shardcast-relay: hop {}: upstream {}, downstream {}",
+            plan.index,
+            protection(
+                cfg.curve_upstream.is_some(),
+                "CURVE: encrypted, the upstream's key checked"
+            ),
+            protection(
+                cfg.curve_downstream.is_some(),
+                "CURVE: encrypted, only --curve-allow keys let in"
+            ),
         );
         let peers = PeerWatch::new(monitor, cfg.max_subscriptions, cfg.max_peers_per_host).named(
             "shardcast-relay",
@@ -203,10 +223,12 @@ pub fn run(cfg: &Config, signal: &StopSignal) -> Result<Outcome, SetupError> {
             ..RetransmitReport::default()
         })
     });
-    let _ = zap.finish();
+    let zap = zap.finish();
+    let security = cfg.curve_downstream.is_some().then_some(zap);
     drop(contexts);
     let results: Vec<HopResult> = results.into_iter().map(|r| r.expect("joined")).collect();
-    let report = assemble(cfg, reason, &board, results, endpoints, retransmit, elapsed);
+    let mut report = assemble(cfg, reason, &board, results, endpoints, retransmit, elapsed);
+    report.security = security;
     if let Some(m) = &metrics {
         m.finish(&report);
     }
@@ -224,6 +246,10 @@ fn upstream_options(s: &zmq::Socket, cfg: &Config) -> Result<(), SetupError> {
     s.set_maxmsgsize(cfg.max_msg_size)
         .map_err(zerr("setting ZMQ_MAXMSGSZ (--max-msg-size)"))?;
     s.set_linger(0).map_err(zerr("setting ZMQ_LINGER"))?;
+    if let Some(c) = &cfg.curve_upstream {
+        curve::make_client(s, &c.keys, &c.server)
+            .map_err(zerr("making the hop a CURVE client (--curve-key)"))?;
+    }
     Ok(())
 }
 
@@ -260,6 +286,11 @@ fn bind_downstream(
     }
     zmqx::set_int_option(&mut s, zmqx::XPUB_VERBOSER, 1)
         .map_err(zerr("setting ZMQ_XPUB_VERBOSER"))?;
+    if let Some(c) = &cfg.curve_downstream {
+        curve::make_server(&s, &c.keys).map_err(zerr(
+            "making the downstream a CURVE server (--curve-secret-key)",
+        ))?;
+    }
     let monitor = if plan.multicast {
         None
     } else {
@@ -467,6 +498,7 @@ fn assemble(
         streams,
         hops,
         retransmit,
+        security: None,
         error,
     }
 }

@@ -201,6 +201,9 @@ pub struct Report {
     pub hops: Vec<HopReport>,
     /// `--retransmit-bind`.
     pub retransmit: Option<RetransmitReport>,
+    /// CURVE downstream (`--curve-secret-key`): handshakes allowed and
+    /// refused, and who was refused; null in plain text.
+    pub security: Option<shardcast_agent::curve::ZapReport>,
     /// The first error, if any.
     pub error: Option<String>,
 }

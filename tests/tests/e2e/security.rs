@@ -230,3 +230,108 @@ fn plain_text_says_so_and_curve_without_a_curve_libzmq_names_the_flag() {
     assert_eq!(st.code(), Some(2), "{err}");
     assert!(err.contains("--curve-server-key"), "{err}");
 }
+
+/// CURVE on both sides of a relay: the publisher lets in only the relay's
+/// key, the relay only the allowed subscriber's; an unknown key at the
+/// relay is refused and logged, the allowed one gets every message.
+#[test]
+fn curve_through_a_relay_lets_in_only_the_allowed_keys() {
+    let Some(bins) = system_bins_or_skip("curve through a relay") else {
+        return;
+    };
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path();
+    let public = keygen(bins, keys, &["pub", "relay", "good", "bad"]);
+    let (allow_pub, allow_relay) = (keys.join("allow-pub.txt"), keys.join("allow-relay.txt"));
+    std::fs::write(&allow_pub, format!("{} relay\n", public[1])).unwrap();
+    std::fs::write(&allow_relay, format!("{} good\n", public[2])).unwrap();
+    let key = |n: &str| path_str(&keys.join(format!("{n}.key")));
+    let (relay_json, good_json, bad_json) = (
+        keys.join("relay.json"),
+        keys.join("good.json"),
+        keys.join("bad.json"),
+    );
+    let count = 5000u64;
+    let publ = start_pub_bin(
+        &bins.publ,
+        &["tcp://127.0.0.1:*".to_string()],
+        &[
+            "--rate",
+            "10000",
+            "--count",
+            &count.to_string(),
+            "--wait-subscribers",
+            "1",
+            "--curve-secret-key",
+            &key("pub"),
+            "--curve-allow",
+            &path_str(&allow_pub),
+        ],
+    );
+    let relay_args: Vec<String> = [
+        "--connect",
+        &publ.endpoints[0],
+        "--bind",
+        "tcp://127.0.0.1:*",
+        "--curve-key",
+        &key("relay"),
+        "--curve-server-key",
+        &path_str(&keys.join("pub.pub")),
+        "--curve-secret-key",
+        &key("relay"),
+        "--curve-allow",
+        &path_str(&allow_relay),
+        "--report-json",
+        &path_str(&relay_json),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let relay = Proc::spawn("shardcast-relay", &bins.relay, &relay_args);
+    let down = relay
+        .wait_line("hop 0: tcp://")
+        .split(" -> ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("downstream endpoint")
+        .to_string();
+    relay.wait_line("upstream CURVE: encrypted");
+    let sub_args = |name: &str, json: &Path| -> Vec<String> {
+        vec![
+            "--max-lag-ms".into(),
+            "60000".into(),
+            "--curve-key".into(),
+            key(name),
+            "--curve-server-key".into(),
+            path_str(&keys.join("relay.pub")),
+            "--report-json".into(),
+            path_str(json),
+        ]
+    };
+    let bad = start_sub_bin(
+        &bins.sub,
+        &[down.clone()],
+        &as_strs(&sub_args("bad", &bad_json)),
+    );
+    let (st, bad_err, _) = bad.wait();
+    assert_eq!(st.code(), Some(1), "{bad_err}");
+    assert!(bad_err.contains("refused our CURVE key"), "{bad_err}");
+    let good = start_sub_bin(&bins.sub, &[down], &as_strs(&sub_args("good", &good_json)));
+    let (st, good_err, _) = good.wait();
+    assert!(st.success(), "{good_err}");
+    let (st, perr, _) = publ.proc.wait();
+    assert!(st.success(), "{perr}");
+    let (st, rerr, _) = relay.wait();
+    assert!(st.success(), "{rerr}");
+    let g = read_json(&good_json);
+    assert_eq!(u(&g, "received"), count, "{g}");
+    assert_eq!(g["streams_complete"], true, "{g}");
+    assert_eq!(u(&read_json(&bad_json), "received"), 0);
+    let refusal = format!("refused subscriber at 127.0.0.1: CURVE key {}", public[3]);
+    assert!(rerr.contains(&refusal), "{rerr}");
+    let s = &read_json(&relay_json)["security"];
+    assert_eq!(u(s, "handshakes_allowed"), 1, "{s}");
+    assert_eq!(u(s, "handshakes_refused"), 1, "{s}");
+    assert_eq!(s["refused"][0]["public_key"], public[3].as_str(), "{s}");
+}
