@@ -311,7 +311,7 @@ fn curve_through_a_relay_lets_in_only_the_allowed_keys() {
     };
     let bad = start_sub_bin(
         &bins.sub,
-        &[down.clone()],
+        std::slice::from_ref(&down),
         &as_strs(&sub_args("bad", &bad_json)),
     );
     let (st, bad_err, _) = bad.wait();
