@@ -566,13 +566,7 @@ fn relay_scrapes_parse_grow_and_end_equal_to_the_report() {
     .map(|s| s.to_string())
     .collect();
     let relay = Proc::spawn("shardcast-relay", relay_bin(), &args);
-    let down = relay
-        .wait_line("hop 0: tcp://")
-        .split(" -> ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .expect("downstream endpoint")
-        .to_string();
+    let down = relay_endpoint(&relay, 0);
     let addr = metrics_addr(&relay.wait_line("metrics at http://"));
     let sub = start_sub(&[down], &["--id", "watcher", "--workers", "0"]);
     let received = |s: &Scrape| s.sum("shardcast_received_total", &[]);

@@ -25,14 +25,7 @@ fn start_relay(name: &'static str, connect: &[String], binds: &[String], args: &
     v.extend(args.iter().map(|s| s.to_string()));
     let proc = Proc::spawn(name, relay_bin(), &v);
     let endpoints = (0..connect.len())
-        .map(|i| {
-            let line = proc.wait_line(&format!("hop {i}: tcp://"));
-            line.split(" -> ")
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next())
-                .expect("downstream endpoint")
-                .to_string()
-        })
+        .map(|i| relay_endpoint(&proc, i))
         .collect();
     Relay { proc, endpoints }
 }

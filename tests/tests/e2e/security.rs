@@ -289,13 +289,7 @@ fn curve_through_a_relay_lets_in_only_the_allowed_keys() {
     .map(|s| s.to_string())
     .collect();
     let relay = Proc::spawn("shardcast-relay", &bins.relay, &relay_args);
-    let down = relay
-        .wait_line("hop 0: tcp://")
-        .split(" -> ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .expect("downstream endpoint")
-        .to_string();
+    let down = relay_endpoint(&relay, 0);
     relay.wait_line("upstream CURVE: encrypted");
     let sub_args = |name: &str, json: &Path| -> Vec<String> {
         vec![

@@ -59,6 +59,18 @@ pub fn relay_bin() -> &'static Path {
     P.get_or_init(|| build("shardcast-relay", "shardcast-relay"))
 }
 
+/// The downstream endpoint a relay bound for hop `i` (from its "hop I: A ->
+/// B" line, so the OS picks free ports).
+pub fn relay_endpoint(relay: &Proc, i: usize) -> String {
+    relay
+        .wait_line(&format!("hop {i}: tcp://"))
+        .split(" -> ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("downstream endpoint")
+        .to_string()
+}
+
 pub fn stat_bin() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
     P.get_or_init(|| build("shardcast-stat", "shardcast-stat"))
