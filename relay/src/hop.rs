@@ -468,6 +468,15 @@ impl<'a> Hop<'a> {
     #[cold]
     fn forward_blocked(&mut self, msg: &mut Msg, since: u64) -> Result<(), Option<String>> {
         self.res.blocked += 1;
+        // The frame's age is what the snail judges: from its first
+        // record's intended send time in absolute mode; from when it started
+        // waiting in relative mode (the sender's clock may differ), for a
+        // multipart message, or a frame without a believable time.
+        let stamped = (self.setup.limit.mode == LagMode::Absolute)
+            .then(|| Frame::parse(msg.bytes()).ok())
+            .flatten()
+            .and_then(|f| f.records().next().map(|r| r.send_ts_ns()));
+        let sent_ns = stamped.filter(|t| *t > 0 && *t <= since).unwrap_or(since);
         let mut croaked = false;
         let result = loop {
             if self.board.stop_shards.load(Ordering::Relaxed) {
@@ -486,7 +495,7 @@ impl<'a> Hop<'a> {
                 break Err(Some(format!("forwarding subscriptions upstream: {e}")));
             }
             let now = now_ns();
-            let held = now.saturating_sub(since);
+            let held = now.saturating_sub(sent_ns);
             if !croaked && self.setup.limit.is_over(held as i64) {
                 croaked = true;
                 self.held_too_long(now, held, msg);
