@@ -166,3 +166,54 @@ fn huge_float_flags_exit_2_naming_the_flag() {
         assert!(st.success(), "{flag} {largest} is taken: {err}");
     }
 }
+
+/// `shardcast-relay`'s own rules: one --bind per --connect, no endpoint
+/// both upstream and downstream, the retransmission pair given together,
+/// ids checked, CPUs checked; each exits 2 naming the flag.
+#[test]
+fn relay_bad_flags_exit_2_naming_the_flag() {
+    let relay = relay_bin();
+    let (up, down) = ("tcp://127.0.0.1:5998", "tcp://127.0.0.1:5997");
+    assert_usage_error(relay, &["--connect", up], "--bind");
+    assert_usage_error(
+        relay,
+        &[
+            "--connect",
+            up,
+            "--bind",
+            down,
+            "--bind",
+            "tcp://127.0.0.1:5996",
+        ],
+        "--bind",
+    );
+    assert_usage_error(relay, &["--connect", up, "--bind", up], "--bind");
+    assert_usage_error(relay, &["--connect", up, "--bind", "inproc://x"], "--bind");
+    assert_usage_error(
+        relay,
+        &[
+            "--connect",
+            up,
+            "--bind",
+            down,
+            "--retransmit-bind",
+            "tcp://127.0.0.1:5995",
+        ],
+        "--retransmit-from",
+    );
+    assert_usage_error(
+        relay,
+        &["--connect", up, "--bind", down, "--id", "bad id"],
+        "--id",
+    );
+    assert_usage_error(
+        relay,
+        &["--connect", up, "--bind", down, "--cpus", "99999"],
+        "--cpus",
+    );
+    assert_usage_error(
+        relay,
+        &["--connect", up, "--bind", down, "--when-full", "maybe"],
+        "--when-full",
+    );
+}
