@@ -566,3 +566,72 @@ fn the_relay_knows_its_subscribers_by_name() {
         assert!(e["at"].as_str().unwrap().ends_with('Z'), "{e}");
     }
 }
+
+/// `--on-eos stay`: a long-lived relay carries the publisher's next
+/// session too. The first subscriber ends with the first session; the
+/// publisher restarts on the same endpoint; a second subscriber, through
+/// the same relay, gets the whole second session.
+#[test]
+fn a_relay_that_stays_carries_the_next_session() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let f = |n: &str| path_str(&dir.path().join(n));
+    const COUNT: u64 = 3000;
+    let pub_args = [
+        "--rate",
+        "10000",
+        "--count",
+        "3000",
+        "--wait-subscribers",
+        "1",
+        "--wait-timeout",
+        "60",
+        "--eos-timeout-ms",
+        "500",
+    ];
+    let first = start_pub(1, &pub_args);
+    let relay = start_relay(
+        "relay",
+        &first.endpoints,
+        &any_port(1),
+        &["--on-eos", "stay", "--report-json", &f("relay.json")],
+    );
+    let a = start_sub(
+        &relay.endpoints,
+        &["--workers", "0", "--report-json", &f("a.json")],
+    );
+    let (st, err, _) = a.wait();
+    assert!(st.success(), "first subscriber: {err}");
+    let (st, err, _) = first.proc.wait();
+    assert!(st.success(), "first publisher: {err}");
+    let second = start_pub_on(&first.endpoints, &pub_args);
+    let b = start_sub(
+        &relay.endpoints,
+        &["--workers", "0", "--report-json", &f("b.json")],
+    );
+    let (st, err, _) = b.wait();
+    assert!(st.success(), "second subscriber: {err}");
+    let (st, err, _) = second.proc.wait();
+    assert!(st.success(), "second publisher: {err}");
+    relay.proc.signal(libc::SIGTERM);
+    let (st, err, _) = relay.proc.wait();
+    assert!(st.success(), "relay: {err}");
+    for n in ["a.json", "b.json"] {
+        let v = read_json(Path::new(&f(n)));
+        assert_eq!(u(&v, "received"), COUNT, "{n}: {v}");
+        assert_eq!(u(&v, "lost"), 0, "{n}: {v}");
+        assert_eq!(v["streams_complete"], true, "{n}: {v}");
+    }
+    let (sa, sb) = (
+        read_json(Path::new(&f("a.json")))["streams"][0]["session"].clone(),
+        read_json(Path::new(&f("b.json")))["streams"][0]["session"].clone(),
+    );
+    assert_ne!(sa, sb, "two sessions");
+    let r = read_json(Path::new(&f("relay.json")));
+    assert_eq!(r["end_reason"], "signal", "{r}");
+    assert_eq!(u(&r, "received"), 2 * COUNT, "both sessions: {r}");
+    assert_eq!(
+        r["hops"][0]["announcements"], 2,
+        "subscribed once per subscriber: {r}"
+    );
+}
